@@ -1,0 +1,50 @@
+//! Every message between the actors, with its sender, receiver and reply.
+
+use actix::Message;
+
+use crate::gateway::GatewayError;
+use crate::order::{Fill, OrderOutcome, OrderRequest};
+use crate::risk::{Approved, TradingState};
+use crate::signal::Signal;
+use crate::types::{Price, Symbol};
+
+/// Router -> strategy actor of `signal.symbol`: an accepted signal to act on, in arrival order.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SignalReceived {
+    pub signal: Signal,
+}
+
+/// Strategy actor -> risk actor: one order to check and, if approved, to place. Replies with what became of it.
+#[derive(Debug, Message)]
+#[rtype(result = "OrderOutcome")]
+pub struct Propose {
+    pub order: OrderRequest,
+}
+
+/// Risk actor -> exchange actor: an approved order to place.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Fill, GatewayError>")]
+pub struct Execute {
+    pub order: Approved<OrderRequest>,
+}
+
+/// Strategy actor -> exchange actor: the symbol's last price. Replies with the fills of resting orders it triggered.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Fill>")]
+pub struct PriceUpdate {
+    pub symbol: Symbol,
+    pub price: Price,
+}
+
+/// Operator (HTTP API) -> risk actor: switch the account's trading state.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetTradingState {
+    pub state: TradingState,
+}
+
+/// HTTP API -> risk actor: the account's trading state.
+#[derive(Debug, Message)]
+#[rtype(result = "TradingState")]
+pub struct GetTradingState;

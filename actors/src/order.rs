@@ -1,0 +1,141 @@
+//! Orders a strategy asks for, the fills an exchange reports, and how each signal ended.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::risk::DenyReason;
+use crate::signal::{Action, ExitLevel};
+use crate::types::{ClientOrderId, Leverage, Price, Quantity, Side, SignalId, Symbol, Timestamp};
+
+/// A market order a strategy wants placed. It reaches an exchange only inside `risk::Approved`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub client_order_id: ClientOrderId,
+    pub signal_id: SignalId,
+    pub symbol: Symbol,
+    /// The payload action that produced it: risk checks it against the symbol's allowed actions.
+    pub action: Action,
+    pub side: Side,
+    pub quantity: Quantity,
+    /// Only shrinks a position, never opens or grows one.
+    pub reduce_only: bool,
+    pub leverage: Leverage,
+    /// The last price the strategy knew: risk values the order at it.
+    pub reference_price: Price,
+    /// Stop-loss and take-profit to rest for the whole position once this entry fills.
+    pub protection: Protection,
+}
+
+/// Exit orders that rest on the exchange after an entry fills.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protection {
+    pub stop_loss: Option<ExitLevel>,
+    pub take_profit: Option<ExitLevel>,
+}
+
+/// Why an order was placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillReason {
+    Signal,
+    StopLoss,
+    TakeProfit,
+}
+
+/// One execution at the exchange.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fill {
+    pub client_order_id: ClientOrderId,
+    pub symbol: Symbol,
+    pub side: Side,
+    pub quantity: Quantity,
+    pub price: Price,
+    /// Paid in quote currency, always >= 0.
+    pub fee: Decimal,
+    pub reason: FillReason,
+    pub at: Timestamp,
+}
+
+/// What happened to one order a signal produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum OrderOutcome {
+    Filled { order: OrderRequest, fill: Fill },
+    Denied { order: OrderRequest, reason: DenyReason },
+    Rejected { order: OrderRequest, error: String },
+}
+
+/// How a signal ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SignalOutcome {
+    /// Every order it produced filled.
+    Filled { orders: Vec<OrderOutcome> },
+    /// Some orders filled, others were denied or rejected.
+    Partial { orders: Vec<OrderOutcome> },
+    /// Risk denied every order it produced.
+    Denied {
+        reason: DenyReason,
+        orders: Vec<OrderOutcome>,
+    },
+    /// The exchange rejected every order it produced.
+    Rejected { orders: Vec<OrderOutcome> },
+    /// Nothing to do (already flat, paused, a tick, ...).
+    Ignored { reason: IgnoreReason },
+    /// The strategy failed on it and was restarted; nothing was ordered.
+    Failed { error: String },
+}
+
+impl SignalOutcome {
+    /// Sums up what happened to a signal's orders.
+    pub fn from_orders(orders: Vec<OrderOutcome>) -> Self {
+        let filled = orders
+            .iter()
+            .filter(|o| matches!(o, OrderOutcome::Filled { .. }))
+            .count();
+        let first_denial = orders.iter().find_map(|o| match o {
+            OrderOutcome::Denied { reason, .. } => Some(reason.clone()),
+            _ => None,
+        });
+        if filled == orders.len() {
+            SignalOutcome::Filled { orders }
+        } else if filled > 0 {
+            SignalOutcome::Partial { orders }
+        } else if let Some(reason) = first_denial {
+            SignalOutcome::Denied { reason, orders }
+        } else {
+            SignalOutcome::Rejected { orders }
+        }
+    }
+
+    pub fn status(&self) -> &'static str {
+        match self {
+            SignalOutcome::Filled { .. } => "filled",
+            SignalOutcome::Partial { .. } => "partial",
+            SignalOutcome::Denied { .. } => "denied",
+            SignalOutcome::Rejected { .. } => "rejected",
+            SignalOutcome::Ignored { .. } => "ignored",
+            SignalOutcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Why a signal needed no order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum IgnoreReason {
+    /// A market-data tick: it only moved the last price.
+    PriceUpdate,
+    /// Nothing is open on that side.
+    NothingToClose,
+    /// The position already matches the target.
+    AlreadyAtTarget,
+    /// The symbol is paused: only closes, stops and targets run.
+    Paused,
+    /// Pause or resume took effect.
+    StateChanged,
+    /// The size works out to less than one quantity step.
+    SizeBelowStep,
+    /// No price is known yet for the symbol: send one in the payload or a tick first.
+    NoPrice,
+}

@@ -1,0 +1,340 @@
+//! The paper exchange: market orders fill at the last price with slippage and fee; stop-loss and take-profit orders
+//! rest and fire when a later price crosses them. Deterministic, all in `Decimal`.
+
+use std::collections::{HashMap, HashSet};
+
+use rust_decimal::prelude::Signed;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::gateway::{Gateway, GatewayError};
+use crate::order::{Fill, FillReason, OrderRequest};
+use crate::portfolio::Position;
+use crate::risk::Approved;
+use crate::signal::ExitLevel;
+use crate::types::{ClientOrderId, PositionSide, Price, Quantity, Side, Symbol, Timestamp};
+
+/// Leg numbers of the exit orders an entry arms, after the legs a signal itself can produce.
+const STOP_LOSS_LEG: u8 = 90;
+const TAKE_PROFIT_LEG: u8 = 91;
+/// Fill prices and fees are kept to this many decimal places.
+const SCALE: u32 = 8;
+
+/// Paper trading costs, as fractions (0.0004 = 0.04 %).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaperCosts {
+    pub fee_rate: Decimal,
+    pub slippage: Decimal,
+}
+
+/// Exit orders resting for one symbol's position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RestingExits {
+    side: PositionSide,
+    stop_loss: Option<(Price, ClientOrderId)>,
+    take_profit: Option<(Price, ClientOrderId)>,
+}
+
+/// A simulated exchange account.
+#[derive(Debug)]
+pub struct PaperGateway {
+    costs: PaperCosts,
+    last: HashMap<Symbol, Price>,
+    positions: HashMap<Symbol, Position>,
+    exits: HashMap<Symbol, RestingExits>,
+    /// Client order ids already filled: a second submit of the same id is refused, as a real exchange does.
+    filled: HashSet<ClientOrderId>,
+}
+
+impl PaperGateway {
+    pub fn new(costs: PaperCosts) -> Self {
+        Self {
+            costs,
+            last: HashMap::new(),
+            positions: HashMap::new(),
+            exits: HashMap::new(),
+            filled: HashSet::new(),
+        }
+    }
+
+    /// The stop-loss and take-profit prices resting for `symbol`.
+    pub fn resting_exits(&self, symbol: &Symbol) -> (Option<Price>, Option<Price>) {
+        self.exits.get(symbol).map_or((None, None), |e| {
+            (e.stop_loss.as_ref().map(|s| s.0), e.take_profit.as_ref().map(|t| t.0))
+        })
+    }
+
+    fn fill_at(&self, side: Side, last: Price) -> Price {
+        let factor = Decimal::ONE + side.sign() * self.costs.slippage;
+        Price::new((last.get() * factor).round_dp(SCALE)).unwrap_or(last)
+    }
+
+    fn execute(
+        &mut self,
+        id: ClientOrderId,
+        symbol: &Symbol,
+        side: Side,
+        quantity: Quantity,
+        last: Price,
+        reason: FillReason,
+        at: Timestamp,
+    ) -> Fill {
+        let price = self.fill_at(side, last);
+        let fee = (price.get() * quantity.get() * self.costs.fee_rate).round_dp(SCALE);
+        let fill = Fill {
+            client_order_id: id.clone(),
+            symbol: symbol.clone(),
+            side,
+            quantity,
+            price,
+            fee,
+            reason,
+            at,
+        };
+        self.positions.entry(symbol.clone()).or_default().apply(&fill);
+        self.filled.insert(id);
+        if self.positions[symbol].is_flat() {
+            self.exits.remove(symbol);
+        }
+        fill
+    }
+
+    fn arm_exits(&mut self, order: &OrderRequest, entry: Price) {
+        let position = &self.positions[&order.symbol];
+        let side = if position.quantity.is_sign_positive() {
+            PositionSide::Long
+        } else {
+            PositionSide::Short
+        };
+        let level = |exit: ExitLevel, against: bool| -> Option<Price> {
+            match exit {
+                ExitLevel::Price(price) => Some(price),
+                ExitLevel::Percent(pct) => {
+                    // A stop sits against the position, a profit target with it.
+                    let up = (side == PositionSide::Long) != against;
+                    let sign = if up { Decimal::ONE } else { Decimal::NEGATIVE_ONE };
+                    let factor = Decimal::ONE + sign * pct / Decimal::ONE_HUNDRED;
+                    Price::new((entry.get() * factor).round_dp(SCALE)).ok()
+                }
+            }
+        };
+        let protection = order.protection;
+        if protection.stop_loss.is_none() && protection.take_profit.is_none() {
+            return;
+        }
+        let stop_loss = protection
+            .stop_loss
+            .and_then(|exit| level(exit, true))
+            .map(|p| (p, ClientOrderId::derive(&order.signal_id, STOP_LOSS_LEG)));
+        let take_profit = protection
+            .take_profit
+            .and_then(|exit| level(exit, false))
+            .map(|p| (p, ClientOrderId::derive(&order.signal_id, TAKE_PROFIT_LEG)));
+        self.exits.insert(
+            order.symbol.clone(),
+            RestingExits {
+                side,
+                stop_loss,
+                take_profit,
+            },
+        );
+    }
+}
+
+impl Gateway for PaperGateway {
+    fn name(&self) -> &str {
+        "paper"
+    }
+
+    fn submit(&mut self, order: &Approved<OrderRequest>, at: Timestamp) -> Result<Fill, GatewayError> {
+        let order = order.get();
+        if self.filled.contains(&order.client_order_id) {
+            return Err(GatewayError::Rejected(format!(
+                "duplicate client order id {}",
+                order.client_order_id
+            )));
+        }
+        let last = *self.last.get(&order.symbol).ok_or_else(|| {
+            GatewayError::Rejected(format!("no price known for {} yet", order.symbol))
+        })?;
+        let mut quantity = order.quantity;
+        if order.reduce_only {
+            let open = self
+                .positions
+                .get(&order.symbol)
+                .map_or(Decimal::ZERO, |p| p.quantity);
+            if open.is_zero() || open.signum() == order.side.sign() {
+                return Err(GatewayError::Rejected("reduce-only order would not reduce the position".into()));
+            }
+            // As exchanges do, a reduce-only order is cut to what is open.
+            quantity = Quantity::new(quantity.get().min(open.abs())).unwrap_or(quantity);
+        }
+        let fill = self.execute(
+            order.client_order_id.clone(),
+            &order.symbol,
+            order.side,
+            quantity,
+            last,
+            FillReason::Signal,
+            at,
+        );
+        if !order.reduce_only && !self.positions[&order.symbol].is_flat() {
+            self.arm_exits(order, fill.price);
+        }
+        Ok(fill)
+    }
+
+    fn on_price(&mut self, symbol: &Symbol, price: Price, at: Timestamp) -> Vec<Fill> {
+        self.last.insert(symbol.clone(), price);
+        let Some(exits) = self.exits.get(symbol) else {
+            return Vec::new();
+        };
+        let long = exits.side == PositionSide::Long;
+        let stop_hit = exits
+            .stop_loss
+            .as_ref()
+            .filter(|(stop, _)| if long { price <= *stop } else { price >= *stop });
+        let profit_hit = exits
+            .take_profit
+            .as_ref()
+            .filter(|(target, _)| if long { price >= *target } else { price <= *target });
+        let (id, reason) = match (stop_hit, profit_hit) {
+            (Some((_, id)), _) => (id.clone(), FillReason::StopLoss),
+            (None, Some((_, id))) => (id.clone(), FillReason::TakeProfit),
+            (None, None) => return Vec::new(),
+        };
+        let open = self.positions.get(symbol).map_or(Decimal::ZERO, |p| p.quantity);
+        let Ok(quantity) = Quantity::new(open.abs()) else {
+            self.exits.remove(symbol);
+            return Vec::new();
+        };
+        let side = if long { Side::Sell } else { Side::Buy };
+        let fill = self.execute(id, symbol, side, quantity, price, reason, at);
+        self.exits.remove(symbol);
+        vec![fill]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::Protection;
+    use crate::risk::{RiskEngine, SymbolRules, TradingState};
+    use crate::signal::Action;
+    use crate::types::{Leverage, SignalId};
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn btc() -> Symbol {
+        Symbol::new("BTCUSDT").unwrap()
+    }
+
+    fn paper() -> PaperGateway {
+        PaperGateway::new(PaperCosts {
+            fee_rate: d("0.0004"),
+            slippage: d("0.0005"),
+        })
+    }
+
+    /// Orders reach a gateway only through risk, so the tests approve them the same way.
+    fn approved(signal: &str, side: Side, qty: &str, reduce_only: bool, protection: Protection) -> Approved<OrderRequest> {
+        let rules = SymbolRules {
+            enabled: true,
+            allowed_actions: Action::ALL.into_iter().collect(),
+            max_leverage: Leverage::new(125).unwrap(),
+            max_notional: d("1000000000"),
+        };
+        let engine = RiskEngine::new([(btc(), rules)].into_iter().collect(), TradingState::Active);
+        let signal_id = SignalId::new(signal).unwrap();
+        let order = OrderRequest {
+            client_order_id: ClientOrderId::derive(&signal_id, 0),
+            signal_id,
+            symbol: btc(),
+            action: Action::OpenLong,
+            side,
+            quantity: Quantity::from_str(qty).unwrap(),
+            reduce_only,
+            leverage: Leverage::new(5).unwrap(),
+            reference_price: Price::from_str("45000").unwrap(),
+            protection,
+        };
+        let position = if reduce_only { d("1000") * side.opposite().sign() } else { Decimal::ZERO };
+        engine.check(order, position).unwrap()
+    }
+
+    fn price(s: &str) -> Price {
+        Price::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn market_buy_fills_at_last_price_plus_slippage_with_fee() {
+        let mut gw = paper();
+        gw.on_price(&btc(), price("45000"), Timestamp(1));
+        let fill = gw.submit(&approved("a", Side::Buy, "0.1", false, Protection::default()), Timestamp(2)).unwrap();
+        // 45000 * 1.0005 = 45022.5; fee = 45022.5 * 0.1 * 0.0004 = 1.8009
+        assert_eq!(fill.price.get(), d("45022.5"));
+        assert_eq!(fill.fee, d("1.8009"));
+        let sell = gw.submit(&approved("b", Side::Sell, "0.1", true, Protection::default()), Timestamp(3)).unwrap();
+        // 45000 * 0.9995 = 44977.5
+        assert_eq!(sell.price.get(), d("44977.5"));
+    }
+
+    #[test]
+    fn no_price_no_fill_and_the_same_client_order_id_fills_once() {
+        let mut gw = paper();
+        let order = approved("a", Side::Buy, "0.1", false, Protection::default());
+        assert!(matches!(gw.submit(&order, Timestamp(1)), Err(GatewayError::Rejected(_))));
+        gw.on_price(&btc(), price("100"), Timestamp(2));
+        assert!(gw.submit(&order, Timestamp(3)).is_ok());
+        assert!(matches!(gw.submit(&order, Timestamp(4)), Err(GatewayError::Rejected(_))));
+    }
+
+    #[test]
+    fn percent_stop_loss_rests_and_fires_on_a_crossing_tick() {
+        let mut gw = paper();
+        gw.on_price(&btc(), price("45000"), Timestamp(1));
+        let protection = Protection {
+            stop_loss: Some(ExitLevel::Percent(d("2"))),
+            take_profit: Some(ExitLevel::Percent(d("6"))),
+        };
+        let entry = gw.submit(&approved("a", Side::Buy, "0.1", false, protection), Timestamp(2)).unwrap();
+        // Entry 45022.5: stop 2% below = 44122.05, target 6% above = 47723.85.
+        assert_eq!(gw.resting_exits(&btc()), (Some(price("44122.05")), Some(price("47723.85"))));
+        assert_eq!(entry.price, price("45022.5"));
+        assert!(gw.on_price(&btc(), price("44200"), Timestamp(3)).is_empty(), "above the stop");
+        let fills = gw.on_price(&btc(), price("44100"), Timestamp(4));
+        assert_eq!(fills.len(), 1);
+        assert_eq!(fills[0].reason, FillReason::StopLoss);
+        assert_eq!(fills[0].side, Side::Sell);
+        assert_eq!(fills[0].quantity, Quantity::from_str("0.1").unwrap());
+        assert_eq!(fills[0].price, price("44077.95")); // 44100 * 0.9995
+        assert_eq!(gw.resting_exits(&btc()), (None, None));
+        assert!(gw.on_price(&btc(), price("40000"), Timestamp(5)).is_empty(), "fires once");
+    }
+
+    #[test]
+    fn short_take_profit_at_an_absolute_price() {
+        let mut gw = paper();
+        gw.on_price(&btc(), price("2000"), Timestamp(1));
+        let protection = Protection {
+            stop_loss: None,
+            take_profit: Some(ExitLevel::Price(price("1900"))),
+        };
+        gw.submit(&approved("a", Side::Sell, "1", false, protection), Timestamp(2)).unwrap();
+        assert!(gw.on_price(&btc(), price("1950"), Timestamp(3)).is_empty());
+        let fills = gw.on_price(&btc(), price("1899"), Timestamp(4));
+        assert_eq!(fills[0].reason, FillReason::TakeProfit);
+        assert_eq!(fills[0].side, Side::Buy);
+    }
+
+    #[test]
+    fn a_reduce_only_order_with_nothing_open_is_rejected() {
+        let mut gw = paper();
+        gw.on_price(&btc(), price("100"), Timestamp(1));
+        let close = approved("a", Side::Sell, "1", true, Protection::default());
+        assert!(matches!(gw.submit(&close, Timestamp(2)), Err(GatewayError::Rejected(_))));
+    }
+}

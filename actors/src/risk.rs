@@ -1,0 +1,243 @@
+//! Pre-trade risk: the only place an `Approved` order can be made, and the typed reasons for a denial.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use rust_decimal::prelude::Signed;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::order::OrderRequest;
+use crate::signal::Action;
+use crate::types::{Leverage, Symbol};
+
+/// An order that passed risk. Only this module can make one, so nothing unchecked reaches an exchange.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Approved<T>(T);
+
+impl<T> Approved<T> {
+    fn grant(order: T) -> Self {
+        Self(order)
+    }
+
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// Whether the account may trade.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingState {
+    /// Everything that passes the limits is allowed.
+    #[default]
+    Active,
+    /// Only orders that shrink a position are allowed.
+    Reducing,
+    /// Nothing is allowed (the kill switch).
+    Halted,
+}
+
+impl fmt::Display for TradingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TradingState::Active => "active",
+            TradingState::Reducing => "reducing",
+            TradingState::Halted => "halted",
+        })
+    }
+}
+
+/// Why risk refused an order. Kept typed all the way to the API answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum DenyReason {
+    UnknownSymbol { symbol: Symbol },
+    SymbolDisabled { symbol: Symbol },
+    ActionNotAllowed { symbol: Symbol, action: Action },
+    LeverageAboveLimit { leverage: Leverage, limit: Leverage },
+    NotionalAboveLimit { notional: Decimal, limit: Decimal },
+    /// The account is in `reducing` state and this order would open or grow a position.
+    ReducingOnly,
+    /// The account is halted.
+    Halted,
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DenyReason::UnknownSymbol { symbol } => write!(f, "{symbol} is not configured"),
+            DenyReason::SymbolDisabled { symbol } => write!(f, "{symbol} is disabled"),
+            DenyReason::ActionNotAllowed { symbol, action } => {
+                write!(f, "{action} is not an allowed action for {symbol}")
+            }
+            DenyReason::LeverageAboveLimit { leverage, limit } => {
+                write!(f, "leverage {leverage} is above the limit of {limit}")
+            }
+            DenyReason::NotionalAboveLimit { notional, limit } => {
+                write!(f, "position notional {notional} would be above the limit of {limit}")
+            }
+            DenyReason::ReducingOnly => f.write_str("trading state is reducing: only reducing orders"),
+            DenyReason::Halted => f.write_str("trading is halted"),
+        }
+    }
+}
+
+/// The limits of one symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolRules {
+    pub enabled: bool,
+    pub allowed_actions: BTreeSet<Action>,
+    pub max_leverage: Leverage,
+    /// Largest absolute position value, in quote currency, valued at the order's reference price.
+    pub max_notional: Decimal,
+}
+
+/// The pre-trade checks, as plain logic.
+#[derive(Clone, Debug)]
+pub struct RiskEngine {
+    rules: HashMap<Symbol, SymbolRules>,
+    state: TradingState,
+}
+
+impl RiskEngine {
+    pub fn new(rules: HashMap<Symbol, SymbolRules>, state: TradingState) -> Self {
+        Self { rules, state }
+    }
+
+    pub fn state(&self) -> TradingState {
+        self.state
+    }
+
+    pub fn set_state(&mut self, state: TradingState) {
+        self.state = state;
+    }
+
+    /// Checks `order` against a position of `position` (signed) and grants it, or says why not.
+    pub fn check(
+        &self,
+        order: OrderRequest,
+        position: Decimal,
+    ) -> Result<Approved<OrderRequest>, DenyReason> {
+        let symbol = &order.symbol;
+        let rules = self
+            .rules
+            .get(symbol)
+            .ok_or_else(|| DenyReason::UnknownSymbol {
+                symbol: symbol.clone(),
+            })?;
+        if self.state == TradingState::Halted {
+            return Err(DenyReason::Halted);
+        }
+        if !rules.enabled {
+            return Err(DenyReason::SymbolDisabled {
+                symbol: symbol.clone(),
+            });
+        }
+        if !rules.allowed_actions.contains(&order.action) {
+            return Err(DenyReason::ActionNotAllowed {
+                symbol: symbol.clone(),
+                action: order.action,
+            });
+        }
+        let after = position + order.side.sign() * order.quantity.get();
+        let reduces = after.abs() <= position.abs() && (after.is_zero() || after.signum() == position.signum());
+        if reduces {
+            return Ok(Approved::grant(order));
+        }
+        if self.state == TradingState::Reducing || order.reduce_only {
+            return Err(DenyReason::ReducingOnly);
+        }
+        if order.leverage > rules.max_leverage {
+            return Err(DenyReason::LeverageAboveLimit {
+                leverage: order.leverage,
+                limit: rules.max_leverage,
+            });
+        }
+        let notional = after.abs() * order.reference_price.get();
+        if notional > rules.max_notional {
+            return Err(DenyReason::NotionalAboveLimit {
+                notional,
+                limit: rules.max_notional,
+            });
+        }
+        Ok(Approved::grant(order))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::Protection;
+    use crate::types::{ClientOrderId, Price, Quantity, Side, SignalId};
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn btc() -> Symbol {
+        Symbol::new("BTCUSDT").unwrap()
+    }
+
+    fn engine(state: TradingState) -> RiskEngine {
+        let rules = SymbolRules {
+            enabled: true,
+            allowed_actions: [Action::OpenLong, Action::Close].into_iter().collect(),
+            max_leverage: Leverage::new(10).unwrap(),
+            max_notional: d("50000"),
+        };
+        RiskEngine::new([(btc(), rules)].into_iter().collect(), state)
+    }
+
+    fn order(action: Action, side: Side, qty: &str, leverage: u32) -> OrderRequest {
+        OrderRequest {
+            client_order_id: ClientOrderId::derive(&SignalId::new("s").unwrap(), 0),
+            signal_id: SignalId::new("s").unwrap(),
+            symbol: btc(),
+            action,
+            side,
+            quantity: Quantity::from_str(qty).unwrap(),
+            reduce_only: false,
+            leverage: Leverage::new(leverage).unwrap(),
+            reference_price: Price::from_str("40000").unwrap(),
+            protection: Protection::default(),
+        }
+    }
+
+    #[test]
+    fn denials_are_typed() {
+        let active = engine(TradingState::Active);
+        let cases = [
+            (order(Action::OpenShort, Side::Sell, "0.1", 5), d("0"), Err(DenyReason::ActionNotAllowed { symbol: btc(), action: Action::OpenShort })),
+            (order(Action::OpenLong, Side::Buy, "0.1", 20), d("0"), Err(DenyReason::LeverageAboveLimit { leverage: Leverage::new(20).unwrap(), limit: Leverage::new(10).unwrap() })),
+            (order(Action::OpenLong, Side::Buy, "1", 5), d("0.5"), Err(DenyReason::NotionalAboveLimit { notional: d("60000"), limit: d("50000") })),
+            (order(Action::OpenLong, Side::Buy, "1.25", 5), d("0"), Ok(())),
+            (order(Action::Close, Side::Sell, "1", 50), d("3"), Ok(())),
+        ];
+        for (order, position, expected) in cases {
+            let got = active.check(order, position).map(|_| ());
+            assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn trading_states_gate_orders() {
+        let reducing = engine(TradingState::Reducing);
+        assert_eq!(reducing.check(order(Action::OpenLong, Side::Buy, "0.1", 5), d("0")).map(|_| ()), Err(DenyReason::ReducingOnly));
+        assert!(reducing.check(order(Action::Close, Side::Sell, "0.1", 5), d("0.1")).is_ok());
+        let halted = engine(TradingState::Halted);
+        assert_eq!(halted.check(order(Action::Close, Side::Sell, "0.1", 5), d("0.1")).map(|_| ()), Err(DenyReason::Halted));
+    }
+
+    #[test]
+    fn a_reduce_only_order_may_not_flip_a_position() {
+        let mut flip = order(Action::Close, Side::Sell, "2", 5);
+        flip.reduce_only = true;
+        assert_eq!(engine(TradingState::Active).check(flip, d("1")).map(|_| ()), Err(DenyReason::ReducingOnly));
+    }
+}

@@ -1,0 +1,89 @@
+//! The risk actor: checks each proposed order and hands approved ones to the exchange actor.
+
+use actix::prelude::*;
+use tracing::info;
+
+use crate::messages::{Execute, GetTradingState, Propose, SetTradingState};
+use crate::order::OrderOutcome;
+use crate::portfolio::SharedPortfolio;
+use crate::risk::{RiskEngine, TradingState};
+
+pub struct RiskActor {
+    engine: RiskEngine,
+    portfolio: SharedPortfolio,
+    exchange: Recipient<Execute>,
+}
+
+impl RiskActor {
+    pub fn new(engine: RiskEngine, portfolio: SharedPortfolio, exchange: Recipient<Execute>) -> Self {
+        Self {
+            engine,
+            portfolio,
+            exchange,
+        }
+    }
+}
+
+impl Actor for RiskActor {
+    type Context = Context<Self>;
+}
+
+impl Supervised for RiskActor {}
+
+impl Handler<Propose> for RiskActor {
+    type Result = ResponseFuture<OrderOutcome>;
+
+    fn handle(&mut self, msg: Propose, _ctx: &mut Context<Self>) -> Self::Result {
+        let order = msg.order;
+        let position = self
+            .portfolio
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .position_quantity(&order.symbol);
+        match self.engine.check(order.clone(), position) {
+            Err(reason) => {
+                info!(symbol = %order.symbol, client_order_id = %order.client_order_id, %reason, "order denied");
+                Box::pin(async move { OrderOutcome::Denied { order, reason } })
+            }
+            Ok(approved) => {
+                let sent = self.exchange.send(Execute { order: approved });
+                Box::pin(async move {
+                    match sent.await {
+                        Ok(Ok(fill)) => OrderOutcome::Filled { order, fill },
+                        Ok(Err(e)) => OrderOutcome::Rejected {
+                            order,
+                            error: e.to_string(),
+                        },
+                        Err(e) => OrderOutcome::Rejected {
+                            order,
+                            error: format!("exchange actor unavailable: {e}"),
+                        },
+                    }
+                })
+            }
+        }
+    }
+}
+
+impl Handler<SetTradingState> for RiskActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetTradingState, _ctx: &mut Context<Self>) {
+        info!(from = %self.engine.state(), to = %msg.state, "trading state changed");
+        self.engine.set_state(msg.state);
+    }
+}
+
+impl Handler<GetTradingState> for RiskActor {
+    type Result = MessageResult<GetTradingState>;
+
+    fn handle(&mut self, _msg: GetTradingState, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.engine.state())
+    }
+}
+
+impl RiskActor {
+    pub fn state(&self) -> TradingState {
+        self.engine.state()
+    }
+}

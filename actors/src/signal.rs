@@ -1,0 +1,167 @@
+//! The one typed `Signal` that every accepted payload format is normalised into.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Leverage, PositionSide, Price, Quantity, SignalId, Symbol, Timestamp};
+
+/// An authenticated, parsed webhook, ready for the symbol's strategy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    pub id: SignalId,
+    /// The configured source (`[[sources]] name`) it came through.
+    pub source: String,
+    pub symbol: Symbol,
+    pub received_at: Timestamp,
+    /// When the sender says it produced the signal, if it said.
+    pub sent_at: Option<Timestamp>,
+    /// The price the sender saw; also updates the symbol's last price before the signal is acted on.
+    pub price: Option<Price>,
+    pub intent: Intent,
+    /// Free text from the sender (TradingView's `comment`), kept for the operator.
+    pub comment: Option<String>,
+}
+
+/// What the sender asks for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Intent {
+    /// Open or add to a position on `side`; an opposite position is closed first.
+    Open { side: PositionSide, order: EntryParams },
+    /// Close the position if it is on `side`; `None` closes whatever is open (flatten).
+    Close { side: Option<PositionSide> },
+    /// Close the open position and open the same-sized (or `order.size`) position on the other side.
+    Reverse { order: EntryParams },
+    /// Stop opening new positions on this symbol until `Resume`; closes, stops and targets still run.
+    Pause,
+    Resume,
+    /// Move the position to this target, whatever alerts were missed before.
+    Target { target: TargetPosition },
+    /// Market data only: update the last price (fills, stop-losses, take-profits).
+    Tick,
+}
+
+impl Intent {
+    pub fn action(&self) -> Action {
+        match self {
+            Intent::Open {
+                side: PositionSide::Long,
+                ..
+            } => Action::OpenLong,
+            Intent::Open {
+                side: PositionSide::Short,
+                ..
+            } => Action::OpenShort,
+            Intent::Close {
+                side: Some(PositionSide::Long),
+            } => Action::CloseLong,
+            Intent::Close {
+                side: Some(PositionSide::Short),
+            } => Action::CloseShort,
+            Intent::Close { side: None } => Action::Close,
+            Intent::Reverse { .. } => Action::Reverse,
+            Intent::Pause => Action::Pause,
+            Intent::Resume => Action::Resume,
+            Intent::Target { .. } => Action::Target,
+            Intent::Tick => Action::Tick,
+        }
+    }
+}
+
+/// The action names users write in payloads and in `allowed_actions`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    OpenLong,
+    OpenShort,
+    CloseLong,
+    CloseShort,
+    Close,
+    Reverse,
+    Pause,
+    Resume,
+    Target,
+    Tick,
+}
+
+impl Action {
+    pub const ALL: [Action; 10] = [
+        Action::OpenLong,
+        Action::OpenShort,
+        Action::CloseLong,
+        Action::CloseShort,
+        Action::Close,
+        Action::Reverse,
+        Action::Pause,
+        Action::Resume,
+        Action::Target,
+        Action::Tick,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::OpenLong => "open_long",
+            Action::OpenShort => "open_short",
+            Action::CloseLong => "close_long",
+            Action::CloseShort => "close_short",
+            Action::Close => "close",
+            Action::Reverse => "reverse",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Target => "target",
+            Action::Tick => "tick",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == raw)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How big, how leveraged and how protected an entry is; `None` fields take the symbol's configured default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntryParams {
+    pub size: Option<SizeSpec>,
+    pub leverage: Option<Leverage>,
+    pub stop_loss: Option<ExitLevel>,
+    pub take_profit: Option<ExitLevel>,
+}
+
+/// An entry's size, as written in `position_size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "unit", content = "value", rename_all = "snake_case")]
+pub enum SizeSpec {
+    /// `"10%"`: this percent of account equity is the margin; notional = margin x leverage.
+    EquityPercent(Decimal),
+    /// `"0.01"`: this many units of the base asset.
+    Base(Quantity),
+    /// `"500 USDT"`: this much notional value in the quote currency (leverage does not multiply it).
+    Quote(Decimal),
+}
+
+/// A stop-loss or take-profit level, as written in `stop_loss` / `take_profit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "unit", content = "value", rename_all = "snake_case")]
+pub enum ExitLevel {
+    /// `"2%"`: this far from the entry's fill price, against the position for a stop, with it for a profit.
+    Percent(Decimal),
+    /// `"44000"`: this absolute price.
+    Price(Price),
+}
+
+/// The position a strategy alert says the symbol should have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "side", content = "quantity", rename_all = "snake_case")]
+pub enum TargetPosition {
+    Flat,
+    Long(Quantity),
+    Short(Quantity),
+}

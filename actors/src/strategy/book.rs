@@ -1,0 +1,405 @@
+//! A symbol's strategy as plain logic: turns a signal and the current position into order requests.
+
+use rust_decimal::prelude::Signed;
+use rust_decimal::Decimal;
+
+use crate::order::{IgnoreReason, OrderRequest, Protection};
+use crate::signal::{Action, EntryParams, ExitLevel, Intent, Signal, SizeSpec, TargetPosition};
+use crate::types::{ClientOrderId, Leverage, PositionSide, Price, Quantity, Side, Symbol};
+
+/// What a symbol's strategy needs to know from configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolSettings {
+    pub symbol: Symbol,
+    pub default_size: SizeSpec,
+    pub default_leverage: Leverage,
+    pub default_stop_loss: Option<ExitLevel>,
+    pub default_take_profit: Option<ExitLevel>,
+    /// Order quantities are rounded down to a multiple of this (the exchange's lot step).
+    pub quantity_step: Decimal,
+}
+
+/// The account as the strategy sees it when a signal arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarketView {
+    /// Signed: > 0 long, < 0 short.
+    pub position: Decimal,
+    pub equity: Decimal,
+    pub last_price: Option<Price>,
+}
+
+/// What to do about a signal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Orders(Vec<OrderRequest>),
+    Ignore(IgnoreReason),
+}
+
+/// One symbol's strategy state. Positions live in the portfolio; what is here is what only the strategy knows.
+#[derive(Clone, Debug)]
+pub struct StrategyBook {
+    settings: SymbolSettings,
+    paused: bool,
+}
+
+impl StrategyBook {
+    pub fn new(settings: SymbolSettings) -> Self {
+        Self {
+            settings,
+            paused: false,
+        }
+    }
+
+    pub fn symbol(&self) -> &Symbol {
+        &self.settings.symbol
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Takes a signal: pause and resume change the book, anything else is decided on.
+    pub fn on_signal(&mut self, signal: &Signal, view: &MarketView) -> Decision {
+        match signal.intent {
+            Intent::Pause => {
+                self.paused = true;
+                Decision::Ignore(IgnoreReason::StateChanged)
+            }
+            Intent::Resume => {
+                self.paused = false;
+                Decision::Ignore(IgnoreReason::StateChanged)
+            }
+            _ => self.decide(signal, view),
+        }
+    }
+
+    /// The orders a signal asks for, given the view. Takes `&self`: a panic here cannot leave the book half-changed.
+    pub fn decide(&self, signal: &Signal, view: &MarketView) -> Decision {
+        #[cfg(feature = "fault-injection")]
+        if signal.comment.as_deref() == Some(crate::FAULT_INJECTION_PANIC) {
+            panic!("fault injection: strategy for {} panics", signal.symbol);
+        }
+        let Some(price) = signal.price.or(view.last_price) else {
+            return match signal.intent {
+                Intent::Tick => Decision::Ignore(IgnoreReason::PriceUpdate),
+                _ => Decision::Ignore(IgnoreReason::NoPrice),
+            };
+        };
+        let mut legs = Legs::new(self, signal, price);
+        let position = view.position;
+        match &signal.intent {
+            Intent::Tick | Intent::Pause | Intent::Resume => {
+                return Decision::Ignore(IgnoreReason::PriceUpdate)
+            }
+            Intent::Open { side, order } => {
+                if self.paused {
+                    return Decision::Ignore(IgnoreReason::Paused);
+                }
+                let Some(quantity) = self.entry_quantity(order, price, view) else {
+                    return Decision::Ignore(IgnoreReason::SizeBelowStep);
+                };
+                if opposes(position, *side) {
+                    legs.close(position);
+                }
+                legs.open(*side, quantity, order);
+            }
+            Intent::Close { side } => {
+                let matches = match side {
+                    None => !position.is_zero(),
+                    Some(side) => same_side(position, *side),
+                };
+                if !matches {
+                    return Decision::Ignore(IgnoreReason::NothingToClose);
+                }
+                legs.close(position);
+            }
+            Intent::Reverse { order } => {
+                if position.is_zero() {
+                    return Decision::Ignore(IgnoreReason::NothingToClose);
+                }
+                let side = if position > Decimal::ZERO {
+                    PositionSide::Short
+                } else {
+                    PositionSide::Long
+                };
+                legs.close(position);
+                if !self.paused {
+                    let quantity = match order.size {
+                        Some(_) => self.entry_quantity(order, price, view),
+                        None => Quantity::new(position.abs()).ok(),
+                    };
+                    if let Some(quantity) = quantity {
+                        legs.open(side, quantity, order);
+                    }
+                }
+            }
+            Intent::Target { target } => {
+                let wanted = match target {
+                    TargetPosition::Flat => Decimal::ZERO,
+                    TargetPosition::Long(q) => self.round(q.get()),
+                    TargetPosition::Short(q) => -self.round(q.get()),
+                };
+                if wanted == position {
+                    return Decision::Ignore(IgnoreReason::AlreadyAtTarget);
+                }
+                let grows = wanted.abs() > position.abs() || wanted.signum() * position.signum() < Decimal::ZERO;
+                if self.paused && grows {
+                    return Decision::Ignore(IgnoreReason::Paused);
+                }
+                let defaults = EntryParams::default();
+                if wanted.is_zero() || wanted.signum() * position.signum() < Decimal::ZERO {
+                    // Flat, or through zero: close what is open, then open the rest.
+                    if !position.is_zero() {
+                        legs.close(position);
+                    }
+                    if let Ok(quantity) = Quantity::new(wanted.abs()) {
+                        legs.open(side_of(wanted), quantity, &defaults);
+                    }
+                } else if wanted.abs() < position.abs() {
+                    legs.reduce(position, position.abs() - wanted.abs());
+                } else if let Ok(quantity) = Quantity::new(wanted.abs() - position.abs()) {
+                    legs.open(side_of(wanted), quantity, &defaults);
+                }
+            }
+        }
+        Decision::Orders(legs.orders)
+    }
+
+    /// The quantity an entry asks for, rounded down to the step; `None` when that is nothing.
+    fn entry_quantity(&self, order: &EntryParams, price: Price, view: &MarketView) -> Option<Quantity> {
+        let leverage = order.leverage.unwrap_or(self.settings.default_leverage);
+        let raw = match order.size.unwrap_or(self.settings.default_size) {
+            SizeSpec::EquityPercent(pct) => {
+                let margin = view.equity * pct / Decimal::ONE_HUNDRED;
+                margin * leverage.as_decimal() / price.get()
+            }
+            SizeSpec::Base(quantity) => quantity.get(),
+            SizeSpec::Quote(notional) => notional / price.get(),
+        };
+        Quantity::new(self.round(raw)).ok()
+    }
+
+    fn round(&self, quantity: Decimal) -> Decimal {
+        let step = self.settings.quantity_step;
+        if step.is_zero() {
+            return quantity;
+        }
+        ((quantity / step).floor() * step).normalize()
+    }
+}
+
+fn side_of(position: Decimal) -> PositionSide {
+    if position > Decimal::ZERO {
+        PositionSide::Long
+    } else {
+        PositionSide::Short
+    }
+}
+
+fn same_side(position: Decimal, side: PositionSide) -> bool {
+    !position.is_zero() && side_of(position) == side
+}
+
+fn opposes(position: Decimal, side: PositionSide) -> bool {
+    !position.is_zero() && side_of(position) != side
+}
+
+/// Builds a signal's orders, numbering their legs so each gets a stable client order id.
+struct Legs<'a> {
+    book: &'a StrategyBook,
+    signal: &'a Signal,
+    price: Price,
+    action: Action,
+    orders: Vec<OrderRequest>,
+}
+
+impl<'a> Legs<'a> {
+    fn new(book: &'a StrategyBook, signal: &'a Signal, price: Price) -> Self {
+        Self {
+            book,
+            signal,
+            price,
+            action: signal.intent.action(),
+            orders: Vec::new(),
+        }
+    }
+
+    fn close(&mut self, position: Decimal) {
+        self.reduce(position, position.abs());
+    }
+
+    fn reduce(&mut self, position: Decimal, by: Decimal) {
+        if let Ok(quantity) = Quantity::new(by) {
+            let side = side_of(position).entry_side().opposite();
+            self.push(side, quantity, true, self.book.settings.default_leverage, Protection::default());
+        }
+    }
+
+    fn open(&mut self, side: PositionSide, quantity: Quantity, order: &EntryParams) {
+        let settings = &self.book.settings;
+        let protection = Protection {
+            stop_loss: order.stop_loss.or(settings.default_stop_loss),
+            take_profit: order.take_profit.or(settings.default_take_profit),
+        };
+        let leverage = order.leverage.unwrap_or(settings.default_leverage);
+        self.push(side.entry_side(), quantity, false, leverage, protection);
+    }
+
+    fn push(&mut self, side: Side, quantity: Quantity, reduce_only: bool, leverage: Leverage, protection: Protection) {
+        let leg = self.orders.len() as u8;
+        self.orders.push(OrderRequest {
+            client_order_id: ClientOrderId::derive(&self.signal.id, leg),
+            signal_id: self.signal.id.clone(),
+            symbol: self.signal.symbol.clone(),
+            action: self.action,
+            side,
+            quantity,
+            reduce_only,
+            leverage,
+            reference_price: self.price,
+            protection,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::Intent;
+    use crate::types::{SignalId, Timestamp};
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn book() -> StrategyBook {
+        StrategyBook::new(SymbolSettings {
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            default_size: SizeSpec::EquityPercent(d("5")),
+            default_leverage: Leverage::new(2).unwrap(),
+            default_stop_loss: None,
+            default_take_profit: None,
+            quantity_step: d("0.001"),
+        })
+    }
+
+    fn signal(intent: Intent) -> Signal {
+        Signal {
+            id: SignalId::new("s1").unwrap(),
+            source: "test".into(),
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            received_at: Timestamp(0),
+            sent_at: None,
+            price: Some(Price::from_str("45000").unwrap()),
+            intent,
+            comment: None,
+        }
+    }
+
+    fn view(position: &str) -> MarketView {
+        MarketView {
+            position: d(position),
+            equity: d("10000"),
+            last_price: None,
+        }
+    }
+
+    fn orders(decision: Decision) -> Vec<(Side, Decimal, bool)> {
+        match decision {
+            Decision::Orders(orders) => orders
+                .into_iter()
+                .map(|o| (o.side, o.quantity.get(), o.reduce_only))
+                .collect(),
+            Decision::Ignore(reason) => panic!("ignored: {reason:?}"),
+        }
+    }
+
+    fn open(side: PositionSide, size: Option<SizeSpec>, leverage: Option<u32>) -> Intent {
+        Intent::Open {
+            side,
+            order: EntryParams {
+                size,
+                leverage: leverage.map(|l| Leverage::new(l).unwrap()),
+                ..EntryParams::default()
+            },
+        }
+    }
+
+    #[test]
+    fn percent_size_is_margin_times_leverage() {
+        // 10% of 10000 = 1000 margin, x5 = 5000 notional, / 45000 = 0.1111.. -> 0.111 at step 0.001.
+        let intent = open(PositionSide::Long, Some(SizeSpec::EquityPercent(d("10"))), Some(5));
+        assert_eq!(orders(book().decide(&signal(intent), &view("0"))), vec![(Side::Buy, d("0.111"), false)]);
+    }
+
+    #[test]
+    fn quote_and_base_sizes() {
+        let quote = open(PositionSide::Short, Some(SizeSpec::Quote(d("900"))), Some(10));
+        assert_eq!(orders(book().decide(&signal(quote), &view("0"))), vec![(Side::Sell, d("0.02"), false)]);
+        let base = open(PositionSide::Long, Some(SizeSpec::Base(Quantity::from_str("0.0159").unwrap())), None);
+        assert_eq!(orders(book().decide(&signal(base), &view("0"))), vec![(Side::Buy, d("0.015"), false)]);
+    }
+
+    #[test]
+    fn opening_against_a_position_closes_it_first() {
+        let intent = open(PositionSide::Long, Some(SizeSpec::Base(Quantity::from_str("1").unwrap())), None);
+        assert_eq!(
+            orders(book().decide(&signal(intent), &view("-0.5"))),
+            vec![(Side::Buy, d("0.5"), true), (Side::Buy, d("1"), false)]
+        );
+    }
+
+    #[test]
+    fn close_flatten_and_reverse() {
+        let b = book();
+        let close_long = signal(Intent::Close { side: Some(PositionSide::Long) });
+        assert_eq!(orders(b.decide(&close_long, &view("0.3"))), vec![(Side::Sell, d("0.3"), true)]);
+        assert_eq!(b.decide(&close_long, &view("-0.3")), Decision::Ignore(IgnoreReason::NothingToClose));
+        let flatten = signal(Intent::Close { side: None });
+        assert_eq!(orders(b.decide(&flatten, &view("-0.3"))), vec![(Side::Buy, d("0.3"), true)]);
+        let reverse = signal(Intent::Reverse { order: EntryParams::default() });
+        assert_eq!(
+            orders(b.decide(&reverse, &view("0.3"))),
+            vec![(Side::Sell, d("0.3"), true), (Side::Sell, d("0.3"), false)]
+        );
+    }
+
+    #[test]
+    fn targets_move_to_the_wanted_position() {
+        let b = book();
+        let target = |t| signal(Intent::Target { target: t });
+        let long = |q: &str| TargetPosition::Long(Quantity::from_str(q).unwrap());
+        let short = |q: &str| TargetPosition::Short(Quantity::from_str(q).unwrap());
+        assert_eq!(orders(b.decide(&target(long("1")), &view("0"))), vec![(Side::Buy, d("1"), false)]);
+        assert_eq!(orders(b.decide(&target(long("1")), &view("0.4"))), vec![(Side::Buy, d("0.6"), false)]);
+        assert_eq!(orders(b.decide(&target(long("0.25")), &view("1"))), vec![(Side::Sell, d("0.75"), true)]);
+        assert_eq!(
+            orders(b.decide(&target(short("2")), &view("1"))),
+            vec![(Side::Sell, d("1"), true), (Side::Sell, d("2"), false)]
+        );
+        assert_eq!(orders(b.decide(&target(TargetPosition::Flat), &view("-2"))), vec![(Side::Buy, d("2"), true)]);
+        assert_eq!(b.decide(&target(long("1")), &view("1")), Decision::Ignore(IgnoreReason::AlreadyAtTarget));
+    }
+
+    #[test]
+    fn paused_symbols_only_reduce() {
+        let mut b = book();
+        b.on_signal(&signal(Intent::Pause), &view("0"));
+        let entry = open(PositionSide::Long, None, None);
+        assert_eq!(b.decide(&signal(entry.clone()), &view("0")), Decision::Ignore(IgnoreReason::Paused));
+        let close = signal(Intent::Close { side: None });
+        assert_eq!(orders(b.decide(&close, &view("1"))), vec![(Side::Sell, d("1"), true)]);
+        b.on_signal(&signal(Intent::Resume), &view("0"));
+        assert!(matches!(b.decide(&signal(entry), &view("0")), Decision::Orders(_)));
+    }
+
+    #[test]
+    fn legs_get_distinct_stable_client_order_ids() {
+        let intent = open(PositionSide::Long, Some(SizeSpec::Base(Quantity::from_str("1").unwrap())), None);
+        let Decision::Orders(first) = book().decide(&signal(intent.clone()), &view("-1")) else { panic!() };
+        let Decision::Orders(again) = book().decide(&signal(intent), &view("-1")) else { panic!() };
+        assert_ne!(first[0].client_order_id, first[1].client_order_id);
+        assert_eq!(first[1].client_order_id, again[1].client_order_id);
+    }
+}
