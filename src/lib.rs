@@ -1,1 +1,14 @@
+//! Sentinel: a daemon that turns authenticated trading-signal webhooks into risk-checked exchange orders.
+//!
+//! `run` starts the actors (see `sentinel_actors`) and the HTTP edge; everything is driven by a `Config`.
 
+pub mod activity;
+pub mod auth;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod payload;
+pub mod secret;
+
+pub use config::Config;
+pub use daemon::run;

@@ -66,7 +66,7 @@ impl PaperGateway {
 
     fn fill_at(&self, side: Side, last: Price) -> Price {
         let factor = Decimal::ONE + side.sign() * self.costs.slippage;
-        Price::new((last.get() * factor).round_dp(SCALE)).unwrap_or(last)
+        Price::new((last.get() * factor).round_dp(SCALE).normalize()).unwrap_or(last)
     }
 
     fn execute(
@@ -80,7 +80,7 @@ impl PaperGateway {
         at: Timestamp,
     ) -> Fill {
         let price = self.fill_at(side, last);
-        let fee = (price.get() * quantity.get() * self.costs.fee_rate).round_dp(SCALE);
+        let fee = (price.get() * quantity.get() * self.costs.fee_rate).round_dp(SCALE).normalize();
         let fill = Fill {
             client_order_id: id.clone(),
             symbol: symbol.clone(),
@@ -114,7 +114,7 @@ impl PaperGateway {
                     let up = (side == PositionSide::Long) != against;
                     let sign = if up { Decimal::ONE } else { Decimal::NEGATIVE_ONE };
                     let factor = Decimal::ONE + sign * pct / Decimal::ONE_HUNDRED;
-                    Price::new((entry.get() * factor).round_dp(SCALE)).ok()
+                    Price::new((entry.get() * factor).round_dp(SCALE).normalize()).ok()
                 }
             }
         };

@@ -94,7 +94,6 @@ impl Portfolio {
         let position = self.positions.entry(fill.symbol.clone()).or_default();
         let realized = position.apply(fill);
         self.balance += realized - fill.fee;
-        self.marks.insert(fill.symbol.clone(), fill.price);
     }
 
     pub fn mark(&mut self, symbol: &Symbol, price: Price) {
@@ -155,7 +154,8 @@ mod tests {
         p.apply_fill(&fill(Side::Buy, "0.1", "46000", "1.84"));
         let btc = Symbol::new("BTCUSDT").unwrap();
         assert_eq!(p.positions[&btc].entry_price, d("45500"));
-        assert_eq!(p.unrealized_pnl(), d("100")); // marked at 46000: (46000-45500)*0.2
+        p.mark(&btc, Price::new(d("46000")).unwrap());
+        assert_eq!(p.unrealized_pnl(), d("100")); // (46000-45500)*0.2
         p.apply_fill(&fill(Side::Sell, "0.2", "47000", "3.76"));
         assert!(p.positions[&btc].is_flat());
         assert_eq!(p.positions[&btc].realized_pnl, d("300")); // (47000-45500)*0.2

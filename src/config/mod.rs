@@ -1,0 +1,156 @@
+//! The validated configuration: `load` turns `config.toml` into a `Config` or into every problem, each with its path.
+
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rust_decimal::Decimal;
+use sentinel_actors::paper::PaperCosts;
+use sentinel_actors::risk::{SymbolRules, TradingState};
+use sentinel_actors::strategy::SymbolSettings;
+use sentinel_actors::types::Symbol;
+
+use crate::secret::Secret;
+
+pub use validate::Problem;
+
+/// Everything the daemon runs on, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub sources: Vec<SourceConfig>,
+    pub exchange: ExchangeConfig,
+    pub risk: RiskConfig,
+    pub symbols: Vec<SymbolConfig>,
+    /// Things that work but deserve a loud word at start-up (demo secrets, ...).
+    pub warnings: Vec<String>,
+    /// The folder of the config file: relative paths in it resolve against this.
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The `{source}` in `POST /webhook/{source}`.
+    pub name: String,
+    pub auth: SourceAuth,
+}
+
+/// How a source proves a webhook is its own.
+#[derive(Debug, Clone)]
+pub enum SourceAuth {
+    /// A `passphrase` field in the JSON body (TradingView cannot send headers).
+    TradingView { passphrase: Secret },
+    /// `X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the raw body>`.
+    Hmac { secret: Secret },
+}
+
+impl SourceAuth {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceAuth::TradingView { .. } => "tradingview",
+            SourceAuth::Hmac { .. } => "hmac",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ExchangeConfig {
+    Paper {
+        starting_balance: Decimal,
+        costs: PaperCosts,
+    },
+}
+
+impl ExchangeConfig {
+    pub fn is_paper(&self) -> bool {
+        matches!(self, ExchangeConfig::Paper { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RiskConfig {
+    pub trading_state: TradingState,
+}
+
+#[derive(Debug, Clone)]
+pub struct SymbolConfig {
+    pub settings: SymbolSettings,
+    pub rules: SymbolRules,
+    /// Other names senders use for it (`XBTUSDT`), matched like the symbol itself.
+    pub aliases: Vec<String>,
+    pub quote_currency: String,
+}
+
+impl SymbolConfig {
+    pub fn symbol(&self) -> &Symbol {
+        &self.settings.symbol
+    }
+}
+
+/// Reading the file failed, or the configuration has problems.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} has {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+impl Config {
+    /// Reads and checks the file at `path`, taking secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(&text, base_dir, &|name| std::env::var(name).ok()).map_err(|problems| {
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            }
+        })
+    }
+
+    /// Checks configuration text; `env` looks up environment variables (tests pass their own).
+    pub fn parse(
+        text: &str,
+        base_dir: PathBuf,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Vec<Problem>> {
+        let mut unknown = Vec::new();
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| vec![Problem::syntax(e)])?;
+        let raw: raw::RawConfig = serde_ignored::deserialize(deserializer, |path| {
+            unknown.push(path.to_string())
+        })
+        .map_err(|e| vec![Problem::syntax(e)])?;
+        validate::validate(raw, unknown, base_dir, env)
+    }
+
+    /// Resolves a path from the config file against the config file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}

@@ -1,0 +1,85 @@
+//! The configuration file exactly as written: serde types that check nothing but shape. Unknown keys are collected
+//! (with `serde_ignored`, see `super::load`) and refused with their paths, together with every other problem.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+    pub exchange: Option<RawExchange>,
+    #[serde(default)]
+    pub risk: RawRisk,
+    #[serde(default)]
+    pub symbols: Vec<RawSymbol>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub workers: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawSource {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    /// tradingview: the environment variable holding the passphrase expected in the body.
+    pub passphrase_env: Option<String>,
+    /// hmac: the environment variable holding the signing secret.
+    pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawExchange {
+    pub kind: Option<String>,
+    pub starting_balance: Option<DecimalText>,
+    pub fee_rate: Option<DecimalText>,
+    pub slippage: Option<DecimalText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRisk {
+    pub trading_state: Option<String>,
+    pub max_position_notional: Option<DecimalText>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawSymbol {
+    pub symbol: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub enabled: Option<bool>,
+    pub quote_currency: Option<String>,
+    pub default_size: Option<DecimalText>,
+    pub default_leverage: Option<i64>,
+    pub max_leverage: Option<i64>,
+    pub max_notional: Option<DecimalText>,
+    pub quantity_step: Option<DecimalText>,
+    pub stop_loss: Option<DecimalText>,
+    pub take_profit: Option<DecimalText>,
+    pub allowed_actions: Option<Vec<String>>,
+}
+
+/// A number as written: money is read from strings ("0.0004") or whole numbers, never through a float.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DecimalText {
+    Int(i64),
+    Text(String),
+    Float(f64),
+}
+
+impl DecimalText {
+    pub fn text(&self) -> Result<String, String> {
+        match self {
+            DecimalText::Int(i) => Ok(i.to_string()),
+            DecimalText::Text(s) => Ok(s.clone()),
+            DecimalText::Float(f) => Err(format!(
+                "write {f} as a string (\"{f}\"): amounts are read exactly, never as floating point"
+            )),
+        }
+    }
+}

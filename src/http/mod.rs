@@ -1,0 +1,66 @@
+//! The HTTP edge: routes, shared state, and JSON errors for everything that does not match.
+
+mod api;
+mod error;
+mod webhook;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::{web, HttpResponse};
+use sentinel_actors::portfolio::SharedPortfolio;
+use sentinel_actors::risk_actor::RiskActor;
+use sentinel_actors::router::Router;
+
+use crate::activity::Activity;
+use crate::config::Config;
+use crate::payload::SymbolMap;
+
+pub use error::ApiError;
+
+/// What every request handler can reach; shared by all HTTP workers.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub symbols: SymbolMap,
+    pub router: Router,
+    pub risk: Addr<RiskActor>,
+    pub portfolio: SharedPortfolio,
+    pub activity: Arc<Activity>,
+}
+
+/// Largest webhook body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(BODY_LIMIT))
+        .service(
+            web::resource("/webhook/{source}")
+                .route(web::post().to(webhook::receive))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(get("/healthz", api::healthz))
+        .service(get("/api/positions", api::positions))
+        .service(get("/api/account", api::account))
+        .service(get("/api/signals", api::signals))
+        .service(get("/api/orders", api::orders))
+        .default_service(web::to(not_found));
+}
+
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed())
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such endpoint"))
+}

@@ -1,0 +1,179 @@
+//! Recognising a payload's format and turning it into a `Signal`.
+//!
+//! The format is told by its fields: `action` (Sentinel actions, or TradingView's `{{strategy.order.action}}`),
+//! `signal` (plain BUY/SELL signals), `market_position` (strategy targets); a symbol and a price with none of those
+//! is a market-data tick.
+
+use rust_decimal::prelude::ToPrimitive;
+use sentinel_actors::signal::{Action, EntryParams, Intent, Signal, SizeSpec, TargetPosition};
+use sentinel_actors::types::{Leverage, PositionSide, SignalId, Timestamp};
+use serde_json::Value;
+
+use super::fields;
+use super::{FieldError, RawPayload, SymbolMap};
+
+/// What normalising needs besides the payload.
+pub struct Context<'a> {
+    pub source: &'a str,
+    pub symbols: &'a SymbolMap,
+    /// The id to use when the payload carries none.
+    pub fallback_id: SignalId,
+    pub received_at: Timestamp,
+}
+
+pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldError> {
+    let (ticker_field, ticker) = raw
+        .first(&["symbol", "ticker"])
+        .ok_or_else(|| FieldError::new("symbol", "is required"))?;
+    let ticker = field(ticker_field, fields::text(ticker))?;
+    let (symbol, quote) = ctx
+        .symbols
+        .resolve(ticker)
+        .ok_or_else(|| FieldError::new(ticker_field, format!("`{ticker}` is not a configured symbol")))?;
+
+    let price = match raw.first(&["price", "close"]) {
+        Some((name, v)) => Some(field(name, fields::price(v))?),
+        None => None,
+    };
+    let sent_at = match raw.first(&["timestamp", "time", "timenow"]) {
+        Some((name, v)) => Some(field(name, fields::timestamp(v))?),
+        None => None,
+    };
+    let id = match raw.first(&["signal_id", "id"]) {
+        Some((name, v)) => {
+            let text = match v {
+                Value::Number(n) => n.to_string(),
+                other => field(name, fields::text(other))?.to_string(),
+            };
+            field(name, SignalId::new(&text).map_err(|e| e.to_string()))?
+        }
+        None => ctx.fallback_id.clone(),
+    };
+    let comment = match raw.first(&["comment"]) {
+        Some((name, v)) => Some(field(name, fields::text(v))?.to_string()),
+        None => None,
+    };
+
+    let intent = if let Some(v) = raw.get("action") {
+        action_intent(raw, field("action", fields::text(v))?, quote)?
+    } else if let Some(v) = raw.get("signal") {
+        let side = match field("signal", fields::text(v))?.to_ascii_uppercase().as_str() {
+            "BUY" => PositionSide::Long,
+            "SELL" => PositionSide::Short,
+            other => return Err(FieldError::new("signal", format!("`{other}` is not BUY or SELL"))),
+        };
+        let mut order = EntryParams::default();
+        if let Some(v) = raw.get("volume") {
+            order.size = Some(SizeSpec::Base(field("volume", fields::quantity(v))?));
+        }
+        Intent::Open { side, order }
+    } else if let Some(v) = raw.get("market_position") {
+        Intent::Target {
+            target: target(raw, field("market_position", fields::text(v))?)?,
+        }
+    } else if price.is_some() {
+        Intent::Tick
+    } else {
+        return Err(FieldError::new(
+            "action",
+            "is required: send `action`, `signal` or `market_position`, or a `price` for a tick",
+        ));
+    };
+
+    Ok(Signal {
+        id,
+        source: ctx.source.to_string(),
+        symbol: symbol.clone(),
+        received_at: ctx.received_at,
+        sent_at,
+        price,
+        intent,
+        comment,
+    })
+}
+
+/// Names the field a value came from in its error.
+fn field<T>(name: &'static str, result: Result<T, String>) -> Result<T, FieldError> {
+    result.map_err(|message| FieldError::new(name, message))
+}
+
+fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, FieldError> {
+    let lower = action.to_ascii_lowercase();
+    // TradingView's {{strategy.order.action}} says buy or sell.
+    let action = match lower.as_str() {
+        "buy" => Action::OpenLong,
+        "sell" => Action::OpenShort,
+        name => Action::parse(name).filter(|a| !matches!(a, Action::Target | Action::Tick)).ok_or_else(|| {
+            FieldError::new(
+                "action",
+                format!(
+                    "`{action}` is not one of open_long, open_short, close_long, close_short, close, reverse, pause, \
+                     resume, buy, sell"
+                ),
+            )
+        })?,
+    };
+    let order = || entry_params(raw, quote);
+    Ok(match action {
+        Action::OpenLong => Intent::Open {
+            side: PositionSide::Long,
+            order: order()?,
+        },
+        Action::OpenShort => Intent::Open {
+            side: PositionSide::Short,
+            order: order()?,
+        },
+        Action::CloseLong => Intent::Close {
+            side: Some(PositionSide::Long),
+        },
+        Action::CloseShort => Intent::Close {
+            side: Some(PositionSide::Short),
+        },
+        Action::Close => Intent::Close { side: None },
+        Action::Reverse => Intent::Reverse { order: order()? },
+        Action::Pause => Intent::Pause,
+        Action::Resume => Intent::Resume,
+        Action::Target | Action::Tick => unreachable!("filtered above"),
+    })
+}
+
+fn entry_params(raw: &RawPayload, quote: &str) -> Result<EntryParams, FieldError> {
+    let mut order = EntryParams::default();
+    if let Some(v) = raw.get("position_size") {
+        order.size = Some(field("position_size", fields::size(v, quote))?);
+    }
+    if let Some(v) = raw.get("leverage") {
+        let n = field("leverage", fields::decimal(v))?;
+        let leverage = n
+            .to_u32()
+            .filter(|_| n.fract().is_zero())
+            .and_then(|l| Leverage::new(l).ok())
+            .ok_or_else(|| FieldError::new("leverage", format!("`{n}` is not a whole number from 1 to {}", Leverage::MAX)))?;
+        order.leverage = Some(leverage);
+    }
+    if let Some(v) = raw.get("stop_loss") {
+        order.stop_loss = Some(field("stop_loss", fields::exit_level(v))?);
+    }
+    if let Some(v) = raw.get("take_profit") {
+        order.take_profit = Some(field("take_profit", fields::exit_level(v))?);
+    }
+    Ok(order)
+}
+
+fn target(raw: &RawPayload, position: &str) -> Result<TargetPosition, FieldError> {
+    let size = || -> Result<_, FieldError> {
+        let v = raw
+            .get("market_position_size")
+            .ok_or_else(|| FieldError::new("market_position_size", "is required for a long or short target"))?;
+        fields::quantity(v).map_err(|m| FieldError::new("market_position_size", m))
+    };
+    match position.to_ascii_lowercase().as_str() {
+        "flat" => Ok(TargetPosition::Flat),
+        "long" => Ok(TargetPosition::Long(size()?)),
+        "short" => Ok(TargetPosition::Short(size()?)),
+        other => Err(FieldError::new(
+            "market_position",
+            format!("`{other}` is not long, short or flat"),
+        )),
+    }
+}
