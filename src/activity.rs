@@ -56,12 +56,22 @@ impl Activity {
 
     /// The newest signals first.
     pub fn signals(&self, limit: usize) -> Vec<SignalRecord> {
-        lock(&self.signals).iter().rev().take(limit).cloned().collect()
+        lock(&self.signals)
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// The newest orders first.
     pub fn orders(&self, limit: usize) -> Vec<OrderRecord> {
-        lock(&self.orders).iter().rev().take(limit).cloned().collect()
+        lock(&self.orders)
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
     }
 }
 
@@ -87,7 +97,11 @@ impl Recorder for Activity {
             SignalOutcome::Ignored { .. } | SignalOutcome::Failed { .. } => &[],
         };
         for order in orders {
-            push(&self.orders, self.capacity, OrderRecord::Signal(order.clone()));
+            push(
+                &self.orders,
+                self.capacity,
+                OrderRecord::Signal(order.clone()),
+            );
         }
         let mut signals = lock(&self.signals);
         match signals.iter_mut().rev().find(|r| r.signal.id == signal.id) {

@@ -25,7 +25,11 @@ use crate::payload::SymbolMap;
 const ACTIVITY_CAPACITY: usize = 10_000;
 
 /// Runs the daemon on `listener` until `shutdown` completes. Must be called inside an actix `System`.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     for warning in &config.warnings {
         warn!("{warning}");
     }
@@ -56,7 +60,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
             .collect();
         let engine = RiskEngine::new(rules, config.risk.trading_state);
         let (portfolio, exchange) = (portfolio.clone(), exchange.clone().recipient());
-        Supervisor::start_in_arbiter(&core_arbiter.handle(), move |_| RiskActor::new(engine, portfolio, exchange))
+        Supervisor::start_in_arbiter(&core_arbiter.handle(), move |_| {
+            RiskActor::new(engine, portfolio, exchange)
+        })
     };
     let router = Router::start(
         &core_arbiter.handle(),

@@ -12,7 +12,11 @@ use sentinel::config::{ConfigError, SourceAuth};
 use sentinel::Config;
 
 #[derive(Parser)]
-#[command(name = "sentinel", version, about = "Trading-signal webhooks in, risk-checked exchange orders out.")]
+#[command(
+    name = "sentinel",
+    version,
+    about = "Trading-signal webhooks in, risk-checked exchange orders out."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,7 +80,8 @@ fn run(path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     init_logging();
     let config = Config::load(&path)?;
     let address = listen.unwrap_or(config.server.listen);
-    let listener = TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
+    let listener =
+        TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
     listener.set_nonblocking(true)?;
     actix_web::rt::System::new().block_on(sentinel::run(config, listener, shutdown_signal()))
 }
@@ -103,7 +108,12 @@ fn check_config(path: PathBuf) -> ExitCode {
             println!("  listen   {}", config.server.listen);
             println!("  exchange paper");
             for s in &config.sources {
-                println!("  source   {:<16} {:<12} POST /webhook/{}", s.name, s.auth.kind(), s.name);
+                println!(
+                    "  source   {:<16} {:<12} POST /webhook/{}",
+                    s.name,
+                    s.auth.kind(),
+                    s.name
+                );
             }
             for s in &config.symbols {
                 let r = &s.rules;
@@ -135,11 +145,17 @@ fn check_config(path: PathBuf) -> ExitCode {
 }
 
 fn sign(secret_env: &str, scheme: Scheme) -> anyhow::Result<()> {
-    let secret = std::env::var(secret_env).with_context(|| format!("set {secret_env} to the source's secret"))?;
+    let secret = std::env::var(secret_env)
+        .with_context(|| format!("set {secret_env} to the source's secret"))?;
     let mut body = Vec::new();
-    std::io::stdin().read_to_end(&mut body).context("cannot read the body from stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .context("cannot read the body from stdin")?;
     match scheme {
-        Scheme::Hmac => println!("{SIGNATURE_HEADER}: sha256={}", sign_hex(secret.as_bytes(), &body)),
+        Scheme::Hmac => println!(
+            "{SIGNATURE_HEADER}: sha256={}",
+            sign_hex(secret.as_bytes(), &body)
+        ),
     }
     let _ = SourceAuth::kind;
     Ok(())

@@ -20,7 +20,11 @@ pub struct ExchangeActor {
 }
 
 impl ExchangeActor {
-    pub fn new(gateway: Box<dyn Gateway>, portfolio: SharedPortfolio, recorder: Arc<dyn Recorder>) -> Self {
+    pub fn new(
+        gateway: Box<dyn Gateway>,
+        portfolio: SharedPortfolio,
+        recorder: Arc<dyn Recorder>,
+    ) -> Self {
         Self {
             gateway,
             portfolio,
@@ -56,7 +60,9 @@ impl Handler<Execute> for ExchangeActor {
             Err(panic) => {
                 error!(%panic, "gateway panicked; restarting the exchange actor");
                 ctx.stop();
-                return Err(GatewayError::Unavailable(format!("gateway failed: {panic}")));
+                return Err(GatewayError::Unavailable(format!(
+                    "gateway failed: {panic}"
+                )));
             }
         };
         self.book(&fill);
@@ -74,7 +80,10 @@ impl Handler<PriceUpdate> for ExchangeActor {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .mark(&msg.symbol, msg.price);
-        let fills = match guard(|| self.gateway.on_price(&msg.symbol, msg.price, Timestamp::now())) {
+        let fills = match guard(|| {
+            self.gateway
+                .on_price(&msg.symbol, msg.price, Timestamp::now())
+        }) {
             Ok(fills) => fills,
             Err(panic) => {
                 error!(%panic, "gateway panicked; restarting the exchange actor");
@@ -84,11 +93,6 @@ impl Handler<PriceUpdate> for ExchangeActor {
         };
         for fill in &fills {
             self.book(fill);
-            // Marks stay at the tick's price, not at the exit's slipped fill.
-            self.portfolio
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .mark(&msg.symbol, msg.price);
             info!(symbol = %fill.symbol, client_order_id = %fill.client_order_id, reason = ?fill.reason,
                   price = %fill.price, "resting order filled");
             self.recorder.exit_filled(fill);

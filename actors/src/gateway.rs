@@ -30,7 +30,11 @@ pub trait Gateway: Send + 'static {
     fn name(&self) -> &str;
 
     /// Places a market order and reports its fill. The same client order id must never fill twice.
-    fn submit(&mut self, order: &Approved<OrderRequest>, at: Timestamp) -> Result<Fill, GatewayError>;
+    fn submit(
+        &mut self,
+        order: &Approved<OrderRequest>,
+        at: Timestamp,
+    ) -> Result<Fill, GatewayError>;
 
     /// Tells the gateway the symbol's last price; returns the fills of resting orders it triggered.
     fn on_price(&mut self, symbol: &Symbol, price: Price, at: Timestamp) -> Vec<Fill>;

@@ -60,9 +60,18 @@ pub struct Fill {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum OrderOutcome {
-    Filled { order: OrderRequest, fill: Fill },
-    Denied { order: OrderRequest, reason: DenyReason },
-    Rejected { order: OrderRequest, error: String },
+    Filled {
+        order: OrderRequest,
+        fill: Fill,
+    },
+    Denied {
+        order: OrderRequest,
+        reason: DenyReason,
+    },
+    Rejected {
+        order: OrderRequest,
+        error: String,
+    },
 }
 
 /// How a signal ended.

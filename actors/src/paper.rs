@@ -60,7 +60,10 @@ impl PaperGateway {
     /// The stop-loss and take-profit prices resting for `symbol`.
     pub fn resting_exits(&self, symbol: &Symbol) -> (Option<Price>, Option<Price>) {
         self.exits.get(symbol).map_or((None, None), |e| {
-            (e.stop_loss.as_ref().map(|s| s.0), e.take_profit.as_ref().map(|t| t.0))
+            (
+                e.stop_loss.as_ref().map(|s| s.0),
+                e.take_profit.as_ref().map(|t| t.0),
+            )
         })
     }
 
@@ -80,7 +83,9 @@ impl PaperGateway {
         at: Timestamp,
     ) -> Fill {
         let price = self.fill_at(side, last);
-        let fee = (price.get() * quantity.get() * self.costs.fee_rate).round_dp(SCALE).normalize();
+        let fee = (price.get() * quantity.get() * self.costs.fee_rate)
+            .round_dp(SCALE)
+            .normalize();
         let fill = Fill {
             client_order_id: id.clone(),
             symbol: symbol.clone(),
@@ -91,7 +96,10 @@ impl PaperGateway {
             reason,
             at,
         };
-        self.positions.entry(symbol.clone()).or_default().apply(&fill);
+        self.positions
+            .entry(symbol.clone())
+            .or_default()
+            .apply(&fill);
         self.filled.insert(id);
         if self.positions[symbol].is_flat() {
             self.exits.remove(symbol);
@@ -112,7 +120,11 @@ impl PaperGateway {
                 ExitLevel::Percent(pct) => {
                     // A stop sits against the position, a profit target with it.
                     let up = (side == PositionSide::Long) != against;
-                    let sign = if up { Decimal::ONE } else { Decimal::NEGATIVE_ONE };
+                    let sign = if up {
+                        Decimal::ONE
+                    } else {
+                        Decimal::NEGATIVE_ONE
+                    };
                     let factor = Decimal::ONE + sign * pct / Decimal::ONE_HUNDRED;
                     Price::new((entry.get() * factor).round_dp(SCALE).normalize()).ok()
                 }
@@ -146,7 +158,11 @@ impl Gateway for PaperGateway {
         "paper"
     }
 
-    fn submit(&mut self, order: &Approved<OrderRequest>, at: Timestamp) -> Result<Fill, GatewayError> {
+    fn submit(
+        &mut self,
+        order: &Approved<OrderRequest>,
+        at: Timestamp,
+    ) -> Result<Fill, GatewayError> {
         let order = order.get();
         if self.filled.contains(&order.client_order_id) {
             return Err(GatewayError::Rejected(format!(
@@ -164,7 +180,9 @@ impl Gateway for PaperGateway {
                 .get(&order.symbol)
                 .map_or(Decimal::ZERO, |p| p.quantity);
             if open.is_zero() || open.signum() == order.side.sign() {
-                return Err(GatewayError::Rejected("reduce-only order would not reduce the position".into()));
+                return Err(GatewayError::Rejected(
+                    "reduce-only order would not reduce the position".into(),
+                ));
             }
             // As exchanges do, a reduce-only order is cut to what is open.
             quantity = Quantity::new(quantity.get().min(open.abs())).unwrap_or(quantity);
@@ -190,20 +208,27 @@ impl Gateway for PaperGateway {
             return Vec::new();
         };
         let long = exits.side == PositionSide::Long;
-        let stop_hit = exits
-            .stop_loss
-            .as_ref()
-            .filter(|(stop, _)| if long { price <= *stop } else { price >= *stop });
-        let profit_hit = exits
-            .take_profit
-            .as_ref()
-            .filter(|(target, _)| if long { price >= *target } else { price <= *target });
+        let stop_hit =
+            exits
+                .stop_loss
+                .as_ref()
+                .filter(|(stop, _)| if long { price <= *stop } else { price >= *stop });
+        let profit_hit = exits.take_profit.as_ref().filter(|(target, _)| {
+            if long {
+                price >= *target
+            } else {
+                price <= *target
+            }
+        });
         let (id, reason) = match (stop_hit, profit_hit) {
             (Some((_, id)), _) => (id.clone(), FillReason::StopLoss),
             (None, Some((_, id))) => (id.clone(), FillReason::TakeProfit),
             (None, None) => return Vec::new(),
         };
-        let open = self.positions.get(symbol).map_or(Decimal::ZERO, |p| p.quantity);
+        let open = self
+            .positions
+            .get(symbol)
+            .map_or(Decimal::ZERO, |p| p.quantity);
         let Ok(quantity) = Quantity::new(open.abs()) else {
             self.exits.remove(symbol);
             return Vec::new();
@@ -240,7 +265,13 @@ mod tests {
     }
 
     /// Orders reach a gateway only through risk, so the tests approve them the same way.
-    fn approved(signal: &str, side: Side, qty: &str, reduce_only: bool, protection: Protection) -> Approved<OrderRequest> {
+    fn approved(
+        signal: &str,
+        side: Side,
+        qty: &str,
+        reduce_only: bool,
+        protection: Protection,
+    ) -> Approved<OrderRequest> {
         let rules = SymbolRules {
             enabled: true,
             allowed_actions: Action::ALL.into_iter().collect(),
@@ -261,7 +292,11 @@ mod tests {
             reference_price: Price::from_str("45000").unwrap(),
             protection,
         };
-        let position = if reduce_only { d("1000") * side.opposite().sign() } else { Decimal::ZERO };
+        let position = if reduce_only {
+            d("1000") * side.opposite().sign()
+        } else {
+            Decimal::ZERO
+        };
         engine.check(order, position).unwrap()
     }
 
@@ -273,11 +308,21 @@ mod tests {
     fn market_buy_fills_at_last_price_plus_slippage_with_fee() {
         let mut gw = paper();
         gw.on_price(&btc(), price("45000"), Timestamp(1));
-        let fill = gw.submit(&approved("a", Side::Buy, "0.1", false, Protection::default()), Timestamp(2)).unwrap();
+        let fill = gw
+            .submit(
+                &approved("a", Side::Buy, "0.1", false, Protection::default()),
+                Timestamp(2),
+            )
+            .unwrap();
         // 45000 * 1.0005 = 45022.5; fee = 45022.5 * 0.1 * 0.0004 = 1.8009
         assert_eq!(fill.price.get(), d("45022.5"));
         assert_eq!(fill.fee, d("1.8009"));
-        let sell = gw.submit(&approved("b", Side::Sell, "0.1", true, Protection::default()), Timestamp(3)).unwrap();
+        let sell = gw
+            .submit(
+                &approved("b", Side::Sell, "0.1", true, Protection::default()),
+                Timestamp(3),
+            )
+            .unwrap();
         // 45000 * 0.9995 = 44977.5
         assert_eq!(sell.price.get(), d("44977.5"));
     }
@@ -286,10 +331,16 @@ mod tests {
     fn no_price_no_fill_and_the_same_client_order_id_fills_once() {
         let mut gw = paper();
         let order = approved("a", Side::Buy, "0.1", false, Protection::default());
-        assert!(matches!(gw.submit(&order, Timestamp(1)), Err(GatewayError::Rejected(_))));
+        assert!(matches!(
+            gw.submit(&order, Timestamp(1)),
+            Err(GatewayError::Rejected(_))
+        ));
         gw.on_price(&btc(), price("100"), Timestamp(2));
         assert!(gw.submit(&order, Timestamp(3)).is_ok());
-        assert!(matches!(gw.submit(&order, Timestamp(4)), Err(GatewayError::Rejected(_))));
+        assert!(matches!(
+            gw.submit(&order, Timestamp(4)),
+            Err(GatewayError::Rejected(_))
+        ));
     }
 
     #[test]
@@ -300,11 +351,22 @@ mod tests {
             stop_loss: Some(ExitLevel::Percent(d("2"))),
             take_profit: Some(ExitLevel::Percent(d("6"))),
         };
-        let entry = gw.submit(&approved("a", Side::Buy, "0.1", false, protection), Timestamp(2)).unwrap();
+        let entry = gw
+            .submit(
+                &approved("a", Side::Buy, "0.1", false, protection),
+                Timestamp(2),
+            )
+            .unwrap();
         // Entry 45022.5: stop 2% below = 44122.05, target 6% above = 47723.85.
-        assert_eq!(gw.resting_exits(&btc()), (Some(price("44122.05")), Some(price("47723.85"))));
+        assert_eq!(
+            gw.resting_exits(&btc()),
+            (Some(price("44122.05")), Some(price("47723.85")))
+        );
         assert_eq!(entry.price, price("45022.5"));
-        assert!(gw.on_price(&btc(), price("44200"), Timestamp(3)).is_empty(), "above the stop");
+        assert!(
+            gw.on_price(&btc(), price("44200"), Timestamp(3)).is_empty(),
+            "above the stop"
+        );
         let fills = gw.on_price(&btc(), price("44100"), Timestamp(4));
         assert_eq!(fills.len(), 1);
         assert_eq!(fills[0].reason, FillReason::StopLoss);
@@ -312,7 +374,10 @@ mod tests {
         assert_eq!(fills[0].quantity, Quantity::from_str("0.1").unwrap());
         assert_eq!(fills[0].price, price("44077.95")); // 44100 * 0.9995
         assert_eq!(gw.resting_exits(&btc()), (None, None));
-        assert!(gw.on_price(&btc(), price("40000"), Timestamp(5)).is_empty(), "fires once");
+        assert!(
+            gw.on_price(&btc(), price("40000"), Timestamp(5)).is_empty(),
+            "fires once"
+        );
     }
 
     #[test]
@@ -323,7 +388,11 @@ mod tests {
             stop_loss: None,
             take_profit: Some(ExitLevel::Price(price("1900"))),
         };
-        gw.submit(&approved("a", Side::Sell, "1", false, protection), Timestamp(2)).unwrap();
+        gw.submit(
+            &approved("a", Side::Sell, "1", false, protection),
+            Timestamp(2),
+        )
+        .unwrap();
         assert!(gw.on_price(&btc(), price("1950"), Timestamp(3)).is_empty());
         let fills = gw.on_price(&btc(), price("1899"), Timestamp(4));
         assert_eq!(fills[0].reason, FillReason::TakeProfit);
@@ -335,6 +404,9 @@ mod tests {
         let mut gw = paper();
         gw.on_price(&btc(), price("100"), Timestamp(1));
         let close = approved("a", Side::Sell, "1", true, Protection::default());
-        assert!(matches!(gw.submit(&close, Timestamp(2)), Err(GatewayError::Rejected(_))));
+        assert!(matches!(
+            gw.submit(&close, Timestamp(2)),
+            Err(GatewayError::Rejected(_))
+        ));
     }
 }

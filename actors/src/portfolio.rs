@@ -50,16 +50,19 @@ impl Position {
                 self.entry_price = price;
             }
         }
-        self.quantity = new;
-        self.realized_pnl += realized;
-        self.fees += fill.fee;
+        self.quantity = new.normalize();
+        self.entry_price = self.entry_price.normalize();
+        self.realized_pnl = (self.realized_pnl + realized).normalize();
+        self.fees = (self.fees + fill.fee).normalize();
         realized
     }
 
     /// What the open quantity would realize at `mark`.
     pub fn unrealized_pnl(&self, mark: Option<Price>) -> Decimal {
         match mark {
-            Some(mark) if !self.is_flat() => (mark.get() - self.entry_price) * self.quantity,
+            Some(mark) if !self.is_flat() => {
+                ((mark.get() - self.entry_price) * self.quantity).normalize()
+            }
             _ => Decimal::ZERO,
         }
     }
@@ -93,7 +96,7 @@ impl Portfolio {
     pub fn apply_fill(&mut self, fill: &Fill) {
         let position = self.positions.entry(fill.symbol.clone()).or_default();
         let realized = position.apply(fill);
-        self.balance += realized - fill.fee;
+        self.balance = (self.balance + realized - fill.fee).normalize();
     }
 
     pub fn mark(&mut self, symbol: &Symbol, price: Price) {
@@ -114,12 +117,13 @@ impl Portfolio {
         self.positions
             .iter()
             .map(|(symbol, p)| p.unrealized_pnl(self.last_price(symbol)))
-            .sum()
+            .sum::<Decimal>()
+            .normalize()
     }
 
     /// Balance plus what the open positions would realize at their marks.
     pub fn equity(&self) -> Decimal {
-        self.balance + self.unrealized_pnl()
+        (self.balance + self.unrealized_pnl()).normalize()
     }
 }
 
@@ -159,7 +163,10 @@ mod tests {
         p.apply_fill(&fill(Side::Sell, "0.2", "47000", "3.76"));
         assert!(p.positions[&btc].is_flat());
         assert_eq!(p.positions[&btc].realized_pnl, d("300")); // (47000-45500)*0.2
-        assert_eq!(p.balance, d("10000") + d("300") - d("1.8") - d("1.84") - d("3.76"));
+        assert_eq!(
+            p.balance,
+            d("10000") + d("300") - d("1.8") - d("1.84") - d("3.76")
+        );
         assert_eq!(p.equity(), p.balance);
     }
 

@@ -56,11 +56,24 @@ impl fmt::Display for TradingState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum DenyReason {
-    UnknownSymbol { symbol: Symbol },
-    SymbolDisabled { symbol: Symbol },
-    ActionNotAllowed { symbol: Symbol, action: Action },
-    LeverageAboveLimit { leverage: Leverage, limit: Leverage },
-    NotionalAboveLimit { notional: Decimal, limit: Decimal },
+    UnknownSymbol {
+        symbol: Symbol,
+    },
+    SymbolDisabled {
+        symbol: Symbol,
+    },
+    ActionNotAllowed {
+        symbol: Symbol,
+        action: Action,
+    },
+    LeverageAboveLimit {
+        leverage: Leverage,
+        limit: Leverage,
+    },
+    NotionalAboveLimit {
+        notional: Decimal,
+        limit: Decimal,
+    },
     /// The account is in `reducing` state and this order would open or grow a position.
     ReducingOnly,
     /// The account is halted.
@@ -79,9 +92,14 @@ impl fmt::Display for DenyReason {
                 write!(f, "leverage {leverage} is above the limit of {limit}")
             }
             DenyReason::NotionalAboveLimit { notional, limit } => {
-                write!(f, "position notional {notional} would be above the limit of {limit}")
+                write!(
+                    f,
+                    "position notional {notional} would be above the limit of {limit}"
+                )
             }
-            DenyReason::ReducingOnly => f.write_str("trading state is reducing: only reducing orders"),
+            DenyReason::ReducingOnly => {
+                f.write_str("trading state is reducing: only reducing orders")
+            }
             DenyReason::Halted => f.write_str("trading is halted"),
         }
     }
@@ -145,7 +163,8 @@ impl RiskEngine {
             });
         }
         let after = position + order.side.sign() * order.quantity.get();
-        let reduces = after.abs() <= position.abs() && (after.is_zero() || after.signum() == position.signum());
+        let reduces = after.abs() <= position.abs()
+            && (after.is_zero() || after.signum() == position.signum());
         if reduces {
             return Ok(Approved::grant(order));
         }
@@ -213,10 +232,35 @@ mod tests {
     fn denials_are_typed() {
         let active = engine(TradingState::Active);
         let cases = [
-            (order(Action::OpenShort, Side::Sell, "0.1", 5), d("0"), Err(DenyReason::ActionNotAllowed { symbol: btc(), action: Action::OpenShort })),
-            (order(Action::OpenLong, Side::Buy, "0.1", 20), d("0"), Err(DenyReason::LeverageAboveLimit { leverage: Leverage::new(20).unwrap(), limit: Leverage::new(10).unwrap() })),
-            (order(Action::OpenLong, Side::Buy, "1", 5), d("0.5"), Err(DenyReason::NotionalAboveLimit { notional: d("60000"), limit: d("50000") })),
-            (order(Action::OpenLong, Side::Buy, "1.25", 5), d("0"), Ok(())),
+            (
+                order(Action::OpenShort, Side::Sell, "0.1", 5),
+                d("0"),
+                Err(DenyReason::ActionNotAllowed {
+                    symbol: btc(),
+                    action: Action::OpenShort,
+                }),
+            ),
+            (
+                order(Action::OpenLong, Side::Buy, "0.1", 20),
+                d("0"),
+                Err(DenyReason::LeverageAboveLimit {
+                    leverage: Leverage::new(20).unwrap(),
+                    limit: Leverage::new(10).unwrap(),
+                }),
+            ),
+            (
+                order(Action::OpenLong, Side::Buy, "1", 5),
+                d("0.5"),
+                Err(DenyReason::NotionalAboveLimit {
+                    notional: d("60000"),
+                    limit: d("50000"),
+                }),
+            ),
+            (
+                order(Action::OpenLong, Side::Buy, "1.25", 5),
+                d("0"),
+                Ok(()),
+            ),
             (order(Action::Close, Side::Sell, "1", 50), d("3"), Ok(())),
         ];
         for (order, position, expected) in cases {
@@ -228,16 +272,31 @@ mod tests {
     #[test]
     fn trading_states_gate_orders() {
         let reducing = engine(TradingState::Reducing);
-        assert_eq!(reducing.check(order(Action::OpenLong, Side::Buy, "0.1", 5), d("0")).map(|_| ()), Err(DenyReason::ReducingOnly));
-        assert!(reducing.check(order(Action::Close, Side::Sell, "0.1", 5), d("0.1")).is_ok());
+        assert_eq!(
+            reducing
+                .check(order(Action::OpenLong, Side::Buy, "0.1", 5), d("0"))
+                .map(|_| ()),
+            Err(DenyReason::ReducingOnly)
+        );
+        assert!(reducing
+            .check(order(Action::Close, Side::Sell, "0.1", 5), d("0.1"))
+            .is_ok());
         let halted = engine(TradingState::Halted);
-        assert_eq!(halted.check(order(Action::Close, Side::Sell, "0.1", 5), d("0.1")).map(|_| ()), Err(DenyReason::Halted));
+        assert_eq!(
+            halted
+                .check(order(Action::Close, Side::Sell, "0.1", 5), d("0.1"))
+                .map(|_| ()),
+            Err(DenyReason::Halted)
+        );
     }
 
     #[test]
     fn a_reduce_only_order_may_not_flip_a_position() {
         let mut flip = order(Action::Close, Side::Sell, "2", 5);
         flip.reduce_only = true;
-        assert_eq!(engine(TradingState::Active).check(flip, d("1")).map(|_| ()), Err(DenyReason::ReducingOnly));
+        assert_eq!(
+            engine(TradingState::Active).check(flip, d("1")).map(|_| ()),
+            Err(DenyReason::ReducingOnly)
+        );
     }
 }

@@ -15,7 +15,11 @@ pub struct RiskActor {
 }
 
 impl RiskActor {
-    pub fn new(engine: RiskEngine, portfolio: SharedPortfolio, exchange: Recipient<Execute>) -> Self {
+    pub fn new(
+        engine: RiskEngine,
+        portfolio: SharedPortfolio,
+        exchange: Recipient<Execute>,
+    ) -> Self {
         Self {
             engine,
             portfolio,

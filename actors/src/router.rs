@@ -41,10 +41,20 @@ impl Router {
             .into_iter()
             .map(|settings| {
                 let symbol = settings.symbol.clone();
-                let (portfolio, risk, prices, recorder) =
-                    (portfolio.clone(), risk.clone(), prices.clone(), recorder.clone());
+                let (portfolio, risk, prices, recorder) = (
+                    portfolio.clone(),
+                    risk.clone(),
+                    prices.clone(),
+                    recorder.clone(),
+                );
                 let addr = Supervisor::start_in_arbiter(arbiter, move |_| {
-                    StrategyActor::new(StrategyBook::new(settings), portfolio, risk, prices, recorder)
+                    StrategyActor::new(
+                        StrategyBook::new(settings),
+                        portfolio,
+                        risk,
+                        prices,
+                        recorder,
+                    )
                 });
                 (symbol, addr)
             })

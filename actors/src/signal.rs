@@ -29,16 +29,25 @@ pub struct Signal {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Intent {
     /// Open or add to a position on `side`; an opposite position is closed first.
-    Open { side: PositionSide, order: EntryParams },
+    Open {
+        side: PositionSide,
+        order: EntryParams,
+    },
     /// Close the position if it is on `side`; `None` closes whatever is open (flatten).
-    Close { side: Option<PositionSide> },
+    Close {
+        side: Option<PositionSide>,
+    },
     /// Close the open position and open the same-sized (or `order.size`) position on the other side.
-    Reverse { order: EntryParams },
+    Reverse {
+        order: EntryParams,
+    },
     /// Stop opening new positions on this symbol until `Resume`; closes, stops and targets still run.
     Pause,
     Resume,
     /// Move the position to this target, whatever alerts were missed before.
-    Target { target: TargetPosition },
+    Target {
+        target: TargetPosition,
+    },
     /// Market data only: update the last price (fills, stop-losses, take-profits).
     Tick,
 }

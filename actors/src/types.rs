@@ -147,9 +147,9 @@ impl TryFrom<String> for ClientOrderId {
     type Error = InvalidValue;
     fn try_from(raw: String) -> Result<Self, Self::Error> {
         let ok = (1..=36).contains(&raw.len())
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'/' | b'_' | b'-'));
+            && raw.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'/' | b'_' | b'-')
+            });
         if ok {
             Ok(Self(raw.into()))
         } else {
@@ -358,7 +358,13 @@ mod tests {
     #[test]
     fn symbols_are_upper_case_alphanumerics() {
         assert!(Symbol::new("BTCUSDT").is_ok());
-        for bad in ["", "btcusdt", "BTC-USDT", "BINANCE:BTCUSDT", &"A".repeat(33)] {
+        for bad in [
+            "",
+            "btcusdt",
+            "BTC-USDT",
+            "BINANCE:BTCUSDT",
+            &"A".repeat(33),
+        ] {
             assert!(Symbol::new(bad).is_err(), "{bad} accepted");
         }
     }
@@ -383,7 +389,11 @@ mod tests {
     fn client_order_ids_are_stable_and_per_leg() {
         let signal = SignalId::new("tv-20240101-0001").unwrap();
         let first = ClientOrderId::derive(&signal, 0);
-        assert_eq!(first, ClientOrderId::derive(&signal, 0), "same signal and leg");
+        assert_eq!(
+            first,
+            ClientOrderId::derive(&signal, 0),
+            "same signal and leg"
+        );
         assert_ne!(first, ClientOrderId::derive(&signal, 1), "another leg");
         let other = SignalId::new("tv-20240101-0002").unwrap();
         assert_ne!(first, ClientOrderId::derive(&other, 0), "another signal");

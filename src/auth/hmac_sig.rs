@@ -47,7 +47,10 @@ mod tests {
 
     fn headers(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(HeaderName::from_static(SIGNATURE_HEADER), HeaderValue::from_str(value).unwrap());
+        h.insert(
+            HeaderName::from_static(SIGNATURE_HEADER),
+            HeaderValue::from_str(value).unwrap(),
+        );
         h
     }
 
@@ -66,9 +69,21 @@ mod tests {
         let body = br#"{"symbol":"BTCUSDT"}"#;
         let good = format!("sha256={}", sign_hex(b"s3cret", body));
         assert_eq!(verify(&secret, &headers(&good), body), Ok(()));
-        assert_eq!(verify(&secret, &headers(&good), b"{}"), Err(AuthError::BadSignature));
-        assert_eq!(verify(&secret, &HeaderMap::new(), body), Err(AuthError::MissingSignature));
-        assert_eq!(verify(&secret, &headers("md5=abc"), body), Err(AuthError::MalformedSignature));
-        assert_eq!(verify(&secret, &headers("sha256=zz"), body), Err(AuthError::MalformedSignature));
+        assert_eq!(
+            verify(&secret, &headers(&good), b"{}"),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verify(&secret, &HeaderMap::new(), body),
+            Err(AuthError::MissingSignature)
+        );
+        assert_eq!(
+            verify(&secret, &headers("md5=abc"), body),
+            Err(AuthError::MalformedSignature)
+        );
+        assert_eq!(
+            verify(&secret, &headers("sha256=zz"), body),
+            Err(AuthError::MalformedSignature)
+        );
     }
 }

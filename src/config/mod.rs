@@ -104,7 +104,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{path} has {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 impl Config {
@@ -134,10 +137,9 @@ impl Config {
     ) -> Result<Config, Vec<Problem>> {
         let mut unknown = Vec::new();
         let deserializer = toml::Deserializer::parse(text).map_err(|e| vec![Problem::syntax(e)])?;
-        let raw: raw::RawConfig = serde_ignored::deserialize(deserializer, |path| {
-            unknown.push(path.to_string())
-        })
-        .map_err(|e| vec![Problem::syntax(e)])?;
+        let raw: raw::RawConfig =
+            serde_ignored::deserialize(deserializer, |path| unknown.push(key_path(&path)))
+                .map_err(|e| vec![Problem::syntax(e)])?;
         validate::validate(raw, unknown, base_dir, env)
     }
 
@@ -152,5 +154,21 @@ impl Config {
 
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+/// `sources[1].secret_env`, the way problems name keys.
+fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => match key_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
     }
 }

@@ -14,7 +14,9 @@ use sentinel_actors::strategy::SymbolSettings;
 use sentinel_actors::types::{Leverage, Symbol};
 
 use super::raw::{DecimalText, RawConfig, RawExchange, RawSource, RawSymbol};
-use super::{Config, ExchangeConfig, RiskConfig, ServerConfig, SourceAuth, SourceConfig, SymbolConfig};
+use super::{
+    Config, ExchangeConfig, RiskConfig, ServerConfig, SourceAuth, SourceConfig, SymbolConfig,
+};
 use crate::payload::{parse_exit_level, parse_size};
 use crate::secret::{self, Secret};
 
@@ -66,7 +68,13 @@ impl Checker<'_> {
         value
     }
 
-    fn decimal(&mut self, path: &str, value: Option<&DecimalText>, default: &str, check: impl Fn(Decimal) -> Result<(), String>) -> Decimal {
+    fn decimal(
+        &mut self,
+        path: &str,
+        value: Option<&DecimalText>,
+        default: &str,
+        check: impl Fn(Decimal) -> Result<(), String>,
+    ) -> Decimal {
         let text = match value.map(DecimalText::text) {
             None => return Decimal::from_str(default).expect("defaults parse"),
             Some(Err(message)) => {
@@ -91,10 +99,16 @@ impl Checker<'_> {
 
     fn leverage(&mut self, path: &str, value: Option<i64>, default: u32) -> Leverage {
         let value = value.unwrap_or(i64::from(default));
-        match u32::try_from(value).map_err(|_| ()).and_then(|v| Leverage::new(v).map_err(|_| ())) {
+        match u32::try_from(value)
+            .map_err(|_| ())
+            .and_then(|v| Leverage::new(v).map_err(|_| ()))
+        {
             Ok(leverage) => leverage,
             Err(()) => {
-                self.problem(path, format!("must be between 1 and {}, not {value}", Leverage::MAX));
+                self.problem(
+                    path,
+                    format!("must be between 1 and {}, not {value}", Leverage::MAX),
+                );
                 Leverage::ONE
             }
         }
@@ -103,7 +117,10 @@ impl Checker<'_> {
     /// A secret named by an environment variable; with the paper exchange a missing one falls back to `demo`.
     fn secret(&mut self, path: &str, env_name: Option<&String>, demo: &str, paper: bool) -> Secret {
         let Some(env_name) = env_name else {
-            self.problem(path, "is required: name the environment variable that holds the secret");
+            self.problem(
+                path,
+                "is required: name the environment variable that holds the secret",
+            );
             return Secret::new(Vec::new());
         };
         match (self.env)(env_name).filter(|v| !v.is_empty()) {
@@ -120,7 +137,10 @@ impl Checker<'_> {
                 Secret::new(demo)
             }
             None => {
-                self.problem(path, format!("{env_name} is not set: a real exchange needs a real secret"));
+                self.problem(
+                    path,
+                    format!("{env_name} is not set: a real exchange needs a real secret"),
+                );
                 Secret::new(Vec::new())
             }
         }
@@ -128,7 +148,9 @@ impl Checker<'_> {
 }
 
 fn positive(value: Decimal) -> Result<(), String> {
-    (value > Decimal::ZERO).then_some(()).ok_or_else(|| "must be greater than 0".to_string())
+    (value > Decimal::ZERO)
+        .then_some(())
+        .ok_or_else(|| "must be greater than 0".to_string())
 }
 
 fn fraction(value: Decimal) -> Result<(), String> {
@@ -149,19 +171,28 @@ pub(super) fn validate(
         env,
     };
     for path in unknown {
-        c.problem(path, "is not a known key (check the spelling against config.toml)");
+        c.problem(
+            path,
+            "is not a known key (check the spelling against config.toml)",
+        );
     }
 
     let listen_text = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
     let listen = SocketAddr::from_str(&listen_text).unwrap_or_else(|_| {
-        c.problem("server.listen", format!("`{listen_text}` is not an address like 127.0.0.1:8080"));
+        c.problem(
+            "server.listen",
+            format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
+        );
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
     let workers = match raw.server.workers {
         None => 2,
         Some(n @ 1..=64) => n as usize,
         Some(n) => {
-            c.problem("server.workers", format!("must be between 1 and 64, not {n}"));
+            c.problem(
+                "server.workers",
+                format!("must be between 1 and 64, not {n}"),
+            );
             1
         }
     };
@@ -177,7 +208,10 @@ pub(super) fn validate(
         .filter_map(|(i, s)| source(&mut c, i, s, paper, &mut names))
         .collect::<Vec<_>>();
     if sources.is_empty() {
-        c.problem("sources", "configure at least one [[sources]] table, or no webhook can be accepted");
+        c.problem(
+            "sources",
+            "configure at least one [[sources]] table, or no webhook can be accepted",
+        );
     }
 
     let default_notional = c.decimal(
@@ -191,7 +225,10 @@ pub(super) fn validate(
         Some("reducing") => TradingState::Reducing,
         Some("halted") => TradingState::Halted,
         Some(other) => {
-            c.problem("risk.trading_state", format!("`{other}` is not one of active, reducing, halted"));
+            c.problem(
+                "risk.trading_state",
+                format!("`{other}` is not one of active, reducing, halted"),
+            );
             TradingState::Active
         }
     };
@@ -237,20 +274,43 @@ fn exchange(c: &mut Checker, raw: Option<RawExchange>) -> ExchangeConfig {
         ),
     }
     ExchangeConfig::Paper {
-        starting_balance: c.decimal("exchange.starting_balance", raw.starting_balance.as_ref(), "10000", positive),
+        starting_balance: c.decimal(
+            "exchange.starting_balance",
+            raw.starting_balance.as_ref(),
+            "10000",
+            positive,
+        ),
         costs: PaperCosts {
-            fee_rate: c.decimal("exchange.fee_rate", raw.fee_rate.as_ref(), "0.0004", fraction),
-            slippage: c.decimal("exchange.slippage", raw.slippage.as_ref(), "0.0005", fraction),
+            fee_rate: c.decimal(
+                "exchange.fee_rate",
+                raw.fee_rate.as_ref(),
+                "0.0004",
+                fraction,
+            ),
+            slippage: c.decimal(
+                "exchange.slippage",
+                raw.slippage.as_ref(),
+                "0.0005",
+                fraction,
+            ),
         },
     }
 }
 
-fn source(c: &mut Checker, i: usize, raw: RawSource, paper: bool, names: &mut HashSet<String>) -> Option<SourceConfig> {
+fn source(
+    c: &mut Checker,
+    i: usize,
+    raw: RawSource,
+    paper: bool,
+    names: &mut HashSet<String>,
+) -> Option<SourceConfig> {
     let at = |key: &str| format!("sources[{i}].{key}");
     let name = c.required(&at("name"), raw.name)?;
     let valid_name = !name.is_empty()
         && name.len() <= MAX_SOURCE_NAME
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !valid_name {
         c.problem(at("name"), format!("`{name}` must be 1-{MAX_SOURCE_NAME} letters, digits, `-` or `_` (it is part of the URL)"));
     }
@@ -264,7 +324,12 @@ fn source(c: &mut Checker, i: usize, raw: RawSource, paper: bool, names: &mut Ha
                 c.problem(at("secret_env"), "tradingview sources use passphrase_env");
             }
             SourceAuth::TradingView {
-                passphrase: c.secret(&at("passphrase_env"), raw.passphrase_env.as_ref(), secret::DEMO_TRADINGVIEW_PASSPHRASE, paper),
+                passphrase: c.secret(
+                    &at("passphrase_env"),
+                    raw.passphrase_env.as_ref(),
+                    secret::DEMO_TRADINGVIEW_PASSPHRASE,
+                    paper,
+                ),
             }
         }
         "hmac" => {
@@ -272,18 +337,32 @@ fn source(c: &mut Checker, i: usize, raw: RawSource, paper: bool, names: &mut Ha
                 c.problem(at("passphrase_env"), "hmac sources use secret_env");
             }
             SourceAuth::Hmac {
-                secret: c.secret(&at("secret_env"), raw.secret_env.as_ref(), secret::DEMO_SIGNALS_SECRET, paper),
+                secret: c.secret(
+                    &at("secret_env"),
+                    raw.secret_env.as_ref(),
+                    secret::DEMO_SIGNALS_SECRET,
+                    paper,
+                ),
             }
         }
         other => {
-            c.problem(at("kind"), format!("`{other}` is not one of tradingview, hmac"));
+            c.problem(
+                at("kind"),
+                format!("`{other}` is not one of tradingview, hmac"),
+            );
             return None;
         }
     };
     Some(SourceConfig { name, auth })
 }
 
-fn symbol(c: &mut Checker, i: usize, raw: RawSymbol, default_notional: Decimal, seen: &mut HashSet<String>) -> Option<SymbolConfig> {
+fn symbol(
+    c: &mut Checker,
+    i: usize,
+    raw: RawSymbol,
+    default_notional: Decimal,
+    seen: &mut HashSet<String>,
+) -> Option<SymbolConfig> {
     let at = |key: &str| format!("symbols[{i}].{key}");
     let name = c.required(&at("symbol"), raw.symbol)?;
     let symbol = match Symbol::new(&name) {
@@ -298,7 +377,10 @@ fn symbol(c: &mut Checker, i: usize, raw: RawSymbol, default_notional: Decimal, 
             c.problem(at("symbol"), format!("`{alias}` names two symbols"));
         }
     }
-    let quote_currency = raw.quote_currency.unwrap_or_else(|| "USDT".into()).to_ascii_uppercase();
+    let quote_currency = raw
+        .quote_currency
+        .unwrap_or_else(|| "USDT".into())
+        .to_ascii_uppercase();
     let default_size = match raw.default_size.as_ref().map(DecimalText::text) {
         None => SizeSpec::EquityPercent(Decimal::ONE),
         Some(Err(message)) => {
@@ -313,7 +395,10 @@ fn symbol(c: &mut Checker, i: usize, raw: RawSymbol, default_notional: Decimal, 
     let max_leverage = c.leverage(&at("max_leverage"), raw.max_leverage, 20);
     let default_leverage = c.leverage(&at("default_leverage"), raw.default_leverage, 1);
     if default_leverage > max_leverage {
-        c.problem(at("default_leverage"), format!("{default_leverage} is above max_leverage {max_leverage}"));
+        c.problem(
+            at("default_leverage"),
+            format!("{default_leverage} is above max_leverage {max_leverage}"),
+        );
     }
     let mut exit = |key: &str, value: Option<DecimalText>| -> Option<ExitLevel> {
         let text = match value?.text() {
@@ -323,7 +408,9 @@ fn symbol(c: &mut Checker, i: usize, raw: RawSymbol, default_notional: Decimal, 
                 return None;
             }
         };
-        parse_exit_level(&text).map_err(|message| c.problem(at(key), message)).ok()
+        parse_exit_level(&text)
+            .map_err(|message| c.problem(at(key), message))
+            .ok()
     };
     let default_stop_loss = exit("stop_loss", raw.stop_loss);
     let default_take_profit = exit("take_profit", raw.take_profit);
@@ -335,14 +422,27 @@ fn symbol(c: &mut Checker, i: usize, raw: RawSymbol, default_notional: Decimal, 
             .filter_map(|(j, name)| {
                 Action::parse(name).or_else(|| {
                     let all = Action::ALL.map(Action::as_str).join(", ");
-                    c.problem(at(&format!("allowed_actions[{j}]")), format!("`{name}` is not one of {all}"));
+                    c.problem(
+                        at(&format!("allowed_actions[{j}]")),
+                        format!("`{name}` is not one of {all}"),
+                    );
                     None
                 })
             })
             .collect::<BTreeSet<_>>(),
     };
-    let max_notional = c.decimal(&at("max_notional"), raw.max_notional.as_ref(), &default_notional.to_string(), positive);
-    let quantity_step = c.decimal(&at("quantity_step"), raw.quantity_step.as_ref(), "0.001", positive);
+    let max_notional = c.decimal(
+        &at("max_notional"),
+        raw.max_notional.as_ref(),
+        &default_notional.to_string(),
+        positive,
+    );
+    let quantity_step = c.decimal(
+        &at("quantity_step"),
+        raw.quantity_step.as_ref(),
+        "0.001",
+        positive,
+    );
     Some(SymbolConfig {
         settings: SymbolSettings {
             symbol,

@@ -23,10 +23,9 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let source_name = path.into_inner();
-    let source = state
-        .config
-        .source(&source_name)
-        .ok_or_else(|| ApiError::not_found(format!("no source named `{source_name}` is configured")))?;
+    let source = state.config.source(&source_name).ok_or_else(|| {
+        ApiError::not_found(format!("no source named `{source_name}` is configured"))
+    })?;
 
     // 1. Signatures over the raw body.
     auth::verify_raw(&source.auth, req.headers(), &body).map_err(|e| refuse(&source_name, e))?;
@@ -42,7 +41,8 @@ pub async fn receive(
         fallback_id: next_signal_id(received_at),
         received_at,
     };
-    let signal = normalize(&raw, &ctx).map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
+    let signal =
+        normalize(&raw, &ctx).map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
     let signal_id = signal.id.clone();
     info!(source = %source_name, symbol = %signal.symbol, %signal_id, action = %signal.intent.action(), "signal accepted");
 

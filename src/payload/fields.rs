@@ -52,26 +52,32 @@ pub(super) fn quantity(value: &Value) -> Result<Quantity, String> {
 pub fn parse_size(raw: &str, quote_currency: &str) -> Result<SizeSpec, String> {
     let raw = raw.trim();
     if let Some(pct) = raw.strip_suffix('%') {
-        let pct = Decimal::from_str(pct.trim()).map_err(|_| format!("`{raw}` is not a percentage"))?;
+        let pct =
+            Decimal::from_str(pct.trim()).map_err(|_| format!("`{raw}` is not a percentage"))?;
         if pct <= Decimal::ZERO || pct > Decimal::ONE_HUNDRED {
-            return Err(format!("`{raw}`: a percent of equity must be above 0% and at most 100%"));
+            return Err(format!(
+                "`{raw}`: a percent of equity must be above 0% and at most 100%"
+            ));
         }
         return Ok(SizeSpec::EquityPercent(pct));
     }
     if let Some((amount, unit)) = raw.split_once(char::is_whitespace) {
         let unit = unit.trim();
         if !unit.eq_ignore_ascii_case(quote_currency) {
-            return Err(format!("`{raw}`: the unit must be the quote currency {quote_currency}"));
+            return Err(format!(
+                "`{raw}`: the unit must be the quote currency {quote_currency}"
+            ));
         }
-        let amount = Decimal::from_str(amount.trim()).map_err(|_| format!("`{raw}` is not an amount"))?;
+        let amount =
+            Decimal::from_str(amount.trim()).map_err(|_| format!("`{raw}` is not an amount"))?;
         if amount <= Decimal::ZERO {
             return Err(format!("`{raw}`: an amount must be greater than 0"));
         }
         return Ok(SizeSpec::Quote(amount));
     }
-    Quantity::from_str(raw)
-        .map(SizeSpec::Base)
-        .map_err(|_| format!("`{raw}` is not a size: write \"10%\", \"0.01\" or \"500 {quote_currency}\""))
+    Quantity::from_str(raw).map(SizeSpec::Base).map_err(|_| {
+        format!("`{raw}` is not a size: write \"10%\", \"0.01\" or \"500 {quote_currency}\"")
+    })
 }
 
 pub(super) fn size(value: &Value, quote_currency: &str) -> Result<SizeSpec, String> {
@@ -85,9 +91,12 @@ pub(super) fn size(value: &Value, quote_currency: &str) -> Result<SizeSpec, Stri
 pub fn parse_exit_level(raw: &str) -> Result<ExitLevel, String> {
     let raw = raw.trim();
     if let Some(pct) = raw.strip_suffix('%') {
-        let pct = Decimal::from_str(pct.trim()).map_err(|_| format!("`{raw}` is not a percentage"))?;
+        let pct =
+            Decimal::from_str(pct.trim()).map_err(|_| format!("`{raw}` is not a percentage"))?;
         if pct <= Decimal::ZERO || pct >= Decimal::ONE_HUNDRED {
-            return Err(format!("`{raw}`: a percent from entry must be above 0% and below 100%"));
+            return Err(format!(
+                "`{raw}`: a percent from entry must be above 0% and below 100%"
+            ));
         }
         return Ok(ExitLevel::Percent(pct));
     }
@@ -106,9 +115,16 @@ pub(super) fn exit_level(value: &Value) -> Result<ExitLevel, String> {
 /// Unix seconds or milliseconds (number or numeric text), or RFC 3339 text as TradingView's `{{time}}` gives.
 pub(super) fn timestamp(value: &Value) -> Result<Timestamp, String> {
     if let Ok(n) = decimal(value) {
-        let n = n.trunc().to_i64().ok_or_else(|| "timestamp out of range".to_string())?;
+        let n = n
+            .trunc()
+            .to_i64()
+            .ok_or_else(|| "timestamp out of range".to_string())?;
         // Anything past the year 33658 in seconds is milliseconds.
-        let millis = if n.abs() < 1_000_000_000_000 { n * 1000 } else { n };
+        let millis = if n.abs() < 1_000_000_000_000 {
+            n * 1000
+        } else {
+            n
+        };
         return Ok(Timestamp(millis));
     }
     let raw = text(value)?;
@@ -129,10 +145,22 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("10%", "USDT"), Ok(SizeSpec::EquityPercent(d("10"))));
-        assert_eq!(parse_size("500 USDT", "USDT"), Ok(SizeSpec::Quote(d("500"))));
-        assert_eq!(parse_size("500 usdt", "USDT"), Ok(SizeSpec::Quote(d("500"))));
-        assert_eq!(parse_size("0.01", "USDT"), Ok(SizeSpec::Base(Quantity::from_str("0.01").unwrap())));
+        assert_eq!(
+            parse_size("10%", "USDT"),
+            Ok(SizeSpec::EquityPercent(d("10")))
+        );
+        assert_eq!(
+            parse_size("500 USDT", "USDT"),
+            Ok(SizeSpec::Quote(d("500")))
+        );
+        assert_eq!(
+            parse_size("500 usdt", "USDT"),
+            Ok(SizeSpec::Quote(d("500")))
+        );
+        assert_eq!(
+            parse_size("0.01", "USDT"),
+            Ok(SizeSpec::Base(Quantity::from_str("0.01").unwrap()))
+        );
         for bad in ["0%", "101%", "500 EUR", "-1", "abc", "", "-5 USDT"] {
             assert!(parse_size(bad, "USDT").is_err(), "{bad} accepted");
         }
@@ -141,7 +169,10 @@ mod tests {
     #[test]
     fn exit_levels() {
         assert_eq!(parse_exit_level("2%"), Ok(ExitLevel::Percent(d("2"))));
-        assert_eq!(parse_exit_level("44000.5"), Ok(ExitLevel::Price(Price::from_str("44000.5").unwrap())));
+        assert_eq!(
+            parse_exit_level("44000.5"),
+            Ok(ExitLevel::Price(Price::from_str("44000.5").unwrap()))
+        );
         assert!(parse_exit_level("100%").is_err());
         assert!(parse_exit_level("0").is_err());
     }
@@ -157,10 +188,22 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(timestamp(&json!(1_700_000_000)), Ok(Timestamp(1_700_000_000_000)));
-        assert_eq!(timestamp(&json!(1_700_000_000_123i64)), Ok(Timestamp(1_700_000_000_123)));
-        assert_eq!(timestamp(&json!("1700000000")), Ok(Timestamp(1_700_000_000_000)));
-        assert_eq!(timestamp(&json!("2023-11-14T22:13:20Z")), Ok(Timestamp(1_700_000_000_000)));
+        assert_eq!(
+            timestamp(&json!(1_700_000_000)),
+            Ok(Timestamp(1_700_000_000_000))
+        );
+        assert_eq!(
+            timestamp(&json!(1_700_000_000_123i64)),
+            Ok(Timestamp(1_700_000_000_123))
+        );
+        assert_eq!(
+            timestamp(&json!("1700000000")),
+            Ok(Timestamp(1_700_000_000_000))
+        );
+        assert_eq!(
+            timestamp(&json!("2023-11-14T22:13:20Z")),
+            Ok(Timestamp(1_700_000_000_000))
+        );
         assert!(timestamp(&json!("yesterday")).is_err());
     }
 }

@@ -92,7 +92,8 @@ mod tests {
 
     #[test]
     fn secrets_are_stripped() {
-        let mut raw = RawPayload::parse(br#"{"passphrase":"p","secret":"s","symbol":"BTCUSDT"}"#).unwrap();
+        let mut raw =
+            RawPayload::parse(br#"{"passphrase":"p","secret":"s","symbol":"BTCUSDT"}"#).unwrap();
         assert_eq!(raw.passphrase(), Some("p"));
         raw.strip_secrets();
         assert_eq!(raw.to_json(), r#"{"symbol":"BTCUSDT"}"#);

@@ -26,10 +26,12 @@ pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldErr
         .first(&["symbol", "ticker"])
         .ok_or_else(|| FieldError::new("symbol", "is required"))?;
     let ticker = field(ticker_field, fields::text(ticker))?;
-    let (symbol, quote) = ctx
-        .symbols
-        .resolve(ticker)
-        .ok_or_else(|| FieldError::new(ticker_field, format!("`{ticker}` is not a configured symbol")))?;
+    let (symbol, quote) = ctx.symbols.resolve(ticker).ok_or_else(|| {
+        FieldError::new(
+            ticker_field,
+            format!("`{ticker}` is not a configured symbol"),
+        )
+    })?;
 
     let price = match raw.first(&["price", "close"]) {
         Some((name, v)) => Some(field(name, fields::price(v))?),
@@ -57,10 +59,18 @@ pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldErr
     let intent = if let Some(v) = raw.get("action") {
         action_intent(raw, field("action", fields::text(v))?, quote)?
     } else if let Some(v) = raw.get("signal") {
-        let side = match field("signal", fields::text(v))?.to_ascii_uppercase().as_str() {
+        let side = match field("signal", fields::text(v))?
+            .to_ascii_uppercase()
+            .as_str()
+        {
             "BUY" => PositionSide::Long,
             "SELL" => PositionSide::Short,
-            other => return Err(FieldError::new("signal", format!("`{other}` is not BUY or SELL"))),
+            other => {
+                return Err(FieldError::new(
+                    "signal",
+                    format!("`{other}` is not BUY or SELL"),
+                ))
+            }
         };
         let mut order = EntryParams::default();
         if let Some(v) = raw.get("volume") {
@@ -148,7 +158,12 @@ fn entry_params(raw: &RawPayload, quote: &str) -> Result<EntryParams, FieldError
             .to_u32()
             .filter(|_| n.fract().is_zero())
             .and_then(|l| Leverage::new(l).ok())
-            .ok_or_else(|| FieldError::new("leverage", format!("`{n}` is not a whole number from 1 to {}", Leverage::MAX)))?;
+            .ok_or_else(|| {
+                FieldError::new(
+                    "leverage",
+                    format!("`{n}` is not a whole number from 1 to {}", Leverage::MAX),
+                )
+            })?;
         order.leverage = Some(leverage);
     }
     if let Some(v) = raw.get("stop_loss") {
@@ -162,9 +177,12 @@ fn entry_params(raw: &RawPayload, quote: &str) -> Result<EntryParams, FieldError
 
 fn target(raw: &RawPayload, position: &str) -> Result<TargetPosition, FieldError> {
     let size = || -> Result<_, FieldError> {
-        let v = raw
-            .get("market_position_size")
-            .ok_or_else(|| FieldError::new("market_position_size", "is required for a long or short target"))?;
+        let v = raw.get("market_position_size").ok_or_else(|| {
+            FieldError::new(
+                "market_position_size",
+                "is required for a long or short target",
+            )
+        })?;
         fields::quantity(v).map_err(|m| FieldError::new("market_position_size", m))
     };
     match position.to_ascii_lowercase().as_str() {

@@ -52,7 +52,11 @@ impl StrategyActor {
     }
 
     /// Decides on a signal; a panic is recorded as the signal's outcome and restarts the actor.
-    fn decide(&mut self, signal: &Signal, ctx: &mut Context<Self>) -> Option<Vec<crate::order::OrderRequest>> {
+    fn decide(
+        &mut self,
+        signal: &Signal,
+        ctx: &mut Context<Self>,
+    ) -> Option<Vec<crate::order::OrderRequest>> {
         let view = self.view();
         match guard(|| self.book.on_signal(signal, &view)) {
             Ok(Decision::Orders(orders)) => Some(orders),
@@ -125,10 +129,18 @@ impl Handler<SignalReceived> for StrategyActor {
 
 /// Proposes a signal's orders one after the other; stops at the first that does not fill, since later legs (the
 /// open after a close) assume it did.
-async fn place(risk: &Recipient<Propose>, orders: Vec<crate::order::OrderRequest>) -> SignalOutcome {
+async fn place(
+    risk: &Recipient<Propose>,
+    orders: Vec<crate::order::OrderRequest>,
+) -> SignalOutcome {
     let mut outcomes = Vec::with_capacity(orders.len());
     for order in orders {
-        let outcome = match risk.send(Propose { order: order.clone() }).await {
+        let outcome = match risk
+            .send(Propose {
+                order: order.clone(),
+            })
+            .await
+        {
             Ok(outcome) => outcome,
             Err(e) => OrderOutcome::Rejected {
                 order,

@@ -142,7 +142,8 @@ impl StrategyBook {
                 if wanted == position {
                     return Decision::Ignore(IgnoreReason::AlreadyAtTarget);
                 }
-                let grows = wanted.abs() > position.abs() || wanted.signum() * position.signum() < Decimal::ZERO;
+                let grows = wanted.abs() > position.abs()
+                    || wanted.signum() * position.signum() < Decimal::ZERO;
                 if self.paused && grows {
                     return Decision::Ignore(IgnoreReason::Paused);
                 }
@@ -166,7 +167,12 @@ impl StrategyBook {
     }
 
     /// The quantity an entry asks for, rounded down to the step; `None` when that is nothing.
-    fn entry_quantity(&self, order: &EntryParams, price: Price, view: &MarketView) -> Option<Quantity> {
+    fn entry_quantity(
+        &self,
+        order: &EntryParams,
+        price: Price,
+        view: &MarketView,
+    ) -> Option<Quantity> {
         let leverage = order.leverage.unwrap_or(self.settings.default_leverage);
         let raw = match order.size.unwrap_or(self.settings.default_size) {
             SizeSpec::EquityPercent(pct) => {
@@ -231,7 +237,13 @@ impl<'a> Legs<'a> {
     fn reduce(&mut self, position: Decimal, by: Decimal) {
         if let Ok(quantity) = Quantity::new(by) {
             let side = side_of(position).entry_side().opposite();
-            self.push(side, quantity, true, self.book.settings.default_leverage, Protection::default());
+            self.push(
+                side,
+                quantity,
+                true,
+                self.book.settings.default_leverage,
+                Protection::default(),
+            );
         }
     }
 
@@ -245,7 +257,14 @@ impl<'a> Legs<'a> {
         self.push(side.entry_side(), quantity, false, leverage, protection);
     }
 
-    fn push(&mut self, side: Side, quantity: Quantity, reduce_only: bool, leverage: Leverage, protection: Protection) {
+    fn push(
+        &mut self,
+        side: Side,
+        quantity: Quantity,
+        reduce_only: bool,
+        leverage: Leverage,
+        protection: Protection,
+    ) {
         let leg = self.orders.len() as u8;
         self.orders.push(OrderRequest {
             client_order_id: ClientOrderId::derive(&self.signal.id, leg),
@@ -329,21 +348,46 @@ mod tests {
     #[test]
     fn percent_size_is_margin_times_leverage() {
         // 10% of 10000 = 1000 margin, x5 = 5000 notional, / 45000 = 0.1111.. -> 0.111 at step 0.001.
-        let intent = open(PositionSide::Long, Some(SizeSpec::EquityPercent(d("10"))), Some(5));
-        assert_eq!(orders(book().decide(&signal(intent), &view("0"))), vec![(Side::Buy, d("0.111"), false)]);
+        let intent = open(
+            PositionSide::Long,
+            Some(SizeSpec::EquityPercent(d("10"))),
+            Some(5),
+        );
+        assert_eq!(
+            orders(book().decide(&signal(intent), &view("0"))),
+            vec![(Side::Buy, d("0.111"), false)]
+        );
     }
 
     #[test]
     fn quote_and_base_sizes() {
-        let quote = open(PositionSide::Short, Some(SizeSpec::Quote(d("900"))), Some(10));
-        assert_eq!(orders(book().decide(&signal(quote), &view("0"))), vec![(Side::Sell, d("0.02"), false)]);
-        let base = open(PositionSide::Long, Some(SizeSpec::Base(Quantity::from_str("0.0159").unwrap())), None);
-        assert_eq!(orders(book().decide(&signal(base), &view("0"))), vec![(Side::Buy, d("0.015"), false)]);
+        let quote = open(
+            PositionSide::Short,
+            Some(SizeSpec::Quote(d("900"))),
+            Some(10),
+        );
+        assert_eq!(
+            orders(book().decide(&signal(quote), &view("0"))),
+            vec![(Side::Sell, d("0.02"), false)]
+        );
+        let base = open(
+            PositionSide::Long,
+            Some(SizeSpec::Base(Quantity::from_str("0.0159").unwrap())),
+            None,
+        );
+        assert_eq!(
+            orders(book().decide(&signal(base), &view("0"))),
+            vec![(Side::Buy, d("0.015"), false)]
+        );
     }
 
     #[test]
     fn opening_against_a_position_closes_it_first() {
-        let intent = open(PositionSide::Long, Some(SizeSpec::Base(Quantity::from_str("1").unwrap())), None);
+        let intent = open(
+            PositionSide::Long,
+            Some(SizeSpec::Base(Quantity::from_str("1").unwrap())),
+            None,
+        );
         assert_eq!(
             orders(book().decide(&signal(intent), &view("-0.5"))),
             vec![(Side::Buy, d("0.5"), true), (Side::Buy, d("1"), false)]
@@ -353,12 +397,25 @@ mod tests {
     #[test]
     fn close_flatten_and_reverse() {
         let b = book();
-        let close_long = signal(Intent::Close { side: Some(PositionSide::Long) });
-        assert_eq!(orders(b.decide(&close_long, &view("0.3"))), vec![(Side::Sell, d("0.3"), true)]);
-        assert_eq!(b.decide(&close_long, &view("-0.3")), Decision::Ignore(IgnoreReason::NothingToClose));
+        let close_long = signal(Intent::Close {
+            side: Some(PositionSide::Long),
+        });
+        assert_eq!(
+            orders(b.decide(&close_long, &view("0.3"))),
+            vec![(Side::Sell, d("0.3"), true)]
+        );
+        assert_eq!(
+            b.decide(&close_long, &view("-0.3")),
+            Decision::Ignore(IgnoreReason::NothingToClose)
+        );
         let flatten = signal(Intent::Close { side: None });
-        assert_eq!(orders(b.decide(&flatten, &view("-0.3"))), vec![(Side::Buy, d("0.3"), true)]);
-        let reverse = signal(Intent::Reverse { order: EntryParams::default() });
+        assert_eq!(
+            orders(b.decide(&flatten, &view("-0.3"))),
+            vec![(Side::Buy, d("0.3"), true)]
+        );
+        let reverse = signal(Intent::Reverse {
+            order: EntryParams::default(),
+        });
         assert_eq!(
             orders(b.decide(&reverse, &view("0.3"))),
             vec![(Side::Sell, d("0.3"), true), (Side::Sell, d("0.3"), false)]
@@ -371,15 +428,30 @@ mod tests {
         let target = |t| signal(Intent::Target { target: t });
         let long = |q: &str| TargetPosition::Long(Quantity::from_str(q).unwrap());
         let short = |q: &str| TargetPosition::Short(Quantity::from_str(q).unwrap());
-        assert_eq!(orders(b.decide(&target(long("1")), &view("0"))), vec![(Side::Buy, d("1"), false)]);
-        assert_eq!(orders(b.decide(&target(long("1")), &view("0.4"))), vec![(Side::Buy, d("0.6"), false)]);
-        assert_eq!(orders(b.decide(&target(long("0.25")), &view("1"))), vec![(Side::Sell, d("0.75"), true)]);
+        assert_eq!(
+            orders(b.decide(&target(long("1")), &view("0"))),
+            vec![(Side::Buy, d("1"), false)]
+        );
+        assert_eq!(
+            orders(b.decide(&target(long("1")), &view("0.4"))),
+            vec![(Side::Buy, d("0.6"), false)]
+        );
+        assert_eq!(
+            orders(b.decide(&target(long("0.25")), &view("1"))),
+            vec![(Side::Sell, d("0.75"), true)]
+        );
         assert_eq!(
             orders(b.decide(&target(short("2")), &view("1"))),
             vec![(Side::Sell, d("1"), true), (Side::Sell, d("2"), false)]
         );
-        assert_eq!(orders(b.decide(&target(TargetPosition::Flat), &view("-2"))), vec![(Side::Buy, d("2"), true)]);
-        assert_eq!(b.decide(&target(long("1")), &view("1")), Decision::Ignore(IgnoreReason::AlreadyAtTarget));
+        assert_eq!(
+            orders(b.decide(&target(TargetPosition::Flat), &view("-2"))),
+            vec![(Side::Buy, d("2"), true)]
+        );
+        assert_eq!(
+            b.decide(&target(long("1")), &view("1")),
+            Decision::Ignore(IgnoreReason::AlreadyAtTarget)
+        );
     }
 
     #[test]
@@ -387,18 +459,35 @@ mod tests {
         let mut b = book();
         b.on_signal(&signal(Intent::Pause), &view("0"));
         let entry = open(PositionSide::Long, None, None);
-        assert_eq!(b.decide(&signal(entry.clone()), &view("0")), Decision::Ignore(IgnoreReason::Paused));
+        assert_eq!(
+            b.decide(&signal(entry.clone()), &view("0")),
+            Decision::Ignore(IgnoreReason::Paused)
+        );
         let close = signal(Intent::Close { side: None });
-        assert_eq!(orders(b.decide(&close, &view("1"))), vec![(Side::Sell, d("1"), true)]);
+        assert_eq!(
+            orders(b.decide(&close, &view("1"))),
+            vec![(Side::Sell, d("1"), true)]
+        );
         b.on_signal(&signal(Intent::Resume), &view("0"));
-        assert!(matches!(b.decide(&signal(entry), &view("0")), Decision::Orders(_)));
+        assert!(matches!(
+            b.decide(&signal(entry), &view("0")),
+            Decision::Orders(_)
+        ));
     }
 
     #[test]
     fn legs_get_distinct_stable_client_order_ids() {
-        let intent = open(PositionSide::Long, Some(SizeSpec::Base(Quantity::from_str("1").unwrap())), None);
-        let Decision::Orders(first) = book().decide(&signal(intent.clone()), &view("-1")) else { panic!() };
-        let Decision::Orders(again) = book().decide(&signal(intent), &view("-1")) else { panic!() };
+        let intent = open(
+            PositionSide::Long,
+            Some(SizeSpec::Base(Quantity::from_str("1").unwrap())),
+            None,
+        );
+        let Decision::Orders(first) = book().decide(&signal(intent.clone()), &view("-1")) else {
+            panic!()
+        };
+        let Decision::Orders(again) = book().decide(&signal(intent), &view("-1")) else {
+            panic!()
+        };
         assert_ne!(first[0].client_order_id, first[1].client_order_id);
         assert_eq!(first[1].client_order_id, again[1].client_order_id);
     }

@@ -1,0 +1,141 @@
+//! The `sentinel` binary: check-config, sign, and the default config.toml the README runs.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+fn sentinel() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sentinel"))
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let text = common::free_config()
+        .replace("max_leverage = 20", "max_leverage = 500")
+        .replace("kind = \"hmac\"", "kind = \"hmac\"\nsecert_env = \"X\"")
+        .replace("quantity_step = \"0.01\"", "quantity_step = \"-1\"");
+    std::fs::write(&path, text).unwrap();
+    let out = sentinel()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("symbols[0].max_leverage: must be between 1 and 125, not 500"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sources[1].secert_env: is not a known key"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("symbols[1].quantity_step: must be greater than 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_summarises_the_default_config() {
+    let out = sentinel()
+        .args([
+            "check-config",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+        ])
+        .env_remove("SENTINEL_TRADINGVIEW_PASSPHRASE")
+        .env_remove("SENTINEL_SIGNALS_SECRET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for expected in [
+        "BTCUSDT",
+        "ETHUSDT",
+        "SOLUSDT",
+        "POST /webhook/tradingview",
+        "PUBLIC DEMO",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing in {stdout}");
+    }
+}
+
+#[test]
+fn sign_prints_the_header_for_a_body() {
+    let mut child = sentinel()
+        .args(["sign", "--secret-env", "SIGN_TEST_SECRET"])
+        .env("SIGN_TEST_SECRET", "Jefe")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"what do ya want for nothing?")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "x-webhook-signature: sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+}
+
+/// The README's walkthrough, on the default config.toml with its demo passphrase.
+#[actix_web::test]
+async fn the_readme_example_works_on_the_default_config() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+    let config =
+        sentinel::Config::parse(&text, ".".into(), &|_| None).expect("default config is valid");
+    assert_eq!(config.warnings.len(), 2, "demo secrets are loud");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new()
+            .block_on(sentinel::run(config, listener, async {
+                let _ = stopped.await;
+            }))
+            .unwrap();
+    });
+    let http = awc::Client::default();
+    let body = json!({"passphrase":"sentinel-demo-passphrase","symbol":"BTCUSDT","action":"open_long","leverage":5,
+                      "position_size":"10%","stop_loss":"2%","take_profit":"6%","price":45000});
+    let mut res = http
+        .post(format!("{base}/webhook/tradingview"))
+        .send_json(&body)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let answer: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(answer["status"], "accepted");
+    let mut positions = serde_json::Value::Null;
+    for _ in 0..500 {
+        positions = http
+            .get(format!("{base}/api/positions"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !positions["positions"].as_array().unwrap().is_empty() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(positions["positions"][0]["symbol"], "BTCUSDT");
+    assert_eq!(positions["positions"][0]["quantity"], "0.111");
+    let _ = stop.send(());
+    thread.join().unwrap();
+}

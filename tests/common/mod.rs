@@ -1,0 +1,237 @@
+//! The test harness: the real daemon on 127.0.0.1:0 in a thread of its own, and an HTTP client for it.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use awc::http::StatusCode;
+use sentinel::Config;
+use serde_json::Value;
+
+pub const PASSPHRASE: &str = "test-passphrase-9f2c";
+pub const HMAC_SECRET: &str = "test-hmac-secret-71ab";
+
+/// A config with a TradingView source, an HMAC source, BTCUSDT and ETHUSDT, no fees and no slippage so numbers in
+/// assertions are easy to check by hand. `extra` is appended (more symbols, overrides).
+pub fn config(exchange: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[[sources]]
+name = "tradingview"
+kind = "tradingview"
+passphrase_env = "TEST_TV_PASSPHRASE"
+
+[[sources]]
+name = "signals"
+kind = "hmac"
+secret_env = "TEST_HMAC_SECRET"
+
+[exchange]
+kind = "paper"
+starting_balance = "10000"
+{exchange}
+
+[[symbols]]
+symbol = "BTCUSDT"
+default_size = "0.01"
+default_leverage = 1
+max_leverage = 20
+max_notional = "100000"
+quantity_step = "0.001"
+
+[[symbols]]
+symbol = "ETHUSDT"
+default_size = "1"
+max_leverage = 10
+quantity_step = "0.01"
+{extra}
+"#
+    )
+}
+
+pub fn free_config() -> String {
+    config("fee_rate = \"0\"\nslippage = \"0\"", "")
+}
+
+pub fn test_env(name: &str) -> Option<String> {
+    match name {
+        "TEST_TV_PASSPHRASE" => Some(PASSPHRASE.into()),
+        "TEST_HMAC_SECRET" => Some(HMAC_SECRET.into()),
+        _ => None,
+    }
+}
+
+/// A running daemon; stopped when dropped.
+pub struct Daemon {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Daemon {
+    pub fn start(config_text: &str) -> Daemon {
+        let config = Config::parse(config_text, PathBuf::from("."), &test_env)
+            .expect("test config is valid");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new()
+                .block_on(sentinel::run(config, listener, async {
+                    let _ = stopped.await;
+                }))
+                .expect("daemon runs");
+        });
+        Daemon {
+            base,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.base.clone(),
+            http: awc::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .finish(),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub struct Client {
+    pub base: String,
+    http: awc::Client,
+}
+
+impl Client {
+    /// POSTs `body` to `/webhook/{source}` with the given headers; returns the status and the JSON answer.
+    pub async fn post(
+        &self,
+        source: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}/webhook/{source}", self.base));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let mut res = req.send_body(body.to_string()).await.expect("request sent");
+        let status = res.status();
+        let bytes = res.body().await.expect("body read");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// POSTs a TradingView-style JSON body (the passphrase is added).
+    pub async fn tradingview(&self, mut body: Value) -> (StatusCode, Value) {
+        body["passphrase"] = Value::from(PASSPHRASE);
+        self.post(
+            "tradingview",
+            &body.to_string(),
+            &[("content-type", "application/json")],
+        )
+        .await
+    }
+
+    /// POSTs a body signed for the HMAC source.
+    pub async fn signed(&self, body: &str) -> (StatusCode, Value) {
+        let signature = format!(
+            "sha256={}",
+            sentinel::auth::sign_hex(HMAC_SECRET.as_bytes(), body.as_bytes())
+        );
+        self.post(
+            "signals",
+            body,
+            &[
+                ("content-type", "application/json"),
+                ("x-webhook-signature", &signature),
+            ],
+        )
+        .await
+    }
+
+    pub async fn request(&self, method: awc::http::Method, path: &str) -> (StatusCode, Value) {
+        let mut res = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        let status = res.status();
+        let bytes = res.body().await.expect("body read");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.request(awc::http::Method::GET, path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// Waits until the signal is done and returns its record.
+    pub async fn done(&self, signal_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let signals = self.get("/api/signals?limit=1000").await;
+            let record = signals["signals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["signal"]["id"] == signal_id)
+                .cloned();
+            if let Some(record) = record {
+                if record["status"] != "pending" {
+                    return record;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "signal {signal_id} not done in time"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends a TradingView body, expects 202, waits for the outcome and returns its record.
+    pub async fn act(&self, body: Value) -> Value {
+        let (status, answer) = self.tradingview(body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        self.done(answer["signal_id"].as_str().unwrap()).await
+    }
+
+    /// The open position of `symbol`, if any.
+    pub async fn position(&self, symbol: &str) -> Option<Value> {
+        let positions = self.get("/api/positions").await;
+        positions["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["symbol"] == symbol)
+            .cloned()
+    }
+}
