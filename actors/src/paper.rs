@@ -27,6 +27,15 @@ pub struct PaperCosts {
     pub slippage: Decimal,
 }
 
+/// A market order to fill now.
+struct Market {
+    id: ClientOrderId,
+    symbol: Symbol,
+    side: Side,
+    quantity: Quantity,
+    reason: FillReason,
+}
+
 /// Exit orders resting for one symbol's position.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct RestingExits {
@@ -72,16 +81,14 @@ impl PaperGateway {
         Price::new((last.get() * factor).round_dp(SCALE).normalize()).unwrap_or(last)
     }
 
-    fn execute(
-        &mut self,
-        id: ClientOrderId,
-        symbol: &Symbol,
-        side: Side,
-        quantity: Quantity,
-        last: Price,
-        reason: FillReason,
-        at: Timestamp,
-    ) -> Fill {
+    fn execute(&mut self, order: Market, last: Price, at: Timestamp) -> Fill {
+        let Market {
+            id,
+            symbol,
+            side,
+            quantity,
+            reason,
+        } = order;
         let price = self.fill_at(side, last);
         let fee = (price.get() * quantity.get() * self.costs.fee_rate)
             .round_dp(SCALE)
@@ -101,8 +108,8 @@ impl PaperGateway {
             .or_default()
             .apply(&fill);
         self.filled.insert(id);
-        if self.positions[symbol].is_flat() {
-            self.exits.remove(symbol);
+        if self.positions[&symbol].is_flat() {
+            self.exits.remove(&symbol);
         }
         fill
     }
@@ -187,15 +194,14 @@ impl Gateway for PaperGateway {
             // As exchanges do, a reduce-only order is cut to what is open.
             quantity = Quantity::new(quantity.get().min(open.abs())).unwrap_or(quantity);
         }
-        let fill = self.execute(
-            order.client_order_id.clone(),
-            &order.symbol,
-            order.side,
+        let market = Market {
+            id: order.client_order_id.clone(),
+            symbol: order.symbol.clone(),
+            side: order.side,
             quantity,
-            last,
-            FillReason::Signal,
-            at,
-        );
+            reason: FillReason::Signal,
+        };
+        let fill = self.execute(market, last, at);
         if !order.reduce_only && !self.positions[&order.symbol].is_flat() {
             self.arm_exits(order, fill.price);
         }
@@ -234,7 +240,14 @@ impl Gateway for PaperGateway {
             return Vec::new();
         };
         let side = if long { Side::Sell } else { Side::Buy };
-        let fill = self.execute(id, symbol, side, quantity, price, reason, at);
+        let market = Market {
+            id,
+            symbol: symbol.clone(),
+            side,
+            quantity,
+            reason,
+        };
+        let fill = self.execute(market, price, at);
         self.exits.remove(symbol);
         vec![fill]
     }
