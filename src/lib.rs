@@ -8,7 +8,9 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod payload;
+pub mod protect;
 pub mod secret;
+pub mod tls;
 
 pub use config::Config;
 pub use daemon::run;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use sentinel::auth::{sign_hex, SIGNATURE_HEADER};
-use sentinel::config::{ConfigError, SourceAuth};
+use sentinel::auth::{decode_secret, sign_standard, HmacScheme, SourceAuth, StandardWebhooks};
+use sentinel::config::ConfigError;
+use sentinel::secret::Secret;
 use sentinel::Config;
 
 #[derive(Parser)]
@@ -38,20 +39,39 @@ enum Command {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
-    /// Print the signature header for a body read from stdin, for testing signed sources with curl.
+    /// Print the headers that sign a body read from stdin, one `Name: value` per line (for curl -H).
+    ///
+    /// With --source, signs as that configured source expects (its scheme, header names and first secret);
+    /// otherwise as --scheme with the secret in --secret-env.
     Sign {
-        /// The environment variable that holds the secret.
-        #[arg(long, default_value = "SENTINEL_SIGNALS_SECRET")]
-        secret_env: String,
+        /// Sign for this source of the configuration.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
         #[arg(long, value_enum, default_value_t = Scheme::Hmac)]
         scheme: Scheme,
+        /// The environment variable that holds the secret (without --source).
+        #[arg(long, default_value = "SENTINEL_SIGNALS_SECRET")]
+        secret_env: String,
+        /// hmac: the signature header (GitHub: X-Hub-Signature-256).
+        #[arg(long, default_value = "X-Webhook-Signature")]
+        header: String,
+        /// hmac: also send and sign a Unix timestamp in this header.
+        #[arg(long)]
+        timestamp_header: Option<String>,
+        /// standard-webhooks: the delivery id (default: a fresh one).
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Scheme {
-    /// `X-Webhook-Signature: sha256=<hex>`.
+    /// `X-Webhook-Signature: sha256=<hex>` (header name configurable), optionally with a signed timestamp.
     Hmac,
+    /// Standard Webhooks v1: webhook-id, webhook-timestamp, webhook-signature; the secret is `whsec_<base64>`.
+    StandardWebhooks,
 }
 
 fn main() -> ExitCode {
@@ -59,7 +79,21 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, listen } => run(config, listen),
         Command::CheckConfig { config } => return check_config(config),
-        Command::Sign { secret_env, scheme } => sign(&secret_env, scheme),
+        Command::Sign {
+            source,
+            config,
+            scheme,
+            secret_env,
+            header,
+            timestamp_header,
+            id,
+        } => {
+            let auth = match source {
+                Some(name) => source_auth(&config, &name),
+                None => flag_auth(scheme, &secret_env, &header, timestamp_header),
+            };
+            auth.and_then(|auth| sign(&auth, id))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,19 +178,67 @@ fn check_config(path: PathBuf) -> ExitCode {
     }
 }
 
-fn sign(secret_env: &str, scheme: Scheme) -> anyhow::Result<()> {
+/// The configured source's authentication.
+fn source_auth(config: &std::path::Path, name: &str) -> anyhow::Result<SourceAuth> {
+    let config = Config::load(config)?;
+    let source = config
+        .source(name)
+        .with_context(|| format!("no source named `{name}` in the configuration"))?;
+    Ok(source.auth.clone())
+}
+
+/// Authentication built from the command line's flags.
+fn flag_auth(
+    scheme: Scheme,
+    secret_env: &str,
+    header: &str,
+    timestamp_header: Option<String>,
+) -> anyhow::Result<SourceAuth> {
     let secret = std::env::var(secret_env)
         .with_context(|| format!("set {secret_env} to the source's secret"))?;
+    Ok(match scheme {
+        Scheme::Hmac => SourceAuth::Hmac(HmacScheme {
+            secrets: vec![Secret::new(secret)],
+            signature_header: header.to_ascii_lowercase(),
+            timestamp_header: timestamp_header.map(|h| h.to_ascii_lowercase()),
+            tolerance_secs: 300,
+        }),
+        Scheme::StandardWebhooks => SourceAuth::StandardWebhooks(StandardWebhooks {
+            keys: vec![Secret::new(
+                decode_secret(&secret).map_err(|e| anyhow::anyhow!("{secret_env} {e}"))?,
+            )],
+            tolerance_secs: 300,
+        }),
+    })
+}
+
+fn sign(auth: &SourceAuth, id: Option<String>) -> anyhow::Result<()> {
     let mut body = Vec::new();
     std::io::stdin()
         .read_to_end(&mut body)
         .context("cannot read the body from stdin")?;
-    match scheme {
-        Scheme::Hmac => println!(
-            "{SIGNATURE_HEADER}: sha256={}",
-            sign_hex(secret.as_bytes(), &body)
-        ),
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs() as i64;
+    let headers = match auth {
+        SourceAuth::Hmac(scheme) => scheme.sign(&body, now),
+        SourceAuth::StandardWebhooks(scheme) => {
+            let key = scheme.keys.first().context("the source has no secret")?;
+            let id = id.unwrap_or_else(|| format!("msg_{now:x}{:x}", std::process::id()));
+            let signature = sign_standard(key.expose(), &id, now, &body);
+            vec![
+                ("webhook-id".to_string(), id),
+                ("webhook-timestamp".to_string(), now.to_string()),
+                ("webhook-signature".to_string(), signature),
+            ]
+        }
+        SourceAuth::TradingView { .. } => {
+            anyhow::bail!("tradingview sources are not signed: put the passphrase in the body or the token in the URL")
+        }
+    };
+    for (name, value) in headers {
+        println!("{name}: {value}");
     }
-    let _ = SourceAuth::kind;
     Ok(())
 }

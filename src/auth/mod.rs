@@ -1,61 +1,144 @@
-//! Webhook authentication: each source kind's check, run on the raw request before anything else looks at it.
+//! Webhook authentication: each source kind's check, run before anything else looks at a request.
+//!
+//! Every secret is a list, so a key can be rotated without downtime: a request signed with any listed secret passes.
 
 mod hmac_sig;
+mod standard;
 
 use actix_web::http::header::HeaderMap;
 use thiserror::Error;
 
-use crate::config::SourceAuth;
 use crate::payload::RawPayload;
+use crate::secret::Secret;
 
-pub use hmac_sig::{sign_hex, SIGNATURE_HEADER};
+pub use hmac_sig::{parse_signature, sign_hex, HmacScheme};
+pub use standard::{decode_secret, parse_signatures, sign_standard, StandardWebhooks};
 
 /// Why a webhook was not authenticated. Answered as a bare 401; the log line and counters say which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum AuthError {
-    #[error("signature header missing")]
-    MissingSignature,
-    #[error("signature header malformed")]
-    MalformedSignature,
-    #[error("signature does not match")]
+    #[error("a required header is missing")]
+    MissingHeader,
+    #[error("a signature or timestamp header is malformed")]
+    MalformedHeader,
+    #[error("no signature matches any configured secret")]
     BadSignature,
-    #[error("passphrase missing")]
+    #[error("the signed timestamp is outside the tolerance")]
+    StaleTimestamp,
+    #[error("the passphrase is missing")]
     MissingPassphrase,
-    #[error("passphrase does not match")]
+    #[error("the passphrase does not match")]
     BadPassphrase,
+    #[error("the URL token does not match")]
+    BadToken,
 }
 
 impl AuthError {
     /// A stable label for logs and counters.
     pub fn reason(self) -> &'static str {
         match self {
-            AuthError::MissingSignature => "missing_signature",
-            AuthError::MalformedSignature => "malformed_signature",
+            AuthError::MissingHeader => "missing_header",
+            AuthError::MalformedHeader => "malformed_header",
             AuthError::BadSignature => "bad_signature",
+            AuthError::StaleTimestamp => "stale_timestamp",
             AuthError::MissingPassphrase => "missing_passphrase",
             AuthError::BadPassphrase => "bad_passphrase",
+            AuthError::BadToken => "bad_token",
         }
     }
 }
 
-/// Checks what can be checked on the raw body, before it is parsed (signatures).
-pub fn verify_raw(auth: &SourceAuth, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
-    match auth {
-        SourceAuth::Hmac { secret } => hmac_sig::verify(secret, headers, body),
-        SourceAuth::TradingView { .. } => Ok(()),
+/// How a source proves a webhook is its own.
+#[derive(Debug, Clone)]
+pub enum SourceAuth {
+    /// TradingView cannot send headers: a `passphrase` field in the body and/or a token in the URL path.
+    TradingView {
+        passphrases: Vec<Secret>,
+        tokens: Vec<Secret>,
+    },
+    /// HMAC-SHA256 of the raw body in a header (the seed's `X-Webhook-Signature`, GitHub's `X-Hub-Signature-256`).
+    Hmac(HmacScheme),
+    /// The Standard Webhooks spec v1.
+    StandardWebhooks(StandardWebhooks),
+}
+
+/// A request's parts that authentication looks at.
+pub struct Request<'a> {
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// The `{token}` of `/webhook/{source}/{token}`, if the URL had one.
+    pub path_token: Option<&'a str>,
+    /// Now, in Unix seconds (passed in so tests can move the clock).
+    pub now: i64,
+}
+
+/// What authentication learned about a delivery besides "it is genuine".
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The sender's id for this delivery (Standard Webhooks' `webhook-id`), for idempotency.
+    pub id: Option<String>,
+}
+
+impl SourceAuth {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceAuth::TradingView { .. } => "tradingview",
+            SourceAuth::Hmac(_) => "hmac",
+            SourceAuth::StandardWebhooks(_) => "standard-webhooks",
+        }
+    }
+
+    /// Checks what can be checked before the body is parsed: URL tokens, signatures, timestamps.
+    pub fn verify_request(&self, req: &Request<'_>) -> Result<Delivery, AuthError> {
+        match self {
+            SourceAuth::TradingView { tokens, .. } => {
+                if !tokens.is_empty() {
+                    let given = req.path_token.ok_or(AuthError::BadToken)?;
+                    if !any_matches(tokens, given.as_bytes()) {
+                        return Err(AuthError::BadToken);
+                    }
+                }
+                Ok(Delivery::default())
+            }
+            SourceAuth::Hmac(scheme) => scheme
+                .verify(req.headers, req.body, req.now)
+                .map(|()| Delivery::default()),
+            SourceAuth::StandardWebhooks(scheme) => scheme
+                .verify(req.headers, req.body, req.now)
+                .map(|id| Delivery { id: Some(id) }),
+        }
+    }
+
+    /// Checks what needs the parsed body (a TradingView passphrase), then strips every secret field from it.
+    pub fn verify_payload(&self, payload: &mut RawPayload) -> Result<(), AuthError> {
+        let result = match self {
+            SourceAuth::TradingView { passphrases, .. } if !passphrases.is_empty() => {
+                match payload.passphrase() {
+                    None => Err(AuthError::MissingPassphrase),
+                    Some(given) if any_matches(passphrases, given.as_bytes()) => Ok(()),
+                    Some(_) => Err(AuthError::BadPassphrase),
+                }
+            }
+            _ => Ok(()),
+        };
+        payload.strip_secrets();
+        result
+    }
+
+    /// Whether the path may carry a token for this source.
+    pub fn takes_path_token(&self) -> bool {
+        matches!(self, SourceAuth::TradingView { tokens, .. } if !tokens.is_empty())
     }
 }
 
-/// Checks what needs the parsed body (TradingView's passphrase), then strips every secret field from it.
-pub fn verify_payload(auth: &SourceAuth, payload: &mut RawPayload) -> Result<(), AuthError> {
-    let result = match auth {
-        SourceAuth::TradingView { passphrase } => match payload.passphrase() {
-            None => Err(AuthError::MissingPassphrase),
-            Some(given) if passphrase.matches(given.as_bytes()) => Ok(()),
-            Some(_) => Err(AuthError::BadPassphrase),
-        },
-        SourceAuth::Hmac { .. } => Ok(()),
-    };
-    payload.strip_secrets();
-    result
+/// Compares against every secret, without stopping at the first match, each in constant time.
+fn any_matches(secrets: &[Secret], candidate: &[u8]) -> bool {
+    secrets
+        .iter()
+        .fold(false, |found, secret| secret.matches(candidate) | found)
+}
+
+/// Whether `ts` is within `tolerance` seconds of `now`, in either direction.
+fn fresh(ts: i64, now: i64, tolerance: i64) -> bool {
+    (now - ts).abs() <= tolerance
 }

@@ -4,7 +4,9 @@ mod raw;
 mod validate;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use sentinel_actors::paper::PaperCosts;
@@ -12,7 +14,8 @@ use sentinel_actors::risk::{SymbolRules, TradingState};
 use sentinel_actors::strategy::SymbolSettings;
 use sentinel_actors::types::Symbol;
 
-use crate::secret::Secret;
+use crate::auth::SourceAuth;
+use crate::protect::network::Allowlist;
 
 pub use validate::Problem;
 
@@ -34,6 +37,30 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub workers: usize,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Allowlist,
+    pub body_limit: usize,
+    /// A client must send its request head within this (slowloris).
+    pub header_timeout: Duration,
+    /// A client must send its whole body within this.
+    pub body_timeout: Duration,
+    pub per_address: RateLimit,
+    /// How long a sender's delivery id is remembered for idempotency.
+    pub delivery_id_retention: Duration,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Requests per minute, in bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: NonZeroU32,
+    pub burst: NonZeroU32,
 }
 
 #[derive(Debug, Clone)]
@@ -41,24 +68,11 @@ pub struct SourceConfig {
     /// The `{source}` in `POST /webhook/{source}`.
     pub name: String,
     pub auth: SourceAuth,
-}
-
-/// How a source proves a webhook is its own.
-#[derive(Debug, Clone)]
-pub enum SourceAuth {
-    /// A `passphrase` field in the JSON body (TradingView cannot send headers).
-    TradingView { passphrase: Secret },
-    /// `X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the raw body>`.
-    Hmac { secret: Secret },
-}
-
-impl SourceAuth {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceAuth::TradingView { .. } => "tradingview",
-            SourceAuth::Hmac { .. } => "hmac",
-        }
-    }
+    /// Client addresses allowed to use this source; empty: any.
+    pub allow_ips: Allowlist,
+    pub rate_limit: RateLimit,
+    /// How long an identical body from this source counts as a duplicate (for senders without delivery ids).
+    pub duplicate_window: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -20,16 +20,57 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<String>,
     pub workers: Option<i64>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub body_limit_bytes: Option<i64>,
+    pub header_timeout_ms: Option<i64>,
+    pub body_timeout_ms: Option<i64>,
+    pub rate_limit_per_address_per_minute: Option<i64>,
+    pub rate_limit_per_address_burst: Option<i64>,
+    pub delivery_id_retention_secs: Option<i64>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+/// One environment variable name, or several (for key rotation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum EnvNames {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl EnvNames {
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            EnvNames::One(name) => vec![name.clone()],
+            EnvNames::Many(names) => names.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RawSource {
     pub name: Option<String>,
     pub kind: Option<String>,
-    /// tradingview: the environment variable holding the passphrase expected in the body.
-    pub passphrase_env: Option<String>,
-    /// hmac: the environment variable holding the signing secret.
-    pub secret_env: Option<String>,
+    /// tradingview: the environment variable(s) holding the passphrase expected in the body.
+    pub passphrase_env: Option<EnvNames>,
+    /// tradingview: the environment variable(s) holding the token expected in the URL path.
+    pub token_env: Option<EnvNames>,
+    /// hmac, standard-webhooks: the environment variable(s) holding the signing secret.
+    pub secret_env: Option<EnvNames>,
+    pub signature_header: Option<String>,
+    pub timestamp_header: Option<String>,
+    pub timestamp_tolerance_secs: Option<i64>,
+    pub allow_ips: Option<Vec<String>>,
+    pub rate_limit_per_minute: Option<i64>,
+    pub rate_limit_burst: Option<i64>,
+    pub duplicate_window_secs: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

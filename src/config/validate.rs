@@ -3,8 +3,10 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use sentinel_actors::paper::PaperCosts;
@@ -13,11 +15,14 @@ use sentinel_actors::signal::{Action, ExitLevel, SizeSpec};
 use sentinel_actors::strategy::SymbolSettings;
 use sentinel_actors::types::{Leverage, Symbol};
 
-use super::raw::{DecimalText, RawConfig, RawExchange, RawSource, RawSymbol};
+use super::raw::{DecimalText, EnvNames, RawConfig, RawExchange, RawServer, RawSource, RawSymbol};
 use super::{
-    Config, ExchangeConfig, RiskConfig, ServerConfig, SourceAuth, SourceConfig, SymbolConfig,
+    Config, ExchangeConfig, RateLimit, RiskConfig, ServerConfig, SourceConfig, SymbolConfig,
+    TlsConfig,
 };
+use crate::auth::{decode_secret, HmacScheme, SourceAuth, StandardWebhooks};
 use crate::payload::{parse_exit_level, parse_size};
+use crate::protect::network::Allowlist;
 use crate::secret::{self, Secret};
 
 /// One thing wrong with the configuration.
@@ -114,35 +119,80 @@ impl Checker<'_> {
         }
     }
 
-    /// A secret named by an environment variable; with the paper exchange a missing one falls back to `demo`.
-    fn secret(&mut self, path: &str, env_name: Option<&String>, demo: &str, paper: bool) -> Secret {
-        let Some(env_name) = env_name else {
-            self.problem(
-                path,
-                "is required: name the environment variable that holds the secret",
-            );
-            return Secret::new(Vec::new());
-        };
-        match (self.env)(env_name).filter(|v| !v.is_empty()) {
-            Some(value) if paper || !secret::is_demo(value.as_bytes()) => Secret::new(value),
-            Some(_) => {
-                self.problem(path, format!("{env_name} holds a demo secret; set a real one before trading on a real exchange"));
-                Secret::new(Vec::new())
+    /// The secrets named by environment variables; with the paper exchange a missing one falls back to `demo`.
+    fn secrets(
+        &mut self,
+        path: &str,
+        names: &EnvNames,
+        demo: Option<&str>,
+        paper: bool,
+    ) -> Vec<Secret> {
+        let names = names.names();
+        if names.is_empty() {
+            self.problem(path, "name at least one environment variable");
+        }
+        let mut secrets = Vec::new();
+        for env_name in names {
+            match (self.env)(&env_name).filter(|v| !v.is_empty()) {
+                Some(value) if paper || !secret::is_demo(value.as_bytes()) => secrets.push(Secret::new(value)),
+                Some(_) => self.problem(
+                    path,
+                    format!("{env_name} holds a demo secret; set a real one before trading on a real exchange"),
+                ),
+                None => match demo {
+                    Some(demo) if paper => {
+                        self.warnings.push(format!(
+                            "{env_name} is not set: {path} uses the PUBLIC DEMO secret `{demo}`. Anyone who reads the docs \
+                             can send signals. Fine for paper trading on this machine only; set {env_name} before \
+                             exposing the port."
+                        ));
+                        secrets.push(Secret::new(demo));
+                    }
+                    Some(_) => self.problem(path, format!("{env_name} is not set: a real exchange needs a real secret")),
+                    None => self.problem(path, format!("{env_name} is not set")),
+                },
             }
-            None if paper => {
-                self.warnings.push(format!(
-                    "{env_name} is not set: {path} uses the PUBLIC DEMO secret `{demo}`. Anyone who reads the docs can send \
-                     signals. Fine for paper trading on this machine only; set {env_name} before exposing the port."
-                ));
-                Secret::new(demo)
-            }
-            None => {
+        }
+        secrets
+    }
+
+    /// A whole number within `range`, or `default` when absent.
+    fn whole(
+        &mut self,
+        path: &str,
+        value: Option<i64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
+        let Some(value) = value else { return default };
+        match u64::try_from(value) {
+            Ok(v) if range.contains(&v) => v,
+            _ => {
                 self.problem(
                     path,
-                    format!("{env_name} is not set: a real exchange needs a real secret"),
+                    format!(
+                        "must be between {} and {}, not {value}",
+                        range.start(),
+                        range.end()
+                    ),
                 );
-                Secret::new(Vec::new())
+                default
             }
+        }
+    }
+
+    /// A rate limit from its `(per minute, burst)` keys.
+    fn rate(
+        &mut self,
+        paths: (&str, &str),
+        values: (Option<i64>, Option<i64>),
+        defaults: (u32, u32),
+    ) -> RateLimit {
+        let per_minute = self.whole(paths.0, values.0, defaults.0.into(), 1..=1_000_000);
+        let burst = self.whole(paths.1, values.1, defaults.1.into(), 1..=100_000);
+        RateLimit {
+            per_minute: NonZeroU32::new(per_minute as u32).unwrap_or(NonZeroU32::MIN),
+            burst: NonZeroU32::new(burst as u32).unwrap_or(NonZeroU32::MIN),
         }
     }
 }
@@ -177,25 +227,7 @@ pub(super) fn validate(
         );
     }
 
-    let listen_text = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen = SocketAddr::from_str(&listen_text).unwrap_or_else(|_| {
-        c.problem(
-            "server.listen",
-            format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
-        );
-        SocketAddr::from(([127, 0, 0, 1], 8080))
-    });
-    let workers = match raw.server.workers {
-        None => 2,
-        Some(n @ 1..=64) => n as usize,
-        Some(n) => {
-            c.problem(
-                "server.workers",
-                format!("must be between 1 and 64, not {n}"),
-            );
-            1
-        }
-    };
+    let server = server(&mut c, raw.server);
 
     let exchange = exchange(&mut c, raw.exchange);
     let paper = exchange.is_paper();
@@ -246,7 +278,7 @@ pub(super) fn validate(
 
     if c.problems.is_empty() {
         Ok(Config {
-            server: ServerConfig { listen, workers },
+            server,
             sources,
             exchange,
             risk: RiskConfig { trading_state },
@@ -297,6 +329,70 @@ fn exchange(c: &mut Checker, raw: Option<RawExchange>) -> ExchangeConfig {
     }
 }
 
+fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
+    let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen = SocketAddr::from_str(&listen_text).unwrap_or_else(|_| {
+        c.problem(
+            "server.listen",
+            format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let trusted_proxies = Allowlist::parse(&raw.trusted_proxies).unwrap_or_else(|message| {
+        c.problem("server.trusted_proxies", message);
+        Allowlist::default()
+    });
+    let tls = raw.tls.and_then(|tls| {
+        let cert = c.required("server.tls.cert", tls.cert);
+        let key = c.required("server.tls.key", tls.key);
+        Some(TlsConfig {
+            cert: PathBuf::from(cert?),
+            key: PathBuf::from(key?),
+        })
+    });
+    ServerConfig {
+        listen,
+        workers: c.whole("server.workers", raw.workers, 2, 1..=64) as usize,
+        trusted_proxies,
+        body_limit: c.whole(
+            "server.body_limit_bytes",
+            raw.body_limit_bytes,
+            64 * 1024,
+            1024..=16 * 1024 * 1024,
+        ) as usize,
+        header_timeout: Duration::from_millis(c.whole(
+            "server.header_timeout_ms",
+            raw.header_timeout_ms,
+            5_000,
+            100..=120_000,
+        )),
+        body_timeout: Duration::from_millis(c.whole(
+            "server.body_timeout_ms",
+            raw.body_timeout_ms,
+            10_000,
+            100..=120_000,
+        )),
+        per_address: c.rate(
+            (
+                "server.rate_limit_per_address_per_minute",
+                "server.rate_limit_per_address_burst",
+            ),
+            (
+                raw.rate_limit_per_address_per_minute,
+                raw.rate_limit_per_address_burst,
+            ),
+            (600, 60),
+        ),
+        delivery_id_retention: Duration::from_secs(c.whole(
+            "server.delivery_id_retention_secs",
+            raw.delivery_id_retention_secs,
+            7 * 24 * 3600,
+            60..=365 * 24 * 3600,
+        )),
+        tls,
+    }
+}
+
 fn source(
     c: &mut Checker,
     i: usize,
@@ -318,42 +414,131 @@ fn source(
         c.problem(at("name"), format!("`{name}` is used by another source"));
     }
     let kind = c.required(&at("kind"), raw.kind)?;
+    let tolerance = c.whole(
+        &at("timestamp_tolerance_secs"),
+        raw.timestamp_tolerance_secs,
+        300,
+        1..=86_400,
+    ) as i64;
+    let refuse = |c: &mut Checker, key: &str, present: bool| {
+        if present {
+            c.problem(at(key), format!("does not apply to {kind} sources"));
+        }
+    };
+    let header = |c: &mut Checker, key: &str, value: Option<String>| -> Option<String> {
+        let value = value?.to_ascii_lowercase();
+        if actix_web::http::header::HeaderName::from_bytes(value.as_bytes()).is_err() {
+            c.problem(at(key), format!("`{value}` is not a header name"));
+        }
+        Some(value)
+    };
     let auth = match kind.as_str() {
         "tradingview" => {
-            if raw.secret_env.is_some() {
-                c.problem(at("secret_env"), "tradingview sources use passphrase_env");
+            refuse(c, "secret_env", raw.secret_env.is_some());
+            refuse(c, "signature_header", raw.signature_header.is_some());
+            refuse(c, "timestamp_header", raw.timestamp_header.is_some());
+            if raw.passphrase_env.is_none() && raw.token_env.is_none() {
+                c.problem(
+                    at("passphrase_env"),
+                    "a tradingview source needs passphrase_env, token_env or both",
+                );
             }
-            SourceAuth::TradingView {
-                passphrase: c.secret(
+            let passphrases = match &raw.passphrase_env {
+                Some(names) => c.secrets(
                     &at("passphrase_env"),
-                    raw.passphrase_env.as_ref(),
-                    secret::DEMO_TRADINGVIEW_PASSPHRASE,
+                    names,
+                    Some(secret::DEMO_TRADINGVIEW_PASSPHRASE),
                     paper,
                 ),
+                None => Vec::new(),
+            };
+            let tokens = match &raw.token_env {
+                Some(names) => c.secrets(&at("token_env"), names, None, paper),
+                None => Vec::new(),
+            };
+            for token in &tokens {
+                let t = token.expose();
+                if t.len() < 16
+                    || !t
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+                {
+                    c.problem(
+                        at("token_env"),
+                        "a URL token must be at least 16 letters, digits, `-` or `_`",
+                    );
+                }
+            }
+            SourceAuth::TradingView {
+                passphrases,
+                tokens,
             }
         }
         "hmac" => {
-            if raw.passphrase_env.is_some() {
-                c.problem(at("passphrase_env"), "hmac sources use secret_env");
+            refuse(c, "passphrase_env", raw.passphrase_env.is_some());
+            refuse(c, "token_env", raw.token_env.is_some());
+            let names = c.required(&at("secret_env"), raw.secret_env.clone())?;
+            let secrets = c.secrets(
+                &at("secret_env"),
+                &names,
+                Some(secret::DEMO_SIGNALS_SECRET),
+                paper,
+            );
+            SourceAuth::Hmac(HmacScheme {
+                secrets,
+                signature_header: header(c, "signature_header", raw.signature_header.clone())
+                    .unwrap_or_else(|| "x-webhook-signature".into()),
+                timestamp_header: header(c, "timestamp_header", raw.timestamp_header.clone()),
+                tolerance_secs: tolerance,
+            })
+        }
+        "standard-webhooks" => {
+            refuse(c, "passphrase_env", raw.passphrase_env.is_some());
+            refuse(c, "token_env", raw.token_env.is_some());
+            refuse(c, "signature_header", raw.signature_header.is_some());
+            refuse(c, "timestamp_header", raw.timestamp_header.is_some());
+            let names = c.required(&at("secret_env"), raw.secret_env.clone())?;
+            let mut keys = Vec::new();
+            for s in c.secrets(&at("secret_env"), &names, None, paper) {
+                match decode_secret(&String::from_utf8_lossy(s.expose())) {
+                    Ok(key) => keys.push(Secret::new(key)),
+                    Err(message) => c.problem(at("secret_env"), message),
+                }
             }
-            SourceAuth::Hmac {
-                secret: c.secret(
-                    &at("secret_env"),
-                    raw.secret_env.as_ref(),
-                    secret::DEMO_SIGNALS_SECRET,
-                    paper,
-                ),
-            }
+            SourceAuth::StandardWebhooks(StandardWebhooks {
+                keys,
+                tolerance_secs: tolerance,
+            })
         }
         other => {
             c.problem(
                 at("kind"),
-                format!("`{other}` is not one of tradingview, hmac"),
+                format!("`{other}` is not one of tradingview, hmac, standard-webhooks"),
             );
             return None;
         }
     };
-    Some(SourceConfig { name, auth })
+    let allow_ips =
+        Allowlist::parse(raw.allow_ips.as_deref().unwrap_or_default()).unwrap_or_else(|message| {
+            c.problem(at("allow_ips"), message);
+            Allowlist::default()
+        });
+    Some(SourceConfig {
+        name,
+        auth,
+        allow_ips,
+        rate_limit: c.rate(
+            (&at("rate_limit_per_minute"), &at("rate_limit_burst")),
+            (raw.rate_limit_per_minute, raw.rate_limit_burst),
+            (120, 20),
+        ),
+        duplicate_window: Duration::from_secs(c.whole(
+            &at("duplicate_window_secs"),
+            raw.duplicate_window_secs,
+            60,
+            0..=86_400,
+        )),
+    })
 }
 
 fn symbol(

@@ -77,3 +77,12 @@ pub async fn signals(state: web::Data<AppState>, page: web::Query<Page>) -> Http
 pub async fn orders(state: web::Data<AppState>, page: web::Query<Page>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "orders": state.activity.orders(page.limit()) }))
 }
+
+/// Refused webhooks per source and reason, and the size of the protection state.
+pub async fn security(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "refusals": state.refusals.snapshot(),
+        "remembered_deliveries": state.deduper.len(),
+        "tracked_addresses": state.limits.per_address.tracked(),
+    }))
+}

@@ -12,6 +12,8 @@ pub struct ApiError {
     pub message: String,
     /// The payload field at fault, for 422.
     pub field: Option<&'static str>,
+    /// Seconds until a retry may succeed, for 429.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -34,6 +37,50 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "authentication failed",
+        )
+    }
+
+    /// 403 with no detail: the client's address is not allowed for this source.
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "not allowed from this address",
+        )
+    }
+
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {retry_after} s"),
+            )
+        }
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json or text/plain",
+        )
+    }
+
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the body did not arrive in time",
         )
     }
 
@@ -84,6 +131,9 @@ impl ResponseError for ApiError {
             error["field"] = json!(field);
         }
         let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            response.insert_header(("Retry-After", secs.to_string()));
+        }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             response.insert_header(("Allow", "GET, POST"));
         }

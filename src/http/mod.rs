@@ -15,6 +15,9 @@ use sentinel_actors::router::Router;
 use crate::activity::Activity;
 use crate::config::Config;
 use crate::payload::SymbolMap;
+use crate::protect::counters::RefusalCounters;
+use crate::protect::dedupe::Deduper;
+use crate::protect::limits::RateLimits;
 
 pub use error::ApiError;
 
@@ -26,24 +29,24 @@ pub struct AppState {
     pub risk: Addr<RiskActor>,
     pub portfolio: SharedPortfolio,
     pub activity: Arc<Activity>,
+    pub limits: Arc<RateLimits>,
+    pub deduper: Arc<Deduper>,
+    pub refusals: Arc<RefusalCounters>,
 }
 
-/// Largest webhook body accepted.
-pub const BODY_LIMIT: usize = 64 * 1024;
-
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PayloadConfig::new(BODY_LIMIT))
-        .service(
-            web::resource("/webhook/{source}")
-                .route(web::post().to(webhook::receive))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(get("/healthz", api::healthz))
-        .service(get("/api/positions", api::positions))
-        .service(get("/api/account", api::account))
-        .service(get("/api/signals", api::signals))
-        .service(get("/api/orders", api::orders))
-        .default_service(web::to(not_found));
+    cfg.service(
+        web::resource(["/webhook/{source}", "/webhook/{source}/{token}"])
+            .route(web::post().to(webhook::receive))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(get("/healthz", api::healthz))
+    .service(get("/api/positions", api::positions))
+    .service(get("/api/account", api::account))
+    .service(get("/api/signals", api::signals))
+    .service(get("/api/orders", api::orders))
+    .service(get("/api/security", api::security))
+    .default_service(web::to(not_found));
 }
 
 fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource

@@ -1,51 +1,120 @@
-//! `POST /webhook/{source}`: authenticate, parse, normalise, hand to the router, answer 202.
+//! `POST /webhook/{source}[/{token}]`: the ingress pipeline, cheapest and least revealing checks first.
 //!
-//! The order of the steps is the security design: nothing about a payload's content is revealed (400/422 detail) to
-//! a sender that has not authenticated, except for sources whose secret sits inside the JSON body (TradingView),
-//! which must be parsed to be checked.
+//! 1. source (404) -> client address allowlist (403) -> per-address rate limit (429) -> content type (415)
+//! 2. body, bounded in size (413) and time (408)
+//! 3. URL token, signature and signed timestamp on the raw body (401)
+//! 4. JSON (400) -> passphrase in the body, then every secret field stripped (401)
+//! 5. per-source rate limit (429), counted only for authenticated requests so strangers cannot use it up
+//! 6. normalise into a `Signal` (422) -> idempotency (200 `duplicate`) -> router -> 202
+//!
+//! A sender learns nothing about a payload's content (400/422 detail) before it has authenticated, except for
+//! TradingView passphrase sources, whose secret sits inside the JSON and must be parsed to be checked.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use sentinel_actors::types::{SignalId, Timestamp};
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth;
-use crate::payload::{normalize, Context, RawPayload};
+use crate::auth::{AuthError, Request};
+use crate::payload::{normalize, signal_id, Context, RawPayload};
+use crate::protect::dedupe::DeliveryKey;
+use crate::protect::limits::retry_after_secs;
+use crate::protect::network::client_ip;
 
 pub async fn receive(
     req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let source_name = path.into_inner();
-    let source = state.config.source(&source_name).ok_or_else(|| {
-        ApiError::not_found(format!("no source named `{source_name}` is configured"))
-    })?;
+    let source_name = req.match_info().get("source").unwrap_or_default();
+    let path_token = req.match_info().get("token");
+    let source = state
+        .config
+        .source(source_name)
+        .filter(|s| path_token.is_none() || s.auth.takes_path_token())
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no source named `{source_name}` is configured"))
+        })?;
+    let server = &state.config.server;
 
-    // 1. Signatures over the raw body.
-    auth::verify_raw(&source.auth, req.headers(), &body).map_err(|e| refuse(&source_name, e))?;
-    // 2. Parse; 3. secrets inside the body, which are then stripped.
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let client = client_ip(peer, req.headers(), &server.trusted_proxies);
+    if !source.allow_ips.allows(client) {
+        state.refusals.record(&source.name, "ip_not_allowed");
+        warn!(source = %source.name, %client, reason = "ip_not_allowed", "webhook refused");
+        return Err(ApiError::forbidden());
+    }
+    if let Err(wait) = state.limits.per_address.check(&client) {
+        state.refusals.record(&source.name, "rate_limited_address");
+        return Err(ApiError::too_many_requests(retry_after_secs(wait)));
+    }
+    if !acceptable_content_type(req.headers()) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let body = read_body(
+        payload,
+        req.headers(),
+        server.body_limit,
+        server.body_timeout,
+    )
+    .await?;
+
+    let now = Timestamp::now();
+    let request = Request {
+        headers: req.headers(),
+        body: &body,
+        path_token,
+        now: now.0.div_euclid(1000),
+    };
+    let refuse = |error: AuthError| {
+        state.refusals.record(&source.name, error.reason());
+        warn!(source = %source.name, %client, reason = error.reason(), "webhook refused: {error}");
+        ApiError::unauthorized()
+    };
+    let delivery = source.auth.verify_request(&request).map_err(refuse)?;
     let mut raw = RawPayload::parse(&body).map_err(|e| ApiError::malformed(e.0))?;
-    auth::verify_payload(&source.auth, &mut raw).map_err(|e| refuse(&source_name, e))?;
-    // 4. Replay protection and abuse limits go here (next: idempotency, timestamps, rate limits).
-    // 5. Normalise into a Signal.
-    let received_at = Timestamp::now();
+    source.auth.verify_payload(&mut raw).map_err(refuse)?;
+
+    if let Err(wait) = state.limits.check_source(&source.name) {
+        state.refusals.record(&source.name, "rate_limited_source");
+        return Err(ApiError::too_many_requests(retry_after_secs(wait)));
+    }
+
+    let sender_id = delivery.id.or_else(|| raw.sender_id());
     let ctx = Context {
-        source: &source_name,
+        source: &source.name,
         symbols: &state.symbols,
-        fallback_id: next_signal_id(received_at),
-        received_at,
+        signal_id: signal_id(&source.name, sender_id.as_deref(), || fresh_signal_id(now)),
+        received_at: now,
     };
     let signal =
         normalize(&raw, &ctx).map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
-    let signal_id = signal.id.clone();
-    info!(source = %source_name, symbol = %signal.symbol, %signal_id, action = %signal.intent.action(), "signal accepted");
 
+    let key = match sender_id {
+        Some(id) => DeliveryKey::Id {
+            source: source.name.clone(),
+            id,
+        },
+        None => DeliveryKey::body(&source.name, &body),
+    };
+    if let Some(first) = state.deduper.first_or_insert(key, signal.id.clone(), now) {
+        info!(source = %source.name, signal_id = %first.signal_id, "duplicate delivery");
+        return Ok(
+            HttpResponse::Ok().json(json!({ "status": "duplicate", "signal_id": first.signal_id }))
+        );
+    }
+
+    let signal_id = signal.id.clone();
+    info!(source = %source.name, symbol = %signal.symbol, %signal_id, action = %signal.intent.action(), "signal accepted");
     state.activity.accepted(&signal);
     state
         .router
@@ -54,14 +123,59 @@ pub async fn receive(
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "signal_id": signal_id })))
 }
 
-fn refuse(source: &str, error: auth::AuthError) -> ApiError {
-    warn!(%source, reason = error.reason(), "webhook refused: {error}");
-    ApiError::unauthorized()
+/// JSON or plain text (TradingView's two), or no content type at all.
+fn acceptable_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence == "text/plain" || essence.ends_with("+json")
 }
 
-/// A fresh id for a signal whose payload carries none: time-ordered and unique within the process and across
-/// restarts (milliseconds since the epoch + a per-process counter + the process id).
-fn next_signal_id(at: Timestamp) -> SignalId {
+/// Reads the body, refusing more than `limit` bytes whatever `Content-Length` claims (also for chunked bodies), and
+/// giving up after `timeout`.
+async fn read_body(
+    mut payload: web::Payload,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<web::BytesMut, ApiError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let read = async {
+        let mut body =
+            web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit as u64) as usize);
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::malformed(format!("the body could not be read: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ApiError::body_timeout())?
+}
+
+/// A fresh id for a signal whose sender gave none: time-ordered and unique within the process and across restarts
+/// (milliseconds since the epoch + the process id + a per-process counter).
+fn fresh_signal_id(at: Timestamp) -> SignalId {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let id = format!("sig-{:x}-{:x}-{n:x}", at.0, std::process::id());

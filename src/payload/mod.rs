@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 pub use fields::{parse_exit_level, parse_size};
-pub use normalize::{normalize, Context};
+pub use normalize::{normalize, signal_id, Context};
 pub use symbols::SymbolMap;
 
 /// A payload as it arrived: a JSON object, not yet checked.
@@ -54,6 +54,15 @@ impl RawPayload {
     /// The passphrase field, if there is one as text.
     pub fn passphrase(&self) -> Option<&str> {
         self.0.get("passphrase").and_then(Value::as_str)
+    }
+
+    /// The sender's own id for this delivery (`signal_id` or `id`), as text.
+    pub fn sender_id(&self) -> Option<String> {
+        match self.first(&["signal_id", "id"])?.1 {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
     }
 
     /// Removes every secret-bearing field, so what is left can be stored and logged.

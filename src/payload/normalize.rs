@@ -7,7 +7,7 @@
 use rust_decimal::prelude::ToPrimitive;
 use sentinel_actors::signal::{Action, EntryParams, Intent, Signal, SizeSpec, TargetPosition};
 use sentinel_actors::types::{Leverage, PositionSide, SignalId, Timestamp};
-use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::fields;
 use super::{FieldError, RawPayload, SymbolMap};
@@ -16,8 +16,8 @@ use super::{FieldError, RawPayload, SymbolMap};
 pub struct Context<'a> {
     pub source: &'a str,
     pub symbols: &'a SymbolMap,
-    /// The id to use when the payload carries none.
-    pub fallback_id: SignalId,
+    /// The signal's id (see `signal_id`).
+    pub signal_id: SignalId,
     pub received_at: Timestamp,
 }
 
@@ -40,16 +40,6 @@ pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldErr
     let sent_at = match raw.first(&["timestamp", "time", "timenow"]) {
         Some((name, v)) => Some(field(name, fields::timestamp(v))?),
         None => None,
-    };
-    let id = match raw.first(&["signal_id", "id"]) {
-        Some((name, v)) => {
-            let text = match v {
-                Value::Number(n) => n.to_string(),
-                other => field(name, fields::text(other))?.to_string(),
-            };
-            field(name, SignalId::new(&text).map_err(|e| e.to_string()))?
-        }
-        None => ctx.fallback_id.clone(),
     };
     let comment = match raw.first(&["comment"]) {
         Some((name, v)) => Some(field(name, fields::text(v))?.to_string()),
@@ -91,7 +81,7 @@ pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldErr
     };
 
     Ok(Signal {
-        id,
+        id: ctx.signal_id.clone(),
         source: ctx.source.to_string(),
         symbol: symbol.clone(),
         received_at: ctx.received_at,
@@ -194,4 +184,19 @@ fn target(raw: &RawPayload, position: &str) -> Result<TargetPosition, FieldError
             format!("`{other}` is not long, short or flat"),
         )),
     }
+}
+
+/// The signal id of a delivery: `<source>:<sender's id>` when the sender gave one (so two sources' ids never collide,
+/// and a retry gets the same id), else `fresh`. An id that would not fit is replaced by its SHA-256.
+pub fn signal_id(
+    source: &str,
+    sender_id: Option<&str>,
+    fresh: impl FnOnce() -> SignalId,
+) -> SignalId {
+    let Some(id) = sender_id else { return fresh() };
+    SignalId::new(&format!("{source}:{id}")).unwrap_or_else(|_| {
+        let digest = hex::encode(&Sha256::digest(id.as_bytes())[..16]);
+        let short = &source[..source.len().min(64 - 1 - digest.len())];
+        SignalId::new(&format!("{short}:{digest}")).expect("source names and hex digits are valid")
+    })
 }

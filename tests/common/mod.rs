@@ -217,8 +217,16 @@ impl Client {
         }
     }
 
-    /// Sends a TradingView body, expects 202, waits for the outcome and returns its record.
-    pub async fn act(&self, body: Value) -> Value {
+    /// Sends a TradingView body (with a fresh delivery `id`, so that identical bodies are distinct signals), expects
+    /// 202, waits for the outcome and returns its record.
+    pub async fn act(&self, mut body: Value) -> Value {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if body.get("id").is_none() {
+            body["id"] = Value::from(format!(
+                "t{}",
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+        }
         let (status, answer) = self.tradingview(body).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
         self.done(answer["signal_id"].as_str().unwrap()).await

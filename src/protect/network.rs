@@ -1,0 +1,192 @@
+//! Client addresses: the peer, or what a trusted proxy says the client was; and per-source allowlists.
+
+use std::net::IpAddr;
+
+use actix_web::http::header::HeaderMap;
+use ipnet::IpNet;
+
+/// TradingView's published webhook sender addresses (tradingview.com/support/solutions/43000529348).
+pub const TRADINGVIEW_SENDERS: [&str; 4] = [
+    "52.89.214.238",
+    "34.212.75.30",
+    "54.218.53.128",
+    "52.32.178.7",
+];
+
+/// IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is the IPv4 address it carries, so it matches IPv4 rules.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// Networks, any of which lets a client in. Empty: everyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowlist(Vec<IpNet>);
+
+impl Allowlist {
+    /// Parses entries: addresses, CIDRs, or `tradingview` for TradingView's senders.
+    pub fn parse(entries: &[String]) -> Result<Allowlist, String> {
+        let mut nets = Vec::new();
+        for entry in entries {
+            if entry.eq_ignore_ascii_case("tradingview") {
+                nets.extend(
+                    TRADINGVIEW_SENDERS
+                        .iter()
+                        .map(|ip| IpNet::from(ip.parse::<IpAddr>().expect("valid"))),
+                );
+                continue;
+            }
+            let net = entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("`{entry}` is not an address, a CIDR or `tradingview`"))?;
+            nets.push(net);
+        }
+        Ok(Allowlist(nets))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.is_empty() || self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether `ip` is in the list (an empty list holds nobody).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// The client's address. Forwarding headers are believed only when the peer is a trusted proxy, and then the
+/// right-most address that is not itself a trusted proxy is the client (the left part is whatever the client said).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &Allowlist) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted_proxies.contains(peer) {
+        return peer;
+    }
+    let chain = forwarded_chain(headers);
+    chain
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted_proxies.contains(*ip))
+        .unwrap_or(peer)
+}
+
+/// Addresses from `Forwarded: for=...` (RFC 7239) or else `X-Forwarded-For`, in order, client first.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("forwarded")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .flat_map(|element| element.split(';'))
+        .filter_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("for")
+                .then(|| parse_node(value))?
+        })
+        .collect();
+    if !forwarded.is_empty() {
+        return forwarded;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(parse_node)
+        .collect()
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `"[2001:db8::1]:4711"`, `2001:db8::1`.
+fn parse_node(raw: &str) -> Option<IpAddr> {
+    let raw = raw.trim().trim_matches('"');
+    if let Ok(ip) = raw.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Some(rest) = raw.strip_prefix('[') {
+        return rest
+            .split_once(']')
+            .and_then(|(ip, _)| ip.parse().ok())
+            .map(canonical);
+    }
+    raw.rsplit_once(':')
+        .and_then(|(ip, _)| ip.parse().ok())
+        .map(canonical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn allowlists_take_cidrs_and_the_tradingview_shorthand() {
+        let list = Allowlist::parse(&[
+            "tradingview".into(),
+            "10.0.0.0/8".into(),
+            "2001:db8::/32".into(),
+        ])
+        .unwrap();
+        assert!(list.allows(ip("52.89.214.238")));
+        assert!(list.allows(ip("10.1.2.3")));
+        assert!(
+            list.allows(ip("::ffff:10.1.2.3")),
+            "IPv4-mapped IPv6 matches the IPv4 rule"
+        );
+        assert!(list.allows(ip("2001:db8::1")));
+        assert!(!list.allows(ip("52.89.214.239")));
+        assert!(Allowlist::parse(&["10.0.0.0/33".into()]).is_err());
+        assert!(Allowlist::default().allows(ip("1.2.3.4")));
+    }
+
+    #[test]
+    fn forwarding_headers_only_from_trusted_proxies() {
+        let proxies = Allowlist::parse(&["127.0.0.1".into(), "10.0.0.0/8".into()]).unwrap();
+        let spoof = headers(&[("x-forwarded-for", "52.89.214.238")]);
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &spoof, &proxies),
+            ip("203.0.113.9"),
+            "untrusted peer"
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &spoof, &proxies),
+            ip("52.89.214.238")
+        );
+        // The client prepends a fake address; the proxy appends the real one.
+        let chain = headers(&[("x-forwarded-for", "52.89.214.238, 198.51.100.7, 10.0.0.2")]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &chain, &proxies),
+            ip("198.51.100.7")
+        );
+        let fwd = headers(&[(
+            "forwarded",
+            "for=\"[2001:db8::1]:4711\";proto=https, for=198.51.100.8",
+        )]);
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), &fwd, &proxies),
+            ip("198.51.100.8")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &HeaderMap::new(), &proxies),
+            ip("127.0.0.1")
+        );
+    }
+}
