@@ -145,6 +145,15 @@ mod tests {
         h
     }
 
+    /// id, timestamp and signature headers, the clock, and the expected result.
+    type Case<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        i64,
+        Result<(), AuthError>,
+    );
+
     fn verify(
         id: Option<&str>,
         ts: Option<&str>,
