@@ -4,8 +4,9 @@
 //! 2. body, bounded in size (413) and time (408)
 //! 3. URL token, signature and signed timestamp on the raw body (401)
 //! 4. JSON (400) -> passphrase in the body, then every secret field stripped (401)
-//! 5. per-source rate limit (429), counted only for authenticated requests so strangers cannot use it up
-//! 6. normalise into a `Signal` (422) -> idempotency (200 `duplicate`) -> router -> 202
+//! 5. normalise into a `Signal` (422) -> idempotency (200 `duplicate`)
+//! 6. per-source rate limit (429), counted only for new authenticated signals, so neither strangers nor a
+//!    sender's retries use it up -> router -> 202
 //!
 //! A sender learns nothing about a payload's content (400/422 detail) before it has authenticated, except for
 //! TradingView passphrase sources, whose secret sits inside the JSON and must be parsed to be checked.
@@ -84,11 +85,6 @@ pub async fn receive(
     let mut raw = RawPayload::parse(&body).map_err(|e| ApiError::malformed(e.0))?;
     source.auth.verify_payload(&mut raw).map_err(refuse)?;
 
-    if let Err(wait) = state.limits.check_source(&source.name) {
-        state.refusals.record(&source.name, "rate_limited_source");
-        return Err(ApiError::too_many_requests(retry_after_secs(wait)));
-    }
-
     let sender_id = delivery.id.or_else(|| raw.sender_id());
     let ctx = Context {
         source: &source.name,
@@ -106,11 +102,20 @@ pub async fn receive(
         },
         None => DeliveryKey::body(&source.name, &body),
     };
-    if let Some(first) = state.deduper.first_or_insert(key, signal.id.clone(), now) {
+    if let Some(first) = state
+        .deduper
+        .first_or_insert(key.clone(), signal.id.clone(), now)
+    {
         info!(source = %source.name, signal_id = %first.signal_id, "duplicate delivery");
         return Ok(
             HttpResponse::Ok().json(json!({ "status": "duplicate", "signal_id": first.signal_id }))
         );
+    }
+    // Only new signals count against the source's limit; a refused one is forgotten so its retry is not a duplicate.
+    if let Err(wait) = state.limits.check_source(&source.name) {
+        state.deduper.forget(&key);
+        state.refusals.record(&source.name, "rate_limited_source");
+        return Err(ApiError::too_many_requests(retry_after_secs(wait)));
     }
 
     let signal_id = signal.id.clone();

@@ -60,10 +60,18 @@ pub fn free_config() -> String {
     config("fee_rate = \"0\"\nslippage = \"0\"", "")
 }
 
+/// The Standard Webhooks spec's example secret.
+pub const STANDARD_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub const URL_TOKEN: &str = "tok_8c1f0e2a9b7d4c3e";
+pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+
 pub fn test_env(name: &str) -> Option<String> {
     match name {
         "TEST_TV_PASSPHRASE" => Some(PASSPHRASE.into()),
         "TEST_HMAC_SECRET" => Some(HMAC_SECRET.into()),
+        "TEST_STANDARD_SECRET" => Some(STANDARD_SECRET.into()),
+        "TEST_URL_TOKEN" => Some(URL_TOKEN.into()),
+        "TEST_GITHUB_SECRET" => Some(GITHUB_SECRET.into()),
         _ => None,
     }
 }
@@ -95,6 +103,10 @@ impl Daemon {
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
     }
 
     pub fn client(&self) -> Client {
