@@ -2,11 +2,11 @@
 //!
 //! `run` starts the actors (see `sentinel_actors`) and the HTTP edge; everything is driven by a `Config`.
 
-pub mod activity;
 pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod journal;
 pub mod payload;
 pub mod protect;
 pub mod secret;

@@ -1,25 +1,31 @@
-//! The exchange actor: the one caller of the account's `Gateway`; it keeps the portfolio in step with the fills.
+//! The exchange actor: the one caller of the account's `Gateway`; it records each fill durably and keeps the
+//! portfolio in step with the fills.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
-use crate::gateway::{Gateway, GatewayError};
+use crate::gateway::{Execution, Gateway, GatewayError};
 use crate::messages::{Execute, PriceUpdate};
-use crate::order::Fill;
+use crate::order::{Fill, OrderRequest};
 use crate::portfolio::SharedPortfolio;
 use crate::recorder::Recorder;
 use crate::supervise::guard;
 use crate::types::Timestamp;
 
+/// New fills between two snapshots: bounds what a restart has to replay.
+pub const SNAPSHOT_EVERY: u32 = 1_000;
+
 pub struct ExchangeActor {
     gateway: Box<dyn Gateway>,
     portfolio: SharedPortfolio,
     recorder: Arc<dyn Recorder>,
+    fills_since_snapshot: u32,
 }
 
 impl ExchangeActor {
+    /// `gateway` and `portfolio` must already hold what the journal recorded (see the daemon's recovery).
     pub fn new(
         gateway: Box<dyn Gateway>,
         portfolio: SharedPortfolio,
@@ -29,19 +35,59 @@ impl ExchangeActor {
             gateway,
             portfolio,
             recorder,
+            fills_since_snapshot: 0,
         }
     }
 
-    fn book(&self, fill: &Fill) {
+    /// Records a new fill durably, then counts it in the portfolio, so nobody sees a position that is not on disk.
+    fn book(&mut self, order: Option<&OrderRequest>, fill: &Fill) {
+        let after = {
+            let portfolio = self.portfolio.read().unwrap_or_else(|e| e.into_inner());
+            let mut position = portfolio
+                .positions
+                .get(&fill.symbol)
+                .cloned()
+                .unwrap_or_default();
+            position.apply(fill);
+            position
+        };
+        if let Err(e) = self.recorder.filled(order, fill, &after) {
+            // The fill happened; losing its record is worse than any delay, but refusing it changes nothing.
+            error!(client_order_id = %fill.client_order_id, error = %e, "fill could not be journaled");
+        }
         self.portfolio
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .apply_fill(fill);
+        self.fills_since_snapshot += 1;
+        if self.fills_since_snapshot >= SNAPSHOT_EVERY {
+            self.snapshot();
+        }
+    }
+
+    fn snapshot(&mut self) {
+        let portfolio = self
+            .portfolio
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let state =
+            serde_json::json!({ "portfolio": portfolio, "gateway": self.gateway.snapshot() });
+        self.recorder.snapshot(state);
+        self.fills_since_snapshot = 0;
     }
 }
 
 impl Actor for ExchangeActor {
     type Context = Context<Self>;
+
+    fn stopping(&mut self, _ctx: &mut Context<Self>) -> Running {
+        // On a clean shutdown, a fresh snapshot makes the next start quick.
+        if self.fills_since_snapshot > 0 {
+            self.snapshot();
+        }
+        Running::Stop
+    }
 }
 
 impl Supervised for ExchangeActor {
@@ -54,21 +100,30 @@ impl Handler<Execute> for ExchangeActor {
     type Result = Result<Fill, GatewayError>;
 
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
-        let outcome = guard(|| self.gateway.submit(&msg.order, Timestamp::now()));
-        let fill = match outcome {
-            Ok(result) => result?,
+        let order = msg.order;
+        match guard(|| self.gateway.submit(&order, Timestamp::now())) {
+            Ok(Ok(Execution::New(fill))) => {
+                self.book(Some(order.get()), &fill);
+                info!(symbol = %fill.symbol, client_order_id = %fill.client_order_id, side = ?fill.side,
+                      quantity = %fill.quantity, price = %fill.price, "order filled");
+                Ok(fill)
+            }
+            Ok(Ok(Execution::AlreadyFilled(fill))) => {
+                info!(client_order_id = %fill.client_order_id, "order had already filled; not placed again");
+                Ok(fill)
+            }
+            Ok(Err(e)) => {
+                self.recorder.rejected(order.get(), &e.to_string());
+                Err(e)
+            }
             Err(panic) => {
                 error!(%panic, "gateway panicked; restarting the exchange actor");
                 ctx.stop();
-                return Err(GatewayError::Unavailable(format!(
+                Err(GatewayError::Unavailable(format!(
                     "gateway failed: {panic}"
-                )));
+                )))
             }
-        };
-        self.book(&fill);
-        info!(symbol = %fill.symbol, client_order_id = %fill.client_order_id, side = ?fill.side,
-              quantity = %fill.quantity, price = %fill.price, "order filled");
-        Ok(fill)
+        }
     }
 }
 
@@ -92,10 +147,9 @@ impl Handler<PriceUpdate> for ExchangeActor {
             }
         };
         for fill in &fills {
-            self.book(fill);
+            self.book(None, fill);
             info!(symbol = %fill.symbol, client_order_id = %fill.client_order_id, reason = ?fill.reason,
                   price = %fill.price, "resting order filled");
-            self.recorder.exit_filled(fill);
         }
         fills
     }

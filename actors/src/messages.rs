@@ -4,6 +4,7 @@ use actix::Message;
 
 use crate::gateway::GatewayError;
 use crate::order::{Fill, OrderOutcome, OrderRequest};
+use crate::recorder::RecordError;
 use crate::risk::{Approved, TradingState};
 use crate::signal::Signal;
 use crate::types::{Price, Symbol};
@@ -13,6 +14,9 @@ use crate::types::{Price, Symbol};
 #[rtype(result = "()")]
 pub struct SignalReceived {
     pub signal: Signal,
+    /// After a restart: the orders already decided for this signal before the crash, to place (again, idempotently
+    /// by client order id) instead of deciding anew.
+    pub decided: Option<Vec<OrderRequest>>,
 }
 
 /// Strategy actor -> risk actor: one order to check and, if approved, to place. Replies with what became of it.
@@ -37,9 +41,9 @@ pub struct PriceUpdate {
     pub price: Price,
 }
 
-/// Operator (HTTP API) -> risk actor: switch the account's trading state.
+/// Operator (HTTP API) -> risk actor: switch the account's trading state. Replies once the change is durable.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), RecordError>")]
 pub struct SetTradingState {
     pub state: TradingState,
 }

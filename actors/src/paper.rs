@@ -1,13 +1,13 @@
 //! The paper exchange: market orders fill at the last price with slippage and fee; stop-loss and take-profit orders
 //! rest and fire when a later price crosses them. Deterministic, all in `Decimal`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rust_decimal::prelude::Signed;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::{Gateway, GatewayError};
+use crate::gateway::{Execution, Gateway, GatewayError};
 use crate::order::{Fill, FillReason, OrderRequest};
 use crate::portfolio::Position;
 use crate::risk::Approved;
@@ -37,7 +37,7 @@ struct Market {
 }
 
 /// Exit orders resting for one symbol's position.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct RestingExits {
     side: PositionSide,
     stop_loss: Option<(Price, ClientOrderId)>,
@@ -48,27 +48,32 @@ struct RestingExits {
 #[derive(Debug)]
 pub struct PaperGateway {
     costs: PaperCosts,
+    book: PaperBook,
+    /// Fills by client order id: a second submit of the same id gets the first fill back, as a real exchange's
+    /// order lookup would give it.
+    filled: HashMap<ClientOrderId, Fill>,
+}
+
+/// What the paper exchange holds besides past fills: saved in snapshots.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PaperBook {
     last: HashMap<Symbol, Price>,
     positions: HashMap<Symbol, Position>,
     exits: HashMap<Symbol, RestingExits>,
-    /// Client order ids already filled: a second submit of the same id is refused, as a real exchange does.
-    filled: HashSet<ClientOrderId>,
 }
 
 impl PaperGateway {
     pub fn new(costs: PaperCosts) -> Self {
         Self {
             costs,
-            last: HashMap::new(),
-            positions: HashMap::new(),
-            exits: HashMap::new(),
-            filled: HashSet::new(),
+            book: PaperBook::default(),
+            filled: HashMap::new(),
         }
     }
 
     /// The stop-loss and take-profit prices resting for `symbol`.
     pub fn resting_exits(&self, symbol: &Symbol) -> (Option<Price>, Option<Price>) {
-        self.exits.get(symbol).map_or((None, None), |e| {
+        self.book.exits.get(symbol).map_or((None, None), |e| {
             (
                 e.stop_loss.as_ref().map(|s| s.0),
                 e.take_profit.as_ref().map(|t| t.0),
@@ -103,19 +108,30 @@ impl PaperGateway {
             reason,
             at,
         };
-        self.positions
-            .entry(symbol.clone())
-            .or_default()
-            .apply(&fill);
-        self.filled.insert(id);
-        if self.positions[&symbol].is_flat() {
-            self.exits.remove(&symbol);
-        }
+        self.book_fill(&fill);
         fill
     }
 
+    /// Counts a fill in the positions; a flat position has no exits left.
+    fn book_fill(&mut self, fill: &Fill) {
+        let position = self.book.positions.entry(fill.symbol.clone()).or_default();
+        position.apply(fill);
+        if position.is_flat() {
+            self.book.exits.remove(&fill.symbol);
+        }
+        self.filled
+            .insert(fill.client_order_id.clone(), fill.clone());
+    }
+
+    /// After an entry fills: rest its stop-loss and take-profit for the whole position.
+    fn after_entry(&mut self, order: &OrderRequest, fill: &Fill) {
+        if !order.reduce_only && !self.book.positions[&order.symbol].is_flat() {
+            self.arm_exits(order, fill.price);
+        }
+    }
+
     fn arm_exits(&mut self, order: &OrderRequest, entry: Price) {
-        let position = &self.positions[&order.symbol];
+        let position = &self.book.positions[&order.symbol];
         let side = if position.quantity.is_sign_positive() {
             PositionSide::Long
         } else {
@@ -149,7 +165,7 @@ impl PaperGateway {
             .take_profit
             .and_then(|exit| level(exit, false))
             .map(|p| (p, ClientOrderId::derive(&order.signal_id, TAKE_PROFIT_LEG)));
-        self.exits.insert(
+        self.book.exits.insert(
             order.symbol.clone(),
             RestingExits {
                 side,
@@ -169,20 +185,18 @@ impl Gateway for PaperGateway {
         &mut self,
         order: &Approved<OrderRequest>,
         at: Timestamp,
-    ) -> Result<Fill, GatewayError> {
+    ) -> Result<Execution, GatewayError> {
         let order = order.get();
-        if self.filled.contains(&order.client_order_id) {
-            return Err(GatewayError::Rejected(format!(
-                "duplicate client order id {}",
-                order.client_order_id
-            )));
+        if let Some(fill) = self.filled.get(&order.client_order_id) {
+            return Ok(Execution::AlreadyFilled(fill.clone()));
         }
-        let last = *self.last.get(&order.symbol).ok_or_else(|| {
+        let last = *self.book.last.get(&order.symbol).ok_or_else(|| {
             GatewayError::Rejected(format!("no price known for {} yet", order.symbol))
         })?;
         let mut quantity = order.quantity;
         if order.reduce_only {
             let open = self
+                .book
                 .positions
                 .get(&order.symbol)
                 .map_or(Decimal::ZERO, |p| p.quantity);
@@ -202,15 +216,13 @@ impl Gateway for PaperGateway {
             reason: FillReason::Signal,
         };
         let fill = self.execute(market, last, at);
-        if !order.reduce_only && !self.positions[&order.symbol].is_flat() {
-            self.arm_exits(order, fill.price);
-        }
-        Ok(fill)
+        self.after_entry(order, &fill);
+        Ok(Execution::New(fill))
     }
 
     fn on_price(&mut self, symbol: &Symbol, price: Price, at: Timestamp) -> Vec<Fill> {
-        self.last.insert(symbol.clone(), price);
-        let Some(exits) = self.exits.get(symbol) else {
+        self.book.last.insert(symbol.clone(), price);
+        let Some(exits) = self.book.exits.get(symbol) else {
             return Vec::new();
         };
         let long = exits.side == PositionSide::Long;
@@ -232,11 +244,12 @@ impl Gateway for PaperGateway {
             (None, None) => return Vec::new(),
         };
         let open = self
+            .book
             .positions
             .get(symbol)
             .map_or(Decimal::ZERO, |p| p.quantity);
         let Ok(quantity) = Quantity::new(open.abs()) else {
-            self.exits.remove(symbol);
+            self.book.exits.remove(symbol);
             return Vec::new();
         };
         let side = if long { Side::Sell } else { Side::Buy };
@@ -248,8 +261,31 @@ impl Gateway for PaperGateway {
             reason,
         };
         let fill = self.execute(market, price, at);
-        self.exits.remove(symbol);
+        self.book.exits.remove(symbol);
         vec![fill]
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(&self.book).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn restore_snapshot(&mut self, state: serde_json::Value) -> Result<(), String> {
+        self.book =
+            serde_json::from_value(state).map_err(|e| format!("paper snapshot unreadable: {e}"))?;
+        Ok(())
+    }
+
+    fn restore_fill(&mut self, order: Option<&OrderRequest>, fill: &Fill, replay: bool) {
+        if !replay {
+            self.filled
+                .insert(fill.client_order_id.clone(), fill.clone());
+            return;
+        }
+        self.book.last.insert(fill.symbol.clone(), fill.price);
+        self.book_fill(fill);
+        if let Some(order) = order {
+            self.after_entry(order, fill);
+        }
     }
 }
 
@@ -317,25 +353,28 @@ mod tests {
         Price::from_str(s).unwrap()
     }
 
+    fn new(result: Result<Execution, GatewayError>) -> Fill {
+        match result {
+            Ok(Execution::New(fill)) => fill,
+            other => panic!("expected a new fill, got {other:?}"),
+        }
+    }
+
     #[test]
     fn market_buy_fills_at_last_price_plus_slippage_with_fee() {
         let mut gw = paper();
         gw.on_price(&btc(), price("45000"), Timestamp(1));
-        let fill = gw
-            .submit(
-                &approved("a", Side::Buy, "0.1", false, Protection::default()),
-                Timestamp(2),
-            )
-            .unwrap();
+        let fill = new(gw.submit(
+            &approved("a", Side::Buy, "0.1", false, Protection::default()),
+            Timestamp(2),
+        ));
         // 45000 * 1.0005 = 45022.5; fee = 45022.5 * 0.1 * 0.0004 = 1.8009
         assert_eq!(fill.price.get(), d("45022.5"));
         assert_eq!(fill.fee, d("1.8009"));
-        let sell = gw
-            .submit(
-                &approved("b", Side::Sell, "0.1", true, Protection::default()),
-                Timestamp(3),
-            )
-            .unwrap();
+        let sell = new(gw.submit(
+            &approved("b", Side::Sell, "0.1", true, Protection::default()),
+            Timestamp(3),
+        ));
         // 45000 * 0.9995 = 44977.5
         assert_eq!(sell.price.get(), d("44977.5"));
     }
@@ -349,11 +388,39 @@ mod tests {
             Err(GatewayError::Rejected(_))
         ));
         gw.on_price(&btc(), price("100"), Timestamp(2));
-        assert!(gw.submit(&order, Timestamp(3)).is_ok());
-        assert!(matches!(
+        let first = new(gw.submit(&order, Timestamp(3)));
+        assert_eq!(
             gw.submit(&order, Timestamp(4)),
-            Err(GatewayError::Rejected(_))
-        ));
+            Ok(Execution::AlreadyFilled(first))
+        );
+        assert_eq!(gw.book.positions[&btc()].quantity, d("0.1"), "filled once");
+    }
+
+    #[test]
+    fn a_snapshot_and_replayed_fills_restore_the_book() {
+        let mut gw = paper();
+        gw.on_price(&btc(), price("45000"), Timestamp(1));
+        let protection = Protection {
+            stop_loss: Some(ExitLevel::Percent(d("2"))),
+            take_profit: None,
+        };
+        let entry_order = approved("a", Side::Buy, "0.1", false, protection);
+        let entry = new(gw.submit(&entry_order, Timestamp(2)));
+
+        let mut restored = paper();
+        restored.restore_snapshot(gw.snapshot()).unwrap();
+        assert_eq!(restored.resting_exits(&btc()), gw.resting_exits(&btc()));
+        restored.restore_fill(Some(entry_order.get()), &entry, false);
+        assert_eq!(
+            restored.submit(&entry_order, Timestamp(3)),
+            Ok(Execution::AlreadyFilled(entry.clone()))
+        );
+
+        // From nothing, replaying the fill rebuilds the position and its stop.
+        let mut replayed = paper();
+        replayed.restore_fill(Some(entry_order.get()), &entry, true);
+        assert_eq!(replayed.resting_exits(&btc()), gw.resting_exits(&btc()));
+        assert_eq!(replayed.book.positions[&btc()], gw.book.positions[&btc()]);
     }
 
     #[test]
@@ -364,12 +431,10 @@ mod tests {
             stop_loss: Some(ExitLevel::Percent(d("2"))),
             take_profit: Some(ExitLevel::Percent(d("6"))),
         };
-        let entry = gw
-            .submit(
-                &approved("a", Side::Buy, "0.1", false, protection),
-                Timestamp(2),
-            )
-            .unwrap();
+        let entry = new(gw.submit(
+            &approved("a", Side::Buy, "0.1", false, protection),
+            Timestamp(2),
+        ));
         // Entry 45022.5: stop 2% below = 44122.05, target 6% above = 47723.85.
         assert_eq!(
             gw.resting_exits(&btc()),
@@ -401,11 +466,10 @@ mod tests {
             stop_loss: None,
             take_profit: Some(ExitLevel::Price(price("1900"))),
         };
-        gw.submit(
+        new(gw.submit(
             &approved("a", Side::Sell, "1", false, protection),
             Timestamp(2),
-        )
-        .unwrap();
+        ));
         assert!(gw.on_price(&btc(), price("1950"), Timestamp(3)).is_empty());
         let fills = gw.on_price(&btc(), price("1899"), Timestamp(4));
         assert_eq!(fills[0].reason, FillReason::TakeProfit);

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use rust_decimal::prelude::Signed;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::order::Fill;
 use crate::types::{Price, Symbol};
@@ -14,7 +14,7 @@ use crate::types::{Price, Symbol};
 pub type SharedPortfolio = Arc<RwLock<Portfolio>>;
 
 /// One symbol's position. `quantity` is signed: > 0 long, < 0 short, 0 flat.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     pub quantity: Decimal,
     /// Volume-weighted price of what is open; 0 when flat.
@@ -69,7 +69,7 @@ impl Position {
 }
 
 /// Balance and positions of the one exchange account Sentinel trades.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Portfolio {
     pub starting_balance: Decimal,
     /// Wallet balance: starting balance + realized PnL - fees.

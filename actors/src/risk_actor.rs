@@ -1,17 +1,21 @@
 //! The risk actor: checks each proposed order and hands approved ones to the exchange actor.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use tracing::info;
 
 use crate::messages::{Execute, GetTradingState, Propose, SetTradingState};
 use crate::order::OrderOutcome;
 use crate::portfolio::SharedPortfolio;
-use crate::risk::{RiskEngine, TradingState};
+use crate::recorder::{RecordError, Recorder};
+use crate::risk::RiskEngine;
 
 pub struct RiskActor {
     engine: RiskEngine,
     portfolio: SharedPortfolio,
     exchange: Recipient<Execute>,
+    recorder: Arc<dyn Recorder>,
 }
 
 impl RiskActor {
@@ -19,11 +23,13 @@ impl RiskActor {
         engine: RiskEngine,
         portfolio: SharedPortfolio,
         exchange: Recipient<Execute>,
+        recorder: Arc<dyn Recorder>,
     ) -> Self {
         Self {
             engine,
             portfolio,
             exchange,
+            recorder,
         }
     }
 }
@@ -44,7 +50,9 @@ impl Handler<Propose> for RiskActor {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .position_quantity(&order.symbol);
-        match self.engine.check(order.clone(), position) {
+        let checked = self.engine.check(order.clone(), position);
+        self.recorder.risk_checked(&order, checked.as_ref().err());
+        match checked {
             Err(reason) => {
                 info!(symbol = %order.symbol, client_order_id = %order.client_order_id, %reason, "order denied");
                 Box::pin(async move { OrderOutcome::Denied { order, reason } })
@@ -70,11 +78,13 @@ impl Handler<Propose> for RiskActor {
 }
 
 impl Handler<SetTradingState> for RiskActor {
-    type Result = ();
+    /// Resolves once the new state is durable, so a kill switch that was answered stays on after a restart.
+    type Result = ResponseFuture<Result<(), RecordError>>;
 
-    fn handle(&mut self, msg: SetTradingState, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: SetTradingState, _ctx: &mut Context<Self>) -> Self::Result {
         info!(from = %self.engine.state(), to = %msg.state, "trading state changed");
         self.engine.set_state(msg.state);
+        Box::pin(self.recorder.trading_state_changed(msg.state))
     }
 }
 
@@ -83,11 +93,5 @@ impl Handler<GetTradingState> for RiskActor {
 
     fn handle(&mut self, _msg: GetTradingState, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.engine.state())
-    }
-}
-
-impl RiskActor {
-    pub fn state(&self) -> TradingState {
-        self.engine.state()
     }
 }

@@ -7,10 +7,11 @@ use actix::prelude::*;
 use thiserror::Error;
 
 use crate::messages::{PriceUpdate, Propose, SignalReceived};
+use crate::order::OrderRequest;
 use crate::portfolio::SharedPortfolio;
 use crate::recorder::Recorder;
 use crate::signal::Signal;
-use crate::strategy::{StrategyActor, StrategyBook, SymbolSettings};
+use crate::strategy::{StrategyActor, StrategyBook};
 use crate::types::Symbol;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -28,19 +29,20 @@ pub struct Router {
 }
 
 impl Router {
-    /// Starts one supervised strategy actor per symbol on `arbiter`.
+    /// Starts one supervised strategy actor per symbol on `arbiter`, each with its book (settings and the state the
+    /// journal restored).
     pub fn start(
         arbiter: &ArbiterHandle,
-        symbols: Vec<SymbolSettings>,
+        books: Vec<StrategyBook>,
         portfolio: SharedPortfolio,
         risk: Recipient<Propose>,
         prices: Recipient<PriceUpdate>,
         recorder: Arc<dyn Recorder>,
     ) -> Self {
-        let strategies = symbols
+        let strategies = books
             .into_iter()
-            .map(|settings| {
-                let symbol = settings.symbol.clone();
+            .map(|book| {
+                let symbol = book.symbol().clone();
                 let (portfolio, risk, prices, recorder) = (
                     portfolio.clone(),
                     risk.clone(),
@@ -48,13 +50,7 @@ impl Router {
                     recorder.clone(),
                 );
                 let addr = Supervisor::start_in_arbiter(arbiter, move |_| {
-                    StrategyActor::new(
-                        StrategyBook::new(settings),
-                        portfolio,
-                        risk,
-                        prices,
-                        recorder,
-                    )
+                    StrategyActor::new(book, portfolio, risk, prices, recorder)
                 });
                 (symbol, addr)
             })
@@ -66,12 +62,21 @@ impl Router {
 
     /// Queues `signal` behind the earlier signals of its symbol.
     pub fn dispatch(&self, signal: Signal) -> Result<(), DispatchError> {
+        self.dispatch_decided(signal, None)
+    }
+
+    /// Queues a signal recovered after a restart, with the orders decided for it before the crash, if any.
+    pub fn dispatch_decided(
+        &self,
+        signal: Signal,
+        decided: Option<Vec<OrderRequest>>,
+    ) -> Result<(), DispatchError> {
         let addr = self
             .strategies
             .get(&signal.symbol)
             .ok_or_else(|| DispatchError::UnknownSymbol(signal.symbol.clone()))?;
         let symbol = signal.symbol.clone();
-        addr.try_send(SignalReceived { signal })
+        addr.try_send(SignalReceived { signal, decided })
             .map_err(|_| DispatchError::Closed(symbol))
     }
 }

@@ -16,6 +16,7 @@ use sentinel_actors::types::Symbol;
 
 use crate::auth::SourceAuth;
 use crate::protect::network::Allowlist;
+use crate::secret::Secret;
 
 pub use validate::Problem;
 
@@ -27,6 +28,7 @@ pub struct Config {
     pub exchange: ExchangeConfig,
     pub risk: RiskConfig,
     pub symbols: Vec<SymbolConfig>,
+    pub journal: JournalConfig,
     /// Things that work but deserve a loud word at start-up (demo secrets, ...).
     pub warnings: Vec<String>,
     /// The folder of the config file: relative paths in it resolve against this.
@@ -48,6 +50,16 @@ pub struct ServerConfig {
     /// How long a sender's delivery id is remembered for idempotency.
     pub delivery_id_retention: Duration,
     pub tls: Option<TlsConfig>,
+    /// Bearer token for the operator's write endpoints (`POST /api/trading-state`); `None`: they are off.
+    pub admin_token: Option<Secret>,
+}
+
+/// Where the journal lives and how long it keeps finished history.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// A file (resolved against the config's folder), or `None` for `:memory:` (nothing survives a restart).
+    pub path: Option<PathBuf>,
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,14 @@ pub struct RawConfig {
     pub risk: RawRisk,
     #[serde(default)]
     pub symbols: Vec<RawSymbol>,
+    #[serde(default)]
+    pub journal: RawJournal,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawJournal {
+    pub path: Option<String>,
+    pub retention_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +36,7 @@ pub struct RawServer {
     pub rate_limit_per_address_per_minute: Option<i64>,
     pub rate_limit_per_address_burst: Option<i64>,
     pub delivery_id_retention_secs: Option<i64>,
+    pub admin_token_env: Option<String>,
     pub tls: Option<RawTls>,
 }
 

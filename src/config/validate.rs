@@ -15,10 +15,12 @@ use sentinel_actors::signal::{Action, ExitLevel, SizeSpec};
 use sentinel_actors::strategy::SymbolSettings;
 use sentinel_actors::types::{Leverage, Symbol};
 
-use super::raw::{DecimalText, EnvNames, RawConfig, RawExchange, RawServer, RawSource, RawSymbol};
+use super::raw::{
+    DecimalText, EnvNames, RawConfig, RawExchange, RawJournal, RawServer, RawSource, RawSymbol,
+};
 use super::{
-    Config, ExchangeConfig, RateLimit, RiskConfig, ServerConfig, SourceConfig, SymbolConfig,
-    TlsConfig,
+    Config, ExchangeConfig, JournalConfig, RateLimit, RiskConfig, ServerConfig, SourceConfig,
+    SymbolConfig, TlsConfig,
 };
 use crate::auth::{decode_secret, HmacScheme, SourceAuth, StandardWebhooks};
 use crate::payload::{parse_exit_level, parse_size};
@@ -265,6 +267,7 @@ pub(super) fn validate(
         }
     };
 
+    let journal = journal(&mut c, raw.journal, &base_dir, exchange.is_paper());
     let mut seen = HashSet::new();
     let symbols = raw
         .symbols
@@ -283,6 +286,7 @@ pub(super) fn validate(
             exchange,
             risk: RiskConfig { trading_state },
             symbols,
+            journal,
             warnings: c.warnings,
             base_dir,
         })
@@ -391,6 +395,53 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
             60..=365 * 24 * 3600,
         )),
         tls,
+        admin_token: raw.admin_token_env.and_then(|name| {
+            match (c.env)(&name).filter(|v| !v.is_empty()) {
+                Some(token) if token.len() >= 16 => Some(Secret::new(token)),
+                Some(_) => {
+                    c.problem(
+                        "server.admin_token_env",
+                        format!("{name} must hold at least 16 characters"),
+                    );
+                    None
+                }
+                None => {
+                    c.problem("server.admin_token_env", format!("{name} is not set"));
+                    None
+                }
+            }
+        }),
+    }
+}
+
+fn journal(
+    c: &mut Checker,
+    raw: RawJournal,
+    base_dir: &std::path::Path,
+    paper: bool,
+) -> JournalConfig {
+    let path = raw.path.unwrap_or_else(|| "sentinel.db".into());
+    let path = if path == ":memory:" {
+        if !paper {
+            c.problem("journal.path", "`:memory:` loses acknowledged signals on a restart; only the paper exchange allows it");
+        } else {
+            c.warnings
+                .push("journal.path is :memory: -- nothing survives a restart".into());
+        }
+        None
+    } else {
+        let path = PathBuf::from(path);
+        Some(if path.is_absolute() {
+            path
+        } else {
+            base_dir.join(path)
+        })
+    };
+    JournalConfig {
+        path,
+        retention: Duration::from_secs(
+            24 * 3600 * c.whole("journal.retention_days", raw.retention_days, 90, 1..=36_500),
+        ),
     }
 }
 

@@ -1,26 +1,17 @@
 //! The read-only operator API: positions, orders, signals, account, health.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
-use sentinel_actors::messages::GetTradingState;
+use sentinel_actors::messages::{GetTradingState, SetTradingState};
+use sentinel_actors::risk::TradingState;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-
-const DEFAULT_LIMIT: usize = 100;
-
-#[derive(Debug, Deserialize)]
-pub struct Page {
-    limit: Option<usize>,
-}
-
-impl Page {
-    fn limit(&self) -> usize {
-        self.limit.unwrap_or(DEFAULT_LIMIT).min(1000)
-    }
-}
+use crate::journal::Page;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -70,12 +61,83 @@ pub async fn account(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     })))
 }
 
-pub async fn signals(state: web::Data<AppState>, page: web::Query<Page>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "signals": state.activity.signals(page.limit()) }))
+/// Signals from the journal, newest first: `?limit=N&before=SEQ` pages back.
+pub async fn signals(
+    state: web::Data<AppState>,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    let reader = state.reader.clone();
+    let page = page.into_inner();
+    let rows = web::block(move || reader.signals(page))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({ "signals": rows, "next_before": next_before(&rows) })))
 }
 
-pub async fn orders(state: web::Data<AppState>, page: web::Query<Page>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "orders": state.activity.orders(page.limit()) }))
+/// Fills, denials and rejections from the journal, newest first, paged like `signals`.
+pub async fn orders(
+    state: web::Data<AppState>,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    let reader = state.reader.clone();
+    let page = page.into_inner();
+    let rows = web::block(move || reader.orders(page))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({ "orders": rows, "next_before": next_before(&rows) })))
+}
+
+/// The `before` of the next page: the oldest row's sequence number.
+fn next_before(rows: &[Value]) -> Value {
+    rows.last().map_or(Value::Null, |row| row["seq"].clone())
+}
+
+pub async fn trading_state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let current = state
+        .risk
+        .send(GetTradingState)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("risk actor unavailable: {e}")))?;
+    Ok(HttpResponse::Ok().json(json!({ "trading_state": current })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TradingStateChange {
+    state: TradingState,
+}
+
+/// `POST /api/trading-state {"state":"halted"}` with `Authorization: Bearer <admin token>`: the kill switch.
+/// Answered once the change is durable, so it survives a restart.
+pub async fn set_trading_state(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<TradingStateChange>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(token) = &state.config.server.admin_token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "operator writes are off: set server.admin_token_env",
+        ));
+    };
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !token.matches(given.as_bytes()) {
+        return Err(ApiError::unauthorized());
+    }
+    state
+        .risk
+        .send(SetTradingState { state: body.state })
+        .await
+        .map_err(|e| ApiError::unavailable(format!("risk actor unavailable: {e}")))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({ "trading_state": body.state })))
 }
 
 /// Refused webhooks per source and reason, and the size of the protection state.

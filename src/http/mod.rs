@@ -12,8 +12,8 @@ use sentinel_actors::portfolio::SharedPortfolio;
 use sentinel_actors::risk_actor::RiskActor;
 use sentinel_actors::router::Router;
 
-use crate::activity::Activity;
 use crate::config::Config;
+use crate::journal::{Journal, JournalReader};
 use crate::payload::SymbolMap;
 use crate::protect::counters::RefusalCounters;
 use crate::protect::dedupe::Deduper;
@@ -28,7 +28,8 @@ pub struct AppState {
     pub router: Router,
     pub risk: Addr<RiskActor>,
     pub portfolio: SharedPortfolio,
-    pub activity: Arc<Activity>,
+    pub journal: Arc<Journal>,
+    pub reader: Arc<JournalReader>,
     pub limits: Arc<RateLimits>,
     pub deduper: Arc<Deduper>,
     pub refusals: Arc<RefusalCounters>,
@@ -46,6 +47,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(get("/api/signals", api::signals))
     .service(get("/api/orders", api::orders))
     .service(get("/api/security", api::security))
+    .service(
+        web::resource("/api/trading-state")
+            .route(web::get().to(api::trading_state))
+            .route(web::post().to(api::set_trading_state))
+            .default_service(web::to(method_not_allowed)),
+    )
     .default_service(web::to(not_found));
 }
 

@@ -118,13 +118,20 @@ pub async fn receive(
         return Err(ApiError::too_many_requests(retry_after_secs(wait)));
     }
 
+    // Durable before the answer; the journal hands the signal to the router once it is on disk.
+    raw.strip_secrets();
     let signal_id = signal.id.clone();
+    if let Err(e) = state
+        .journal
+        .accept(&signal, raw.to_json(), key.to_text())
+        .await
+    {
+        state.deduper.forget(&key);
+        return Err(ApiError::unavailable(format!(
+            "the signal could not be stored; retry: {e}"
+        )));
+    }
     info!(source = %source.name, symbol = %signal.symbol, %signal_id, action = %signal.intent.action(), "signal accepted");
-    state.activity.accepted(&signal);
-    state
-        .router
-        .dispatch(signal)
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "signal_id": signal_id })))
 }
 

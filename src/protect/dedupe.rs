@@ -29,6 +29,33 @@ impl DeliveryKey {
             digest: Sha256::digest(body).into(),
         }
     }
+
+    /// `id:<source>:<id>` or `body:<source>:<sha256 hex>`, as the journal stores it. Source names hold no `:`.
+    pub fn to_text(&self) -> String {
+        match self {
+            DeliveryKey::Id { source, id } => format!("id:{source}:{id}"),
+            DeliveryKey::Body { source, digest } => {
+                format!("body:{source}:{}", hex::encode(digest))
+            }
+        }
+    }
+
+    pub fn from_text(text: &str) -> Option<DeliveryKey> {
+        let (kind, rest) = text.split_once(':')?;
+        let (source, value) = rest.split_once(':')?;
+        let source = source.to_string();
+        match kind {
+            "id" => Some(DeliveryKey::Id {
+                source,
+                id: value.to_string(),
+            }),
+            "body" => {
+                let digest = hex::decode(value).ok()?.try_into().ok()?;
+                Some(DeliveryKey::Body { source, digest })
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +107,11 @@ impl Deduper {
                 None
             }
         }
+    }
+
+    /// Puts back a key the journal recorded (at start-up).
+    pub fn restore(&self, key: DeliveryKey, signal_id: SignalId, at: Timestamp) {
+        self.seen.insert(key, Accepted { signal_id, at });
     }
 
     /// Forgets a key (its delivery could not be accepted after all), so a retry is not taken for a duplicate.
@@ -140,6 +172,14 @@ mod tests {
             d.first_or_insert(other_source, id("four"), Timestamp(1000)),
             None
         );
+    }
+
+    #[test]
+    fn keys_round_trip_through_text() {
+        for key in [key("a:b:c"), DeliveryKey::body("tv", b"{}")] {
+            assert_eq!(DeliveryKey::from_text(&key.to_text()), Some(key));
+        }
+        assert_eq!(DeliveryKey::from_text("nonsense"), None);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -76,16 +75,19 @@ pub fn test_env(name: &str) -> Option<String> {
     }
 }
 
-/// A running daemon; stopped when dropped.
+/// A running daemon with its journal in a temporary folder; stopped when dropped.
 pub struct Daemon {
     pub base: String,
+    pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Daemon {
     pub fn start(config_text: &str) -> Daemon {
-        let config = Config::parse(config_text, PathBuf::from("."), &test_env)
+        let dir = tempfile::tempdir().unwrap();
+        // Relative paths (the journal's default `sentinel.db`) resolve against the temporary folder.
+        let config = Config::parse(config_text, dir.path().to_path_buf(), &test_env)
             .expect("test config is valid");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -100,6 +102,7 @@ impl Daemon {
         });
         Daemon {
             base,
+            dir,
             stop: Some(stop),
             thread: Some(thread),
         }

@@ -6,7 +6,7 @@ use actix::prelude::*;
 use tracing::{error, info, warn};
 
 use crate::messages::{PriceUpdate, Propose, SignalReceived};
-use crate::order::{OrderOutcome, SignalOutcome};
+use crate::order::{OrderOutcome, OrderRequest, SignalOutcome};
 use crate::portfolio::SharedPortfolio;
 use crate::recorder::Recorder;
 use crate::signal::Signal;
@@ -52,15 +52,16 @@ impl StrategyActor {
     }
 
     /// Decides on a signal; a panic is recorded as the signal's outcome and restarts the actor.
-    fn decide(
-        &mut self,
-        signal: &Signal,
-        ctx: &mut Context<Self>,
-    ) -> Option<Vec<crate::order::OrderRequest>> {
+    fn decide(&mut self, signal: &Signal, ctx: &mut Context<Self>) -> Option<Vec<OrderRequest>> {
         let view = self.view();
+        let was_paused = self.book.is_paused();
         match guard(|| self.book.on_signal(signal, &view)) {
             Ok(Decision::Orders(orders)) => Some(orders),
             Ok(Decision::Ignore(reason)) => {
+                if self.book.is_paused() != was_paused {
+                    self.recorder
+                        .strategy_state_changed(self.book.symbol(), self.book.is_paused());
+                }
                 self.recorder
                     .signal_finished(signal, &SignalOutcome::Ignored { reason });
                 None
@@ -103,7 +104,7 @@ impl Handler<SignalReceived> for StrategyActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: SignalReceived, _ctx: &mut Context<Self>) -> Self::Result {
-        let signal = msg.signal;
+        let SignalReceived { signal, decided } = msg;
         let price_update = signal.price.map(|price| {
             self.prices.send(PriceUpdate {
                 symbol: signal.symbol.clone(),
@@ -119,11 +120,24 @@ impl Handler<SignalReceived> for StrategyActor {
         }
         .into_actor(self)
         .then(move |_, act, ctx| {
-            let orders = act.decide(&signal, ctx);
+            // After a restart, the orders decided before the crash are placed again: the exchange knows their
+            // client order ids, so those that filled are not filled twice.
+            let (orders, already_durable) = match decided {
+                Some(orders) => (Some(orders), true),
+                None => (act.decide(&signal, ctx), false),
+            };
             let risk = act.risk.clone();
             let recorder = act.recorder.clone();
             async move {
                 let Some(orders) = orders else { return };
+                if !already_durable {
+                    if let Err(e) = recorder.decided(&signal, &orders).await {
+                        error!(signal_id = %signal.id, error = %e, "decision not durable; nothing ordered");
+                        let outcome = SignalOutcome::Failed { error: e.to_string() };
+                        recorder.signal_finished(&signal, &outcome);
+                        return;
+                    }
+                }
                 let outcome = place(&risk, orders).await;
                 info!(symbol = %signal.symbol, signal_id = %signal.id, status = outcome.status(), "signal done");
                 recorder.signal_finished(&signal, &outcome);

@@ -58,6 +58,12 @@ impl StrategyBook {
         self.paused
     }
 
+    /// Restores the paused flag the journal recorded.
+    pub fn with_paused(mut self, paused: bool) -> Self {
+        self.paused = paused;
+        self
+    }
+
     /// Takes a signal: pause and resume change the book, anything else is decided on.
     pub fn on_signal(&mut self, signal: &Signal, view: &MarketView) -> Decision {
         match signal.intent {

@@ -1,0 +1,72 @@
+//! The journal's tables, created and upgraded by numbered migrations (`PRAGMA user_version`).
+
+use rusqlite::Connection;
+
+/// Each entry upgrades the schema from version `index` to `index + 1`. Append only; never edit a released one.
+const MIGRATIONS: &[&str] = &[
+    // 1: signals, events, snapshots, state.
+    r#"
+    CREATE TABLE signals (
+        seq          INTEGER PRIMARY KEY,
+        signal_id    TEXT NOT NULL UNIQUE,
+        source       TEXT NOT NULL,
+        symbol       TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,   -- Unix milliseconds
+        delivery_key TEXT NOT NULL,      -- idempotency key: id:<source>:<id> or body:<source>:<sha256 hex>
+        payload      TEXT NOT NULL,      -- the body as received, secret fields removed
+        signal       TEXT NOT NULL,      -- the normalised signal, JSON
+        status       TEXT,               -- NULL until the signal is done: filled, partial, denied, ...
+        outcome      TEXT,               -- JSON
+        finished_at  INTEGER
+    );
+    CREATE INDEX signals_pending ON signals(seq) WHERE status IS NULL;
+    CREATE INDEX signals_received ON signals(received_at);
+
+    CREATE TABLE events (
+        seq             INTEGER PRIMARY KEY,
+        at              INTEGER NOT NULL,
+        kind            TEXT NOT NULL,   -- decision, approval, denial, fill, rejection, strategy_state, trading_state
+        signal_id       TEXT,
+        symbol          TEXT,
+        client_order_id TEXT,
+        data            TEXT NOT NULL    -- JSON
+    );
+    CREATE INDEX events_signal ON events(signal_id);
+    CREATE INDEX events_kind ON events(kind, seq);
+    -- A client order id fills once, whatever happens above.
+    CREATE UNIQUE INDEX events_fill_once ON events(client_order_id) WHERE kind = 'fill';
+
+    CREATE TABLE snapshots (
+        seq        INTEGER PRIMARY KEY,
+        at         INTEGER NOT NULL,
+        upto_event INTEGER NOT NULL,     -- every fill event with seq <= this is in the state
+        state      TEXT NOT NULL         -- JSON: portfolio and gateway
+    );
+
+    CREATE TABLE state (
+        key   TEXT PRIMARY KEY,          -- trading_state, paused:<symbol>
+        value TEXT NOT NULL,
+        at    INTEGER NOT NULL
+    );
+    "#,
+];
+
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to `VERSION`. Refuses a journal written by a newer Sentinel.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current > VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the journal has schema version {current}, newer than this Sentinel's {VERSION}: upgrade Sentinel"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

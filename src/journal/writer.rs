@@ -1,0 +1,213 @@
+//! The journal's one writer: a thread that takes every queued write, commits them in one transaction (one fsync for
+//! all of them: group commit), then acknowledges each and hands newly accepted signals to the router in journal
+//! order.
+
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, OnceLock};
+
+use rusqlite::{params, Connection};
+use sentinel_actors::router::Router;
+use sentinel_actors::signal::Signal;
+use tracing::{error, warn};
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// One row to write.
+pub(crate) enum Op {
+    Accept {
+        signal: Box<Signal>,
+        payload: String,
+        delivery_key: String,
+        signal_json: String,
+    },
+    Event {
+        at: i64,
+        kind: &'static str,
+        signal_id: Option<String>,
+        symbol: Option<String>,
+        client_order_id: Option<String>,
+        data: String,
+    },
+    Finish {
+        signal_id: String,
+        status: &'static str,
+        outcome: String,
+        at: i64,
+    },
+    State {
+        key: String,
+        value: String,
+        at: i64,
+    },
+    Snapshot {
+        state: String,
+        at: i64,
+    },
+    /// Deletes finished signals and old events before `before` (Unix ms), keeping what the last snapshot needs.
+    Prune {
+        before: i64,
+    },
+}
+
+/// How the submitter learns that its writes are durable.
+pub(crate) enum Ack {
+    None,
+    Async(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Blocking(SyncSender<Result<(), String>>),
+}
+
+pub(crate) struct Batch {
+    pub ops: Vec<Op>,
+    pub ack: Ack,
+}
+
+pub(crate) fn run(mut conn: Connection, rx: Receiver<Batch>, dispatcher: Arc<OnceLock<Router>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        while batches.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(batch) => batches.push(batch),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&mut conn, &batches).map_err(|e| {
+            error!(error = %e, "journal commit failed");
+            e.to_string()
+        });
+        let mut accepted = Vec::new();
+        for batch in batches {
+            if result.is_ok() {
+                for op in batch.ops {
+                    if let Op::Accept { signal, .. } = op {
+                        accepted.push(*signal);
+                    }
+                }
+            }
+            match batch.ack {
+                Ack::None => {}
+                Ack::Async(tx) => {
+                    let _ = tx.send(result.clone());
+                }
+                Ack::Blocking(tx) => {
+                    let _ = tx.send(result.clone());
+                }
+            }
+        }
+        // Dispatched only once durable, and in journal order, so per-symbol order is arrival order.
+        if let Some(router) = dispatcher.get() {
+            for signal in accepted {
+                if let Err(e) = router.dispatch(signal) {
+                    warn!(error = %e, "accepted signal not dispatched; it is processed after the next restart");
+                }
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for op in batches.iter().flat_map(|b| &b.ops) {
+        write(&tx, op)?;
+    }
+    tx.commit()
+}
+
+fn write(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+    match op {
+        Op::Accept {
+            signal,
+            payload,
+            delivery_key,
+            signal_json,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO signals (signal_id, source, symbol, action, received_at, delivery_key, payload, signal)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                signal.id.as_str(),
+                signal.source,
+                signal.symbol.as_str(),
+                signal.intent.action().as_str(),
+                signal.received_at.0,
+                delivery_key,
+                payload,
+                signal_json
+            ])?;
+        }
+        Op::Event {
+            at,
+            kind,
+            signal_id,
+            symbol,
+            client_order_id,
+            data,
+        } => {
+            let sql = if *kind == "fill" {
+                // The unique index keeps a client order id to one fill; a second is a bug upstream, not data.
+                "INSERT OR IGNORE INTO events (at, kind, signal_id, symbol, client_order_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            } else {
+                "INSERT INTO events (at, kind, signal_id, symbol, client_order_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            };
+            let changed = tx.prepare_cached(sql)?.execute(params![
+                at,
+                kind,
+                signal_id,
+                symbol,
+                client_order_id,
+                data
+            ])?;
+            if changed == 0 {
+                error!(client_order_id = ?client_order_id, "a second fill of one client order id was not recorded");
+            }
+        }
+        Op::Finish {
+            signal_id,
+            status,
+            outcome,
+            at,
+        } => {
+            // Exactly one outcome per signal: the first one stands.
+            tx.prepare_cached(
+                "UPDATE signals SET status = ?2, outcome = ?3, finished_at = ?4 WHERE signal_id = ?1 AND status IS NULL",
+            )?
+            .execute(params![signal_id, status, outcome, at])?;
+            tx.prepare_cached(
+                "INSERT INTO events (at, kind, signal_id, data) VALUES (?1, 'outcome', ?2, ?3)",
+            )?
+            .execute(params![at, signal_id, outcome])?;
+        }
+        Op::State { key, value, at } => {
+            tx.prepare_cached(
+                "INSERT INTO state (key, value, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, at = excluded.at",
+            )?
+            .execute(params![key, value, at])?;
+        }
+        Op::Snapshot { state, at } => {
+            tx.prepare_cached(
+                "INSERT INTO snapshots (at, upto_event, state)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) FROM events WHERE kind = 'fill'), ?2)",
+            )?
+            .execute(params![at, state])?;
+            tx.execute(
+                "DELETE FROM snapshots WHERE seq < (SELECT MAX(seq) FROM snapshots)",
+                [],
+            )?;
+        }
+        Op::Prune { before } => {
+            tx.execute(
+                "DELETE FROM signals WHERE received_at < ?1 AND status IS NOT NULL",
+                params![before],
+            )?;
+            tx.execute(
+                "DELETE FROM events WHERE at < ?1
+                   AND seq <= (SELECT COALESCE(MAX(upto_event), 0) FROM snapshots)
+                   AND (signal_id IS NULL OR signal_id NOT IN (SELECT signal_id FROM signals WHERE status IS NULL))",
+                params![before],
+            )?;
+        }
+    }
+    Ok(())
+}
