@@ -159,7 +159,13 @@ fn write(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 data
             ])?;
             if changed == 0 {
+                // Kept visible: tests and operators look for these, and there must never be one.
                 error!(client_order_id = ?client_order_id, "a second fill of one client order id was not recorded");
+                tx.prepare_cached(
+                    "INSERT INTO events (at, kind, signal_id, symbol, client_order_id, data)
+                     VALUES (?1, 'duplicate_fill', ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![at, signal_id, symbol, client_order_id, data])?;
             }
         }
         Op::Finish {

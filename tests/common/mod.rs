@@ -63,6 +63,7 @@ pub fn free_config() -> String {
 pub const STANDARD_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const URL_TOKEN: &str = "tok_8c1f0e2a9b7d4c3e";
 pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+pub const ADMIN_TOKEN: &str = "admin-token-7f3a9c2e5b1d";
 
 pub fn test_env(name: &str) -> Option<String> {
     match name {
@@ -71,6 +72,7 @@ pub fn test_env(name: &str) -> Option<String> {
         "TEST_STANDARD_SECRET" => Some(STANDARD_SECRET.into()),
         "TEST_URL_TOKEN" => Some(URL_TOKEN.into()),
         "TEST_GITHUB_SECRET" => Some(GITHUB_SECRET.into()),
+        "TEST_ADMIN_TOKEN" => Some(ADMIN_TOKEN.into()),
         _ => None,
     }
 }
@@ -79,13 +81,24 @@ pub fn test_env(name: &str) -> Option<String> {
 pub struct Daemon {
     pub base: String,
     pub dir: tempfile::TempDir,
+    config_text: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Daemon {
     pub fn start(config_text: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), config_text)
+    }
+
+    /// Stops the daemon cleanly and starts a new one on the same journal.
+    pub fn restart(mut self) -> Daemon {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::start_in(dir, &self.config_text.clone())
+    }
+
+    fn start_in(dir: tempfile::TempDir, config_text: &str) -> Daemon {
         // Relative paths (the journal's default `sentinel.db`) resolve against the temporary folder.
         let config = Config::parse(config_text, dir.path().to_path_buf(), &test_env)
             .expect("test config is valid");
@@ -103,6 +116,7 @@ impl Daemon {
         Daemon {
             base,
             dir,
+            config_text: config_text.to_string(),
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -122,14 +136,24 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
+impl Daemon {
+    fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+
+    pub fn journal_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("sentinel.db")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -1,0 +1,210 @@
+//! The journal over real HTTP and real SQLite files: what a restart keeps.
+
+mod common;
+
+use awc::http::StatusCode;
+use common::{free_config, Daemon, ADMIN_TOKEN, PASSPHRASE};
+use serde_json::{json, Value};
+
+fn admin_config() -> String {
+    free_config().replacen(
+        "workers = 1\n",
+        "workers = 1\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n",
+        1,
+    )
+}
+
+#[actix_web::test]
+async fn a_duplicate_delivery_after_a_restart_is_still_a_duplicate() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    let body = json!({"passphrase": PASSPHRASE, "symbol":"BTCUSDT","action":"open_long","position_size":"0.1",
+                      "price":"40000","id":"alert-42"})
+    .to_string();
+    let (status, answer) = c
+        .post(
+            "tradingview",
+            &body,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    c.done(answer["signal_id"].as_str().unwrap()).await;
+    // A sender without ids: the body digest is remembered across the restart too.
+    let tick = json!({"passphrase": PASSPHRASE, "symbol":"ETHUSDT","price":"2000"}).to_string();
+    let (status, _) = c
+        .post(
+            "tradingview",
+            &tick,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let daemon = daemon.restart();
+    let c = daemon.client();
+    let (status, again) = c
+        .post(
+            "tradingview",
+            &body,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        again,
+        json!({"status":"duplicate","signal_id":"tradingview:alert-42"})
+    );
+    let (status, again) = c
+        .post(
+            "tradingview",
+            &tick,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(
+        (status, again["status"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    assert_eq!(
+        c.position("BTCUSDT").await.unwrap()["quantity"],
+        "0.1",
+        "placed once"
+    );
+    assert_eq!(
+        c.get("/api/orders").await["orders"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn positions_stops_pauses_and_the_kill_switch_survive_a_restart() {
+    let daemon = Daemon::start(&admin_config());
+    let c = daemon.client();
+    c.act(json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.2","price":"40000","stop_loss":"39000"}))
+        .await;
+    c.act(json!({"symbol":"ETHUSDT","action":"open_short","position_size":"1","price":"2000"}))
+        .await;
+    c.act(json!({"symbol":"ETHUSDT","action":"pause"})).await;
+
+    let daemon = daemon.restart();
+    let c = daemon.client();
+    let btc = c.position("BTCUSDT").await.expect("BTC position restored");
+    assert_eq!(
+        (btc["quantity"].as_str(), btc["entry_price"].as_str()),
+        (Some("0.2"), Some("40000"))
+    );
+    let eth = c.position("ETHUSDT").await.expect("ETH position restored");
+    assert_eq!(eth["side"], "short");
+    let record = c
+        .act(json!({"symbol":"ETHUSDT","action":"open_short","position_size":"1"}))
+        .await;
+    assert_eq!(
+        record["outcome"]["reason"]["code"], "paused",
+        "pause survived"
+    );
+    // The stop rested before the restart and still fires.
+    c.act(json!({"symbol":"BTCUSDT","price":"38900"})).await;
+    assert!(
+        c.position("BTCUSDT").await.is_none(),
+        "stop fired after the restart"
+    );
+    assert_eq!(
+        c.get("/api/orders").await["orders"][0]["fill"]["reason"],
+        "stop_loss"
+    );
+
+    // The kill switch: refused without the admin token, durable with it.
+    let (status, _) = post_state(&c, "halted", "wrong-token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, answer) = post_state(&c, "halted", ADMIN_TOKEN).await;
+    assert_eq!(
+        (status, answer["trading_state"].as_str()),
+        (StatusCode::OK, Some("halted"))
+    );
+
+    let daemon = daemon.restart();
+    let c = daemon.client();
+    assert_eq!(c.get("/api/trading-state").await["trading_state"], "halted");
+    let record = c
+        .act(json!({"symbol":"ETHUSDT","action":"close","price":"1900"}))
+        .await;
+    assert_eq!(
+        record["outcome"]["reason"]["code"], "halted",
+        "the kill switch stayed on"
+    );
+    let account = c.get("/api/account").await;
+    assert_eq!(
+        account["balance"], "9780",
+        "(38900 - 40000) * 0.2 = -220, no fees"
+    );
+}
+
+async fn post_state(c: &common::Client, state: &str, token: &str) -> (StatusCode, Value) {
+    let auth = format!("Bearer {token}");
+    let body = json!({ "state": state }).to_string();
+    let mut res = awc::Client::default()
+        .post(format!("{}/api/trading-state", c.base))
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("authorization", auth.as_str()))
+        .send_body(body)
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn signals_and_orders_page_back_through_the_journal() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    for i in 0..5 {
+        c.act(json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.01","price": format!("{}", 40000 + i)}))
+            .await;
+    }
+    let first = c.get("/api/signals?limit=2").await;
+    let page = first["signals"].as_array().unwrap();
+    assert_eq!(page.len(), 2);
+    let before = first["next_before"].as_i64().unwrap();
+    let second = c
+        .get(&format!("/api/signals?limit=10&before={before}"))
+        .await;
+    assert_eq!(second["signals"].as_array().unwrap().len(), 3);
+    let seqs: Vec<i64> = page
+        .iter()
+        .chain(second["signals"].as_array().unwrap())
+        .map(|s| s["seq"].as_i64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no overlap: {seqs:?}"
+    );
+    let orders = c.get("/api/orders?limit=3").await;
+    assert_eq!(orders["orders"].as_array().unwrap().len(), 3);
+    assert!(orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["kind"] == "fill"));
+
+    // The payload is stored without its passphrase; the file can be read with any SQLite client.
+    let conn = rusqlite::Connection::open(daemon.journal_path()).unwrap();
+    let leaked: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM signals WHERE payload LIKE ?1 OR signal LIKE ?1",
+            [format!("%{PASSPHRASE}%")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(leaked, 0);
+    let events: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        events >= 5 * 4,
+        "decision, approval, fill and outcome per signal: {events}"
+    );
+}
