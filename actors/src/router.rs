@@ -75,8 +75,12 @@ impl Router {
             .strategies
             .get(&signal.symbol)
             .ok_or_else(|| DispatchError::UnknownSymbol(signal.symbol.clone()))?;
-        let symbol = signal.symbol.clone();
-        addr.try_send(SignalReceived { signal, decided })
-            .map_err(|_| DispatchError::Closed(symbol))
+        if !addr.connected() {
+            return Err(DispatchError::Closed(signal.symbol.clone()));
+        }
+        // Queued whatever the mailbox's capacity: a signal that reached here is durable and must not be dropped,
+        // and the ingress's rate limits bound how many can arrive.
+        addr.do_send(SignalReceived { signal, decided });
+        Ok(())
     }
 }

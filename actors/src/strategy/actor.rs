@@ -81,15 +81,8 @@ impl StrategyActor {
     }
 }
 
-/// Signals a symbol may have queued before the router answers 503: a burst far beyond any alerting rate.
-const MAILBOX_CAPACITY: usize = 100_000;
-
 impl Actor for StrategyActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-    }
 }
 
 impl Supervised for StrategyActor {
