@@ -1,6 +1,6 @@
 //! The `sentinel` command: run the daemon, check a configuration, sign a body.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sentinel::auth::{decode_secret, sign_standard, HmacScheme, SourceAuth, StandardWebhooks};
 use sentinel::config::ConfigError;
+use sentinel::journal::{JournalReader, Page};
 use sentinel::secret::Secret;
 use sentinel::Config;
 
@@ -25,6 +26,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Read the journal: recent signals, one signal's story, or everything as JSON lines.
+    Journal {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        /// The journal file (default: the configured `journal.path`).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
     /// Run the daemon.
     Run {
         /// The configuration file.
@@ -66,6 +77,23 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// The most recent signals with their outcomes, newest last.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        count: usize,
+    },
+    /// One signal's whole story: the payload, the decision, risk, orders, fills and outcome.
+    Show { signal_id: String },
+    /// Every signal and event as JSON lines, oldest first.
+    Export {
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Scheme {
     /// `X-Webhook-Signature: sha256=<hex>` (header name configurable), optionally with a signed timestamp.
@@ -79,6 +107,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, listen } => run(config, listen),
         Command::CheckConfig { config } => return check_config(config),
+        Command::Journal {
+            config,
+            path,
+            command,
+        } => journal(&config, path, command),
         Command::Sign {
             source,
             config,
@@ -244,6 +277,64 @@ fn sign(auth: &SourceAuth, id: Option<String>) -> anyhow::Result<()> {
     };
     for (name, value) in headers {
         println!("{name}: {value}");
+    }
+    Ok(())
+}
+
+fn journal(
+    config: &std::path::Path,
+    path: Option<PathBuf>,
+    command: JournalCommand,
+) -> anyhow::Result<()> {
+    let path = match path {
+        Some(path) => path,
+        None => Config::load(config)?
+            .journal
+            .path
+            .context("the configured journal is in memory: there is nothing to read")?,
+    };
+    let reader = JournalReader::open(&path)?;
+    match command {
+        JournalCommand::Tail { count } => {
+            let mut rows = reader.signals(Page {
+                limit: Some(count),
+                before: None,
+            })?;
+            rows.reverse();
+            for row in rows {
+                let signal = &row["signal"];
+                let reason = row["outcome"]["reason"]["code"]
+                    .as_str()
+                    .unwrap_or_default();
+                println!(
+                    "{:>6}  {}  {:<10} {:<12} {:<8} {} {}",
+                    row["seq"],
+                    signal["id"].as_str().unwrap_or_default(),
+                    signal["symbol"].as_str().unwrap_or_default(),
+                    signal["intent"]["kind"].as_str().unwrap_or_default(),
+                    row["status"].as_str().unwrap_or_default(),
+                    reason,
+                    signal["source"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+        JournalCommand::Show { signal_id } => {
+            let story = reader
+                .story(&signal_id)?
+                .with_context(|| format!("no signal {signal_id} in {}", path.display()))?;
+            println!("{}", serde_json::to_string_pretty(&story)?);
+        }
+        JournalCommand::Export { out } => {
+            let mut sink: Box<dyn std::io::Write> = match out {
+                Some(file) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(&file)
+                        .with_context(|| format!("cannot create {}", file.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            reader.export(|line| writeln!(sink, "{line}"))?;
+            sink.flush()?;
+        }
     }
     Ok(())
 }

@@ -94,8 +94,9 @@ fn sign_prints_the_header_for_a_body() {
 async fn the_readme_example_works_on_the_default_config() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
-    let config =
-        sentinel::Config::parse(&text, ".".into(), &|_| None).expect("default config is valid");
+    let dir = tempfile::tempdir().unwrap();
+    let config = sentinel::Config::parse(&text, dir.path().into(), &|_| None)
+        .expect("default config is valid");
     assert_eq!(config.warnings.len(), 2, "demo secrets are loud");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -138,4 +139,67 @@ async fn the_readme_example_works_on_the_default_config() {
     assert_eq!(positions["positions"][0]["quantity"], "0.111");
     let _ = stop.send(());
     thread.join().unwrap();
+}
+
+/// `sentinel journal tail | show | export` on a journal written by a real daemon.
+#[actix_web::test]
+async fn journal_commands_read_what_the_daemon_wrote() {
+    let daemon = common::Daemon::start(&common::free_config());
+    let c = daemon.client();
+    c.act(json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.1","price":"40000","id":"story-1"})).await;
+    c.act(json!({"symbol":"BTCUSDT","action":"close_short","id":"story-2"}))
+        .await;
+    let path = daemon.journal_path();
+    let run = |args: &[&str]| {
+        let out = sentinel()
+            .arg("journal")
+            .arg("--path")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let tail = run(&["tail", "-n", "5"]);
+    let lines: Vec<&str> = tail.lines().collect();
+    assert_eq!(lines.len(), 2, "{tail}");
+    assert!(
+        lines[0].contains("tradingview:story-1") && lines[0].contains("filled"),
+        "{tail}"
+    );
+    assert!(
+        lines[1].contains("tradingview:story-2") && lines[1].contains("nothing_to_close"),
+        "{tail}"
+    );
+
+    let story: serde_json::Value =
+        serde_json::from_str(&run(&["show", "tradingview:story-1"])).unwrap();
+    let kinds: Vec<&str> = story["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["decision", "approval", "fill", "outcome"]);
+    assert_eq!(story["status"], "filled");
+
+    let export = run(&["export"]);
+    let lines: Vec<serde_json::Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.iter().filter(|l| l["type"] == "signal").count(), 2);
+    assert!(lines
+        .iter()
+        .any(|l| l["type"] == "event" && l["kind"] == "fill"));
+    assert!(
+        !export.contains(common::PASSPHRASE),
+        "no secret in the export"
+    );
 }

@@ -107,7 +107,11 @@ fn start(dir: &std::path::Path) -> (Child, String) {
 }
 
 fn body(id: &str, n: u64) -> String {
-    let symbol = if n.is_multiple_of(2) { "BTCUSDT" } else { "ETHUSDT" };
+    let symbol = if n.is_multiple_of(2) {
+        "BTCUSDT"
+    } else {
+        "ETHUSDT"
+    };
     let price = if symbol == "BTCUSDT" {
         40000 + (n % 50) * 10
     } else {
