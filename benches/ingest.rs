@@ -55,7 +55,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn run(journal: &str, requests: usize) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let env = |name: &str| (name == "BENCH_PASSPHRASE").then(|| PASSPHRASE.to_string());
-    let config = sentinel::Config::parse(&config(journal), PathBuf::from(dir.path()), &env).unwrap();
+    let config =
+        sentinel::Config::parse(&config(journal), PathBuf::from(dir.path()), &env).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -133,7 +134,10 @@ fn main() {
     println!("{requests} webhooks per mode, {CONNECTIONS} connections, daemon and load generator on one machine");
     println!("| journal | acknowledged/s | p50 | p99 | max |");
     println!("|---|---|---|---|---|");
-    for (name, path) in [("file, synchronous=FULL", "sentinel.db"), ("in memory (no fsync)", ":memory:")] {
+    for (name, path) in [
+        ("file, synchronous=FULL", "sentinel.db"),
+        ("in memory (no fsync)", ":memory:"),
+    ] {
         let r = run(path, requests);
         println!(
             "| {name} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms |",

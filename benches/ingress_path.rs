@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use sentinel::auth::{HmacScheme, Request, SourceAuth};
 use sentinel::payload::{normalize, Context, RawPayload, SymbolMap};
-use sentinel::protect::dedupe::{DeliveryKey, Deduper};
+use sentinel::protect::dedupe::{Deduper, DeliveryKey};
 use sentinel::secret::Secret;
 use sentinel_actors::types::{SignalId, Timestamp};
 
@@ -29,12 +29,11 @@ fn time(name: &str, mut f: impl FnMut(u32)) {
 }
 
 fn main() {
-    let config = sentinel::Config::parse(
-        include_str!("../config.toml"),
-        PathBuf::from("."),
-        &|_| None,
-    )
-    .unwrap();
+    let config =
+        sentinel::Config::parse(include_str!("../config.toml"), PathBuf::from("."), &|_| {
+            None
+        })
+        .unwrap();
     let symbols = SymbolMap::new(&config.symbols);
     let body = br#"{"symbol":"BTCUSDT","action":"open_long","leverage":5,"position_size":"10%","stop_loss":"2%","take_profit":"6%","price":45000,"id":"model-7-000123"}"#;
     let tv_body = br#"{"passphrase":"sentinel-demo-passphrase","ticker":"BINANCE:BTCUSDT.P","action":"buy","close":"45000.5","time":"2024-01-02T03:04:05Z","position_size":"5%"}"#;
@@ -44,11 +43,16 @@ fn main() {
         timestamp_header: Some("x-webhook-timestamp".into()),
         tolerance_secs: 300,
     });
-    let SourceAuth::Hmac(scheme) = &hmac else { unreachable!() };
+    let SourceAuth::Hmac(scheme) = &hmac else {
+        unreachable!()
+    };
     let now = 1_700_000_000;
     let mut headers = HeaderMap::new();
     for (k, v) in scheme.sign(body, now) {
-        headers.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(&v).unwrap());
+        headers.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
     }
     let tradingview = config.source("tradingview").unwrap().auth.clone();
     let deduper = Deduper::new(Duration::from_secs(3600), Duration::from_secs(60));
@@ -61,9 +65,12 @@ fn main() {
         path_token: None,
         now,
     };
-    time("HMAC-SHA256 verify with signed timestamp (143-byte body)", |_| {
-        black_box(hmac.verify_request(black_box(&request)).unwrap());
-    });
+    time(
+        "HMAC-SHA256 verify with signed timestamp (143-byte body)",
+        |_| {
+            black_box(hmac.verify_request(black_box(&request)).unwrap());
+        },
+    );
     time("parse JSON", |_| {
         black_box(RawPayload::parse(black_box(body)).unwrap());
     });

@@ -17,7 +17,9 @@ use sentinel_actors::order::{Fill, FillReason, OrderRequest, Protection, SignalO
 use sentinel_actors::paper::{PaperCosts, PaperGateway};
 use sentinel_actors::portfolio::Portfolio;
 use sentinel_actors::signal::{Action, EntryParams, Intent, Signal};
-use sentinel_actors::types::{ClientOrderId, Leverage, PositionSide, Price, Quantity, Side, SignalId, Symbol, Timestamp};
+use sentinel_actors::types::{
+    ClientOrderId, Leverage, PositionSide, Price, Quantity, SignalId, Symbol, Timestamp,
+};
 use serde_json::json;
 
 const CONFIG: &str = r#"
@@ -59,7 +61,10 @@ fn write_journal(path: &std::path::Path, signals: usize) -> usize {
     let tx = conn.transaction().unwrap();
     let now = Timestamp::now().0;
     let mut portfolio = Portfolio::new(d("1000000000"));
-    let mut gateway = PaperGateway::new(PaperCosts { fee_rate: d("0.0004"), slippage: d("0") });
+    let mut gateway = PaperGateway::new(PaperCosts {
+        fee_rate: d("0.0004"),
+        slippage: d("0"),
+    });
     let mut events = 0;
     {
         let mut signal_row = tx
@@ -73,7 +78,11 @@ fn write_journal(path: &std::path::Path, signals: usize) -> usize {
             .unwrap();
         for n in 0..signals {
             let symbol = Symbol::new(if n % 2 == 0 { "BTCUSDT" } else { "ETHUSDT" }).unwrap();
-            let side = if n % 4 < 2 { PositionSide::Long } else { PositionSide::Short };
+            let side = if n % 4 < 2 {
+                PositionSide::Long
+            } else {
+                PositionSide::Short
+            };
             let id = SignalId::new(&format!("tradingview:bench-{n}")).unwrap();
             let at = now - (signals - n) as i64;
             let price = Price::new(Decimal::from(40_000 + (n % 1000) as i64)).unwrap();
@@ -84,7 +93,10 @@ fn write_journal(path: &std::path::Path, signals: usize) -> usize {
                 received_at: Timestamp(at),
                 sent_at: None,
                 price: Some(price),
-                intent: Intent::Open { side, order: EntryParams::default() },
+                intent: Intent::Open {
+                    side,
+                    order: EntryParams::default(),
+                },
                 comment: None,
             };
             let order = OrderRequest {
@@ -112,10 +124,12 @@ fn write_journal(path: &std::path::Path, signals: usize) -> usize {
             gateway.restore_fill(Some(&order), &fill, true);
             portfolio.apply_fill(&fill);
             let position = portfolio.positions[&symbol].clone();
-            let outcome = serde_json::to_string(&SignalOutcome::from_orders(vec![sentinel_actors::order::OrderOutcome::Filled {
-                order: order.clone(),
-                fill: fill.clone(),
-            }]))
+            let outcome = serde_json::to_string(&SignalOutcome::from_orders(vec![
+                sentinel_actors::order::OrderOutcome::Filled {
+                    order: order.clone(),
+                    fill: fill.clone(),
+                },
+            ]))
             .unwrap();
             let payload = json!({"symbol": symbol, "action": "open_long", "price": price, "id": format!("bench-{n}")}).to_string();
             signal_row
@@ -135,11 +149,22 @@ fn write_journal(path: &std::path::Path, signals: usize) -> usize {
             for (kind, data, cid) in [
                 ("decision", json!({ "orders": [&order] }), None),
                 ("approval", json!({ "order": &order }), Some(cid)),
-                ("fill", json!({ "order": &order, "fill": &fill, "position": position }), Some(cid)),
+                (
+                    "fill",
+                    json!({ "order": &order, "fill": &fill, "position": position }),
+                    Some(cid),
+                ),
                 ("outcome", serde_json::from_str(&outcome).unwrap(), None),
             ] {
                 event
-                    .execute(params![at, kind, id.as_str(), symbol.as_str(), cid, data.to_string()])
+                    .execute(params![
+                        at,
+                        kind,
+                        id.as_str(),
+                        symbol.as_str(),
+                        cid,
+                        data.to_string()
+                    ])
                     .unwrap();
                 events += 1;
             }
@@ -149,14 +174,21 @@ fn write_journal(path: &std::path::Path, signals: usize) -> usize {
             }
         }
     }
-    tx.execute("DELETE FROM snapshots WHERE seq < (SELECT MAX(seq) FROM snapshots)", []).unwrap();
+    tx.execute(
+        "DELETE FROM snapshots WHERE seq < (SELECT MAX(seq) FROM snapshots)",
+        [],
+    )
+    .unwrap();
     tx.commit().unwrap();
     conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").ok();
     events + signals
 }
 
 fn main() {
-    let signals: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200_000);
+    let signals: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200_000);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.toml"), CONFIG).unwrap();
     let path = dir.path().join("journal.db");
@@ -169,7 +201,8 @@ fn main() {
         written.elapsed().as_secs_f64()
     );
 
-    let binary = std::env::var("SENTINEL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sentinel").to_string());
+    let binary = std::env::var("SENTINEL_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sentinel").to_string());
     for attempt in 1..=3 {
         let started = Instant::now();
         let mut child = Command::new(&binary)
@@ -184,19 +217,28 @@ fn main() {
         let mut recovered = String::new();
         let mut address = String::new();
         for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("ERROR") || line.starts_with("error") {
+                panic!("the daemon failed: {line}");
+            }
             if line.contains("state recovered") {
-                recovered = line.split("pending").nth(1).map(|s| format!("pending{s}")).unwrap_or_default();
+                recovered = line
+                    .split("pending")
+                    .nth(1)
+                    .map(|s| format!("pending{s}"))
+                    .unwrap_or_default();
             }
             if let Some(rest) = line.split("address=").nth(1) {
                 address = rest.split_whitespace().next().unwrap().to_string();
                 break;
             }
         }
+        assert!(!address.is_empty(), "the daemon exited before listening");
         // Ready: /healthz answers.
         let ready = loop {
             if let Ok(mut s) = std::net::TcpStream::connect(&address) {
                 use std::io::{Read, Write};
-                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .unwrap();
                 let mut reply = String::new();
                 let _ = s.read_to_string(&mut reply);
                 if reply.starts_with("HTTP/1.1 200") {
@@ -205,7 +247,10 @@ fn main() {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        println!("restart {attempt}: ready in {:.0} ms ({recovered})", ready.as_secs_f64() * 1e3);
+        println!(
+            "restart {attempt}: ready in {:.0} ms ({recovered})",
+            ready.as_secs_f64() * 1e3
+        );
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -140,5 +140,20 @@ fn any_matches(secrets: &[Secret], candidate: &[u8]) -> bool {
 
 /// Whether `ts` is within `tolerance` seconds of `now`, in either direction.
 fn fresh(ts: i64, now: i64, tolerance: i64) -> bool {
-    (now - ts).abs() <= tolerance
+    // abs_diff: a sender's timestamp can be any i64, and `now - ts` would overflow at the extremes.
+    now.abs_diff(ts) <= tolerance.unsigned_abs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fresh;
+
+    #[test]
+    fn freshness_holds_at_the_extremes() {
+        // Found by fuzzing: these overflowed.
+        assert!(!fresh(i64::MIN, 1_700_000_000, 300));
+        assert!(!fresh(i64::MAX, -1, 300));
+        assert!(fresh(1_700_000_300, 1_700_000_000, 300));
+        assert!(!fresh(1_699_999_699, 1_700_000_000, 300));
+    }
 }

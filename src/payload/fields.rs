@@ -120,7 +120,7 @@ pub(super) fn timestamp(value: &Value) -> Result<Timestamp, String> {
             .to_i64()
             .ok_or_else(|| "timestamp out of range".to_string())?;
         // Anything past the year 33658 in seconds is milliseconds.
-        let millis = if n.abs() < 1_000_000_000_000 {
+        let millis = if n.unsigned_abs() < 1_000_000_000_000 {
             n * 1000
         } else {
             n
@@ -205,5 +205,8 @@ mod tests {
             Ok(Timestamp(1_700_000_000_000))
         );
         assert!(timestamp(&json!("yesterday")).is_err());
+        // Found by fuzzing: i64::MIN overflowed `abs`.
+        assert_eq!(timestamp(&json!(i64::MIN)), Ok(Timestamp(i64::MIN)));
+        assert!(timestamp(&json!("-9223372036854775808.9")).is_ok());
     }
 }
