@@ -308,7 +308,7 @@ fn journal(
                     .unwrap_or_default();
                 println!(
                     "{:>6}  {}  {:<10} {:<12} {:<8} {} {}",
-                    row["seq"],
+                    row["seq"].as_i64().unwrap_or_default(),
                     signal["id"].as_str().unwrap_or_default(),
                     signal["symbol"].as_str().unwrap_or_default(),
                     signal["intent"]["kind"].as_str().unwrap_or_default(),

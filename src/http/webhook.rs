@@ -118,8 +118,8 @@ pub async fn receive(
         return Err(ApiError::too_many_requests(retry_after_secs(wait)));
     }
 
-    // Durable before the answer; the journal hands the signal to the router once it is on disk.
-    raw.strip_secrets();
+    // Durable before the answer (the payload's secret fields were stripped by `verify_payload`); the journal hands
+    // the signal to the router once it is on disk.
     let signal_id = signal.id.clone();
     if let Err(e) = state
         .journal
