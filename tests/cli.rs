@@ -203,3 +203,32 @@ async fn journal_commands_read_what_the_daemon_wrote() {
         "no secret in the export"
     );
 }
+
+#[test]
+fn sign_produces_standard_webhooks_headers_that_verify() {
+    let mut child = sentinel()
+        .args(["sign", "--scheme", "standard-webhooks", "--secret-env", "SIGN_TEST_SECRET", "--id", "msg_cli_1"])
+        .env("SIGN_TEST_SECRET", common::STANDARD_SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"{\"symbol\":\"BTCUSDT\"}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let mut headers = actix_web::http::header::HeaderMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let (name, value) = line.split_once(": ").unwrap();
+        headers.insert(
+            actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            actix_web::http::header::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let scheme = sentinel::auth::StandardWebhooks {
+        keys: vec![sentinel::secret::Secret::new(sentinel::auth::decode_secret(common::STANDARD_SECRET).unwrap())],
+        tolerance_secs: 300,
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert_eq!(scheme.verify(&headers, b"{\"symbol\":\"BTCUSDT\"}", now), Ok("msg_cli_1".to_string()));
+    assert!(scheme.verify(&headers, b"{\"symbol\":\"ETHUSDT\"}", now).is_err());
+}
