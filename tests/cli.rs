@@ -94,51 +94,28 @@ fn sign_prints_the_header_for_a_body() {
 async fn the_readme_example_works_on_the_default_config() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = sentinel::Config::parse(&text, dir.path().into(), &|_| None)
-        .expect("default config is valid");
-    assert_eq!(config.warnings.len(), 2, "demo secrets are loud");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        actix_web::rt::System::new()
-            .block_on(sentinel::run(config, listener, async {
-                let _ = stopped.await;
-            }))
-            .unwrap();
-    });
-    let http = awc::Client::default();
+    let daemon = common::Daemon::start(&text);
+    let c = daemon.client();
     let body = json!({"passphrase":"sentinel-demo-passphrase","symbol":"BTCUSDT","action":"open_long","leverage":5,
                       "position_size":"10%","stop_loss":"2%","take_profit":"6%","price":45000});
-    let mut res = http
-        .post(format!("{base}/webhook/tradingview"))
-        .send_json(&body)
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let answer: serde_json::Value = res.json().await.unwrap();
+    let (status, answer) = c
+        .post(
+            "tradingview",
+            &body.to_string(),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(status, 202);
     assert_eq!(answer["status"], "accepted");
-    let mut positions = serde_json::Value::Null;
-    for _ in 0..500 {
-        positions = http
-            .get(format!("{base}/api/positions"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if !positions["positions"].as_array().unwrap().is_empty() {
-            break;
-        }
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(positions["positions"][0]["symbol"], "BTCUSDT");
-    assert_eq!(positions["positions"][0]["quantity"], "0.111");
-    let _ = stop.send(());
-    thread.join().unwrap();
+    assert_eq!(
+        c.done(answer["signal_id"].as_str().unwrap()).await["status"],
+        "filled"
+    );
+    let btc = c.position("BTCUSDT").await.unwrap();
+    assert_eq!(
+        (btc["quantity"].as_str(), btc["entry_price"].as_str()),
+        (Some("0.111"), Some("45022.5"))
+    );
 }
 
 /// `sentinel journal tail | show | export` on a journal written by a real daemon.
@@ -207,13 +184,26 @@ async fn journal_commands_read_what_the_daemon_wrote() {
 #[test]
 fn sign_produces_standard_webhooks_headers_that_verify() {
     let mut child = sentinel()
-        .args(["sign", "--scheme", "standard-webhooks", "--secret-env", "SIGN_TEST_SECRET", "--id", "msg_cli_1"])
+        .args([
+            "sign",
+            "--scheme",
+            "standard-webhooks",
+            "--secret-env",
+            "SIGN_TEST_SECRET",
+            "--id",
+            "msg_cli_1",
+        ])
         .env("SIGN_TEST_SECRET", common::STANDARD_SECRET)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"{\"symbol\":\"BTCUSDT\"}").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"symbol\":\"BTCUSDT\"}")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let mut headers = actix_web::http::header::HeaderMap::new();
@@ -225,10 +215,20 @@ fn sign_produces_standard_webhooks_headers_that_verify() {
         );
     }
     let scheme = sentinel::auth::StandardWebhooks {
-        keys: vec![sentinel::secret::Secret::new(sentinel::auth::decode_secret(common::STANDARD_SECRET).unwrap())],
+        keys: vec![sentinel::secret::Secret::new(
+            sentinel::auth::decode_secret(common::STANDARD_SECRET).unwrap(),
+        )],
         tolerance_secs: 300,
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    assert_eq!(scheme.verify(&headers, b"{\"symbol\":\"BTCUSDT\"}", now), Ok("msg_cli_1".to_string()));
-    assert!(scheme.verify(&headers, b"{\"symbol\":\"ETHUSDT\"}", now).is_err());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(
+        scheme.verify(&headers, b"{\"symbol\":\"BTCUSDT\"}", now),
+        Ok("msg_cli_1".to_string())
+    );
+    assert!(scheme
+        .verify(&headers, b"{\"symbol\":\"ETHUSDT\"}", now)
+        .is_err());
 }

@@ -6,7 +6,7 @@ use actix_web::http::header::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{fresh, AuthError};
+use super::{fresh, header, AuthError};
 use crate::secret::Secret;
 
 #[cfg(test)]
@@ -85,14 +85,6 @@ impl HmacScheme {
         }
         ok.then_some(()).ok_or(AuthError::BadSignature)
     }
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, AuthError> {
-    headers
-        .get(name)
-        .ok_or(AuthError::MissingHeader)?
-        .to_str()
-        .map_err(|_| AuthError::MalformedHeader)
 }
 
 /// `sha256=<64 hex digits>` -> the 32 digest bytes.

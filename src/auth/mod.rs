@@ -138,6 +138,15 @@ fn any_matches(secrets: &[Secret], candidate: &[u8]) -> bool {
         .fold(false, |found, secret| secret.matches(candidate) | found)
 }
 
+/// A header's value as text: missing and non-text values are told apart.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, AuthError> {
+    headers
+        .get(name)
+        .ok_or(AuthError::MissingHeader)?
+        .to_str()
+        .map_err(|_| AuthError::MalformedHeader)
+}
+
 /// Whether `ts` is within `tolerance` seconds of `now`, in either direction.
 fn fresh(ts: i64, now: i64, tolerance: i64) -> bool {
     // abs_diff: a sender's timestamp can be any i64, and `now - ts` would overflow at the extremes.

@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{fresh, AuthError};
+use super::{fresh, header, AuthError};
 use crate::secret::Secret;
 
 const ID: &str = "webhook-id";
@@ -62,14 +62,6 @@ pub fn sign_standard(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Strin
         "{VERSION},{}",
         BASE64.encode(signature(key, id, &timestamp.to_string(), body))
     )
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, AuthError> {
-    headers
-        .get(name)
-        .ok_or(AuthError::MissingHeader)?
-        .to_str()
-        .map_err(|_| AuthError::MalformedHeader)
 }
 
 /// The `v1` signatures of a `webhook-signature` header, decoded; entries of other versions are skipped.

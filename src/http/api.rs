@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::journal::Page;
+use crate::journal::{JournalError, JournalReader, Page};
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -66,13 +66,7 @@ pub async fn signals(
     state: web::Data<AppState>,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    let reader = state.reader.clone();
-    let page = page.into_inner();
-    let rows = web::block(move || reader.signals(page))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(json!({ "signals": rows, "next_before": next_before(&rows) })))
+    read_page(&state, "signals", page.into_inner(), JournalReader::signals).await
 }
 
 /// Fills, denials and rejections from the journal, newest first, paged like `signals`.
@@ -80,18 +74,24 @@ pub async fn orders(
     state: web::Data<AppState>,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
+    read_page(&state, "orders", page.into_inner(), JournalReader::orders).await
+}
+
+/// Reads a page off the HTTP workers (SQLite blocks) and answers it with `next_before`, the oldest row's sequence
+/// number, to page back with.
+async fn read_page(
+    state: &AppState,
+    name: &str,
+    page: Page,
+    read: fn(&JournalReader, Page) -> Result<Vec<Value>, JournalError>,
+) -> Result<HttpResponse, ApiError> {
     let reader = state.reader.clone();
-    let page = page.into_inner();
-    let rows = web::block(move || reader.orders(page))
+    let rows = web::block(move || read(&reader, page))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(json!({ "orders": rows, "next_before": next_before(&rows) })))
-}
-
-/// The `before` of the next page: the oldest row's sequence number.
-fn next_before(rows: &[Value]) -> Value {
-    rows.last().map_or(Value::Null, |row| row["seq"].clone())
+    let next_before = rows.last().map_or(Value::Null, |row| row["seq"].clone());
+    Ok(HttpResponse::Ok().json(json!({ name: rows, "next_before": next_before })))
 }
 
 pub async fn trading_state(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

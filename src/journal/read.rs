@@ -63,18 +63,10 @@ impl JournalReader {
     /// Signals, newest first, each with its status (`pending` until done) and outcome.
     pub fn signals(&self, page: Page) -> Result<Vec<Value>, JournalError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, signal, status, outcome, payload FROM signals WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![page.before(), page.limit()], |row| {
-            Ok(json!({
-                "seq": row.get::<_, i64>(0)?,
-                "signal": json_or_null(row.get(1)?),
-                "status": row.get::<_, Option<String>>(2)?.unwrap_or_else(|| "pending".into()),
-                "outcome": json_or_null(row.get(3)?),
-                "payload": json_or_null(row.get(4)?),
-            }))
-        })?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SIGNAL_COLUMNS} FROM signals WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![page.before(), page.limit()], signal_json)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -94,19 +86,9 @@ impl JournalReader {
         let conn = self.conn();
         let signal = conn
             .query_row(
-                "SELECT seq, signal, status, outcome, payload, received_at, finished_at FROM signals WHERE signal_id = ?1",
+                &format!("SELECT {SIGNAL_COLUMNS} FROM signals WHERE signal_id = ?1"),
                 params![signal_id],
-                |row| {
-                    Ok(json!({
-                        "seq": row.get::<_, i64>(0)?,
-                        "signal": json_or_null(row.get(1)?),
-                        "status": row.get::<_, Option<String>>(2)?.unwrap_or_else(|| "pending".into()),
-                        "outcome": json_or_null(row.get(3)?),
-                        "payload": json_or_null(row.get(4)?),
-                        "received_at": row.get::<_, i64>(5)?,
-                        "finished_at": row.get::<_, Option<i64>>(6)?,
-                    }))
-                },
+                signal_json,
             )
             .optional()?;
         let Some(mut signal) = signal else {
@@ -155,6 +137,21 @@ impl JournalReader {
         }
         Ok(())
     }
+}
+
+const SIGNAL_COLUMNS: &str = "seq, signal, status, outcome, payload, received_at, finished_at";
+
+/// A row of `SIGNAL_COLUMNS` as the API and `sentinel journal` show it.
+fn signal_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "seq": row.get::<_, i64>(0)?,
+        "signal": json_or_null(row.get(1)?),
+        "status": row.get::<_, Option<String>>(2)?.unwrap_or_else(|| "pending".into()),
+        "outcome": json_or_null(row.get(3)?),
+        "payload": json_or_null(row.get(4)?),
+        "received_at": row.get::<_, i64>(5)?,
+        "finished_at": row.get::<_, Option<i64>>(6)?,
+    }))
 }
 
 fn event_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
