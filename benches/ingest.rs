@@ -43,6 +43,7 @@ path = "{journal}"
 }
 
 struct Run {
+    writes_per_commit: f64,
     requests: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
@@ -115,11 +116,25 @@ fn run(journal: &str, requests: usize) -> Run {
         t.join().unwrap();
     }
     let elapsed = started.elapsed();
+    let security: serde_json::Value = actix_web::rt::System::new().block_on(async {
+        awc::Client::default()
+            .get(format!("{base}/api/security"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let journal = &security["journal"];
+    let writes_per_commit =
+        journal["writes"].as_f64().unwrap() / journal["commits"].as_f64().unwrap().max(1.0);
     let _ = stop.send(());
     daemon.join().unwrap();
     let mut latencies = Arc::try_unwrap(latencies).unwrap().into_inner().unwrap();
     latencies.sort();
     Run {
+        writes_per_commit,
         requests: latencies.len(),
         elapsed,
         latencies,
@@ -132,19 +147,20 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(20_000);
     println!("{requests} webhooks per mode, {CONNECTIONS} connections, daemon and load generator on one machine");
-    println!("| journal | acknowledged/s | p50 | p99 | max |");
-    println!("|---|---|---|---|---|");
+    println!("| journal | acknowledged/s | p50 | p99 | max | journal writes per commit |");
+    println!("|---|---|---|---|---|---|");
     for (name, path) in [
         ("file, synchronous=FULL", "sentinel.db"),
         ("in memory (no fsync)", ":memory:"),
     ] {
         let r = run(path, requests);
         println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms |",
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} |",
             r.requests as f64 / r.elapsed.as_secs_f64(),
             percentile(&r.latencies, 0.50).as_secs_f64() * 1e3,
             percentile(&r.latencies, 0.99).as_secs_f64() * 1e3,
             r.latencies.last().unwrap().as_secs_f64() * 1e3,
+            r.writes_per_commit,
         );
     }
 }

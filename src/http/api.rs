@@ -146,5 +146,6 @@ pub async fn security(state: web::Data<AppState>) -> HttpResponse {
         "refusals": state.refusals.snapshot(),
         "remembered_deliveries": state.deduper.len(),
         "tracked_addresses": state.limits.per_address.tracked(),
+        "journal": { "commits": state.journal.stats().0, "writes": state.journal.stats().1 },
     }))
 }

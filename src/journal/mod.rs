@@ -25,7 +25,7 @@ use thiserror::Error;
 
 pub use read::{JournalReader, Page};
 pub use recovery::{recover, Recovered};
-use writer::{Ack, Batch, Op};
+use writer::{Ack, Batch, Op, WriterStats};
 
 /// Writes queued before submitters are made to wait (back-pressure rather than unbounded memory).
 const QUEUE: usize = 65_536;
@@ -47,6 +47,7 @@ pub enum JournalError {
 pub struct Journal {
     tx: SyncSender<Batch>,
     dispatcher: Arc<OnceLock<Router>>,
+    stats: Arc<WriterStats>,
 }
 
 /// Opens (creating if needed) and migrates the journal file at `path`, or an in-memory one for `None`; returns the
@@ -98,12 +99,25 @@ impl Journal {
     pub fn start(conn: Connection) -> Arc<Journal> {
         let (tx, rx) = sync_channel(QUEUE);
         let dispatcher = Arc::new(OnceLock::new());
-        let for_writer = dispatcher.clone();
+        let stats = Arc::new(WriterStats::default());
+        let (for_writer, stats_for_writer) = (dispatcher.clone(), stats.clone());
         std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer::run(conn, rx, for_writer))
+            .spawn(move || writer::run(conn, rx, for_writer, stats_for_writer))
             .expect("can start the journal writer thread");
-        Arc::new(Journal { tx, dispatcher })
+        Arc::new(Journal {
+            tx,
+            dispatcher,
+            stats,
+        })
+    }
+
+    /// Commits so far and the writes they carried.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.stats.commits.load(Ordering::Relaxed),
+            self.stats.writes.load(Ordering::Relaxed),
+        )
     }
 
     /// From now on, signals are handed to `router` once durable.

@@ -2,6 +2,7 @@
 //! all of them: group commit), then acknowledges each and hands newly accepted signals to the router in journal
 //! order.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, OnceLock};
 
@@ -62,7 +63,19 @@ pub(crate) struct Batch {
     pub ack: Ack,
 }
 
-pub(crate) fn run(mut conn: Connection, rx: Receiver<Batch>, dispatcher: Arc<OnceLock<Router>>) {
+/// Commits and the writes they carried: writes per commit is what group commit buys.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+pub(crate) fn run(
+    mut conn: Connection,
+    rx: Receiver<Batch>,
+    dispatcher: Arc<OnceLock<Router>>,
+    stats: Arc<WriterStats>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while batches.len() < MAX_BATCH {
@@ -75,6 +88,12 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Batch>, dispatcher: Arc<Onc
             error!(error = %e, "journal commit failed");
             e.to_string()
         });
+        if result.is_ok() {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats
+                .writes
+                .fetch_add(batches.len() as u64, Ordering::Relaxed);
+        }
         let mut accepted = Vec::new();
         for batch in batches {
             if result.is_ok() {
