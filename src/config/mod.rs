@@ -1,5 +1,6 @@
 //! The validated configuration: `load` turns `config.toml` into a `Config` or into every problem, each with its path.
 
+mod checker;
 mod raw;
 mod validate;
 

@@ -9,7 +9,7 @@ mod writer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 
 use rusqlite::{Connection, OpenFlags};
@@ -131,9 +131,36 @@ impl Journal {
             .map_err(|_| RecordError("the journal writer has stopped".into()))
     }
 
+    /// Queues `ops` (waiting for room in the queue) and resolves once they are durable.
     fn durable(&self, ops: Vec<Op>) -> Durable {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sent = self.send(ops, Ack::Async(tx));
+        Self::acknowledged(sent, rx)
+    }
+
+    /// Like `durable`, but a full queue is an immediate error, so an HTTP worker is never blocked: the sender gets
+    /// a 503 and retries.
+    fn durable_or_busy(&self, ops: Vec<Op>) -> Durable {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self
+            .tx
+            .try_send(Batch {
+                ops,
+                ack: Ack::Async(tx),
+            })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => RecordError("the journal is behind; retry shortly".into()),
+                TrySendError::Disconnected(_) => {
+                    RecordError("the journal writer has stopped".into())
+                }
+            });
+        Self::acknowledged(sent, rx)
+    }
+
+    fn acknowledged(
+        sent: Result<(), RecordError>,
+        rx: tokio::sync::oneshot::Receiver<Result<(), String>>,
+    ) -> Durable {
         Box::pin(async move {
             sent?;
             match rx.await {
@@ -164,7 +191,7 @@ impl Journal {
             Ok(json) => json,
             Err(e) => return Box::pin(async move { Err(RecordError(e.to_string())) }),
         };
-        self.durable(vec![Op::Accept {
+        self.durable_or_busy(vec![Op::Accept {
             signal: Box::new(signal.clone()),
             payload,
             delivery_key,
