@@ -102,18 +102,24 @@ pub async fn receive(
         },
         None => DeliveryKey::body(&source.name, &body),
     };
-    if let Some(first) = state
-        .deduper
-        .first_or_insert(key.clone(), signal.id.clone(), now)
-    {
-        info!(source = %source.name, signal_id = %first.signal_id, "duplicate delivery");
-        return Ok(
-            HttpResponse::Ok().json(json!({ "status": "duplicate", "signal_id": first.signal_id }))
-        );
-    }
-    // Only new signals count against the source's limit; a refused one is forgotten so its retry is not a duplicate.
+    let key_text = key.to_text();
+    let claim = match state.deduper.claim(key, signal.id.clone(), now) {
+        Ok(claim) => claim,
+        // Answered only once the first copy is on disk: a `duplicate` is as binding as a 202.
+        Err(first) if first.durable().await => {
+            info!(source = %source.name, signal_id = %first.signal_id, "duplicate delivery");
+            return Ok(HttpResponse::Ok()
+                .json(json!({ "status": "duplicate", "signal_id": first.signal_id })));
+        }
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "the first copy of this delivery could not be stored; retry",
+            ))
+        }
+    };
+    // Only new signals count against the source's limit; a refused one frees its key, so its retry is new.
     if let Err(wait) = state.limits.check_source(&source.name) {
-        state.deduper.forget(&key);
+        state.deduper.settle(claim, false);
         state.refusals.record(&source.name, "rate_limited_source");
         return Err(ApiError::too_many_requests(retry_after_secs(wait)));
     }
@@ -121,12 +127,9 @@ pub async fn receive(
     // Durable before the answer (the payload's secret fields were stripped by `verify_payload`); the journal hands
     // the signal to the router once it is on disk.
     let signal_id = signal.id.clone();
-    if let Err(e) = state
-        .journal
-        .accept(&signal, raw.to_json(), key.to_text())
-        .await
-    {
-        state.deduper.forget(&key);
+    let stored = state.journal.accept(&signal, raw.to_json(), key_text).await;
+    state.deduper.settle(claim, stored.is_ok());
+    if let Err(e) = stored {
         return Err(ApiError::unavailable(format!(
             "the signal could not be stored; retry: {e}"
         )));

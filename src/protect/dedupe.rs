@@ -12,6 +12,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use sentinel_actors::types::{SignalId, Timestamp};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 /// What identifies a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,10 +59,37 @@ impl DeliveryKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the first delivery of a key stands: a duplicate is only answered once the first is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Pending,
+    Durable,
+    Failed,
+}
+
+/// The first acceptance of a key.
+#[derive(Debug, Clone)]
 pub struct Accepted {
     pub signal_id: SignalId,
     pub at: Timestamp,
+    durability: watch::Receiver<Durability>,
+}
+
+impl Accepted {
+    /// Waits until the first delivery is on disk (`true`) or could not be stored (`false`, the sender should retry).
+    /// A duplicate answered before this would acknowledge a signal that might never be processed.
+    pub async fn durable(&self) -> bool {
+        let mut rx = self.durability.clone();
+        let settled = rx.wait_for(|d| *d != Durability::Pending).await;
+        settled.is_ok_and(|d| *d == Durability::Durable)
+    }
+}
+
+/// The right to record a new delivery; settle it with `Deduper::settle`. Dropped unsettled, it counts as failed.
+#[derive(Debug)]
+pub struct Claim {
+    key: DeliveryKey,
+    durability: watch::Sender<Durability>,
 }
 
 pub struct Deduper {
@@ -87,36 +115,63 @@ impl Deduper {
         ttl.as_millis() as i64
     }
 
-    /// Records `key` as accepted with `signal_id`, unless it already was (and has not expired): then returns the
-    /// first acceptance.
-    pub fn first_or_insert(
+    /// Claims `key` for a new delivery with `signal_id`, or returns the first acceptance if it was already claimed
+    /// (and has not expired). Atomic: of concurrent claims of one key, exactly one succeeds.
+    pub fn claim(
         &self,
         key: DeliveryKey,
         signal_id: SignalId,
         now: Timestamp,
-    ) -> Option<Accepted> {
+    ) -> Result<Claim, Accepted> {
         let ttl = self.ttl(&key);
-        match self.seen.entry(key) {
-            Entry::Occupied(mut seen) if now.0 - seen.get().at.0 >= ttl => {
-                seen.insert(Accepted { signal_id, at: now });
-                None
+        let (tx, rx) = watch::channel(Durability::Pending);
+        let accepted = Accepted {
+            signal_id,
+            at: now,
+            durability: rx,
+        };
+        match self.seen.entry(key.clone()) {
+            Entry::Occupied(seen) if now.0 - seen.get().at.0 < ttl => {
+                return Err(seen.get().clone())
             }
-            Entry::Occupied(seen) => Some(seen.get().clone()),
+            Entry::Occupied(mut expired) => {
+                expired.insert(accepted);
+            }
             Entry::Vacant(slot) => {
-                slot.insert(Accepted { signal_id, at: now });
-                None
+                slot.insert(accepted);
             }
+        }
+        Ok(Claim {
+            key,
+            durability: tx,
+        })
+    }
+
+    /// Records how a claimed delivery ended: durable, or not (then the key is forgotten, so a retry is new).
+    pub fn settle(&self, claim: Claim, durable: bool) {
+        if durable {
+            let _ = claim.durability.send(Durability::Durable);
+        } else {
+            self.seen.remove_if(&claim.key, |_, accepted| {
+                accepted
+                    .durability
+                    .same_channel(&claim.durability.subscribe())
+            });
+            let _ = claim.durability.send(Durability::Failed);
         }
     }
 
     /// Puts back a key the journal recorded (at start-up).
     pub fn restore(&self, key: DeliveryKey, signal_id: SignalId, at: Timestamp) {
-        self.seen.insert(key, Accepted { signal_id, at });
-    }
-
-    /// Forgets a key (its delivery could not be accepted after all), so a retry is not taken for a duplicate.
-    pub fn forget(&self, key: &DeliveryKey) {
-        self.seen.remove(key);
+        let (_, durability) = watch::channel(Durability::Durable);
+        self.seen.insert(
+            key,
+            Accepted {
+                signal_id,
+                at,
+                durability,
+            },
+        );
     }
 
     /// Drops expired entries.
@@ -150,28 +205,26 @@ mod tests {
         }
     }
 
+    fn deduper() -> Deduper {
+        Deduper::new(Duration::from_secs(60), Duration::from_secs(5))
+    }
+
     #[test]
     fn second_delivery_is_a_duplicate_of_the_first() {
-        let d = Deduper::new(Duration::from_secs(60), Duration::from_secs(5));
-        assert_eq!(d.first_or_insert(key("a"), id("one"), Timestamp(0)), None);
+        let d = deduper();
+        assert!(d.claim(key("a"), id("one"), Timestamp(0)).is_ok());
         assert_eq!(
-            d.first_or_insert(key("a"), id("two"), Timestamp(1000))
-                .unwrap()
+            d.claim(key("a"), id("two"), Timestamp(1000))
+                .unwrap_err()
                 .signal_id,
             id("one")
         );
-        assert_eq!(
-            d.first_or_insert(key("b"), id("three"), Timestamp(1000)),
-            None
-        );
+        assert!(d.claim(key("b"), id("three"), Timestamp(1000)).is_ok());
         let other_source = DeliveryKey::Id {
             source: "t".into(),
             id: "a".into(),
         };
-        assert_eq!(
-            d.first_or_insert(other_source, id("four"), Timestamp(1000)),
-            None
-        );
+        assert!(d.claim(other_source, id("four"), Timestamp(1000)).is_ok());
     }
 
     #[test]
@@ -184,40 +237,64 @@ mod tests {
 
     #[test]
     fn body_digests_expire_after_the_window() {
-        let d = Deduper::new(Duration::from_secs(60), Duration::from_secs(5));
+        let d = deduper();
         let body = DeliveryKey::body("tv", b"{}");
-        assert_eq!(
-            d.first_or_insert(body.clone(), id("one"), Timestamp(0)),
-            None
-        );
-        assert!(d
-            .first_or_insert(body.clone(), id("two"), Timestamp(4_999))
-            .is_some());
-        assert_eq!(d.first_or_insert(body, id("three"), Timestamp(5_000)), None);
+        assert!(d.claim(body.clone(), id("one"), Timestamp(0)).is_ok());
+        assert!(d.claim(body.clone(), id("two"), Timestamp(4_999)).is_err());
+        assert!(d.claim(body, id("three"), Timestamp(5_000)).is_ok());
         d.prune(Timestamp(61_000));
         assert!(d.is_empty());
     }
 
+    #[actix_web::test]
+    async fn a_duplicate_waits_for_the_first_to_be_durable() {
+        let d = deduper();
+        let claim = d.claim(key("a"), id("one"), Timestamp(0)).unwrap();
+        let first = d.claim(key("a"), id("two"), Timestamp(1)).unwrap_err();
+        let waiting = tokio::spawn(async move { first.durable().await });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "not answered while the first is pending"
+        );
+        d.settle(claim, true);
+        assert!(waiting.await.unwrap());
+        assert!(
+            d.claim(key("a"), id("three"), Timestamp(2)).is_err(),
+            "still remembered"
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_failed_first_delivery_frees_the_key() {
+        let d = deduper();
+        let claim = d.claim(key("a"), id("one"), Timestamp(0)).unwrap();
+        let first = d.claim(key("a"), id("two"), Timestamp(1)).unwrap_err();
+        d.settle(claim, false);
+        assert!(!first.durable().await, "the duplicate is told to retry");
+        assert!(
+            d.claim(key("a"), id("three"), Timestamp(2)).is_ok(),
+            "the retry is new"
+        );
+    }
+
     #[test]
-    fn concurrent_identical_deliveries_accept_exactly_one() {
-        let d = Arc::new(Deduper::new(
-            Duration::from_secs(60),
-            Duration::from_secs(5),
-        ));
+    fn concurrent_identical_deliveries_claim_exactly_once() {
+        let d = Arc::new(deduper());
         let handles: Vec<_> = (0..50)
             .map(|i| {
                 let d = d.clone();
                 std::thread::spawn(move || {
-                    d.first_or_insert(key("same"), id(&format!("s{i}")), Timestamp(0))
-                        .is_none()
+                    d.claim(key("same"), id(&format!("s{i}")), Timestamp(0))
+                        .is_ok()
                 })
             })
             .collect();
-        let accepted = handles
+        let claimed = handles
             .into_iter()
             .map(|h| h.join().unwrap())
-            .filter(|&first| first)
+            .filter(|&won| won)
             .count();
-        assert_eq!(accepted, 1);
+        assert_eq!(claimed, 1);
     }
 }
