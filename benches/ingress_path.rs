@@ -55,7 +55,7 @@ fn main() {
         );
     }
     let tradingview = config.source("tradingview").unwrap().auth.clone();
-    let deduper = Deduper::new(Duration::from_secs(3600), Duration::from_secs(60));
+    let deduper = Deduper::new(Duration::from_secs(3600), Default::default());
 
     println!("| step | per webhook |");
     println!("|---|---|");

@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use sentinel_actors::exchange::ExchangeActor;
 use sentinel_actors::gateway::Gateway;
+use sentinel_actors::messages::TakeSnapshot;
 use sentinel_actors::paper::PaperGateway;
 use sentinel_actors::portfolio::Portfolio;
 use sentinel_actors::recorder::Recorder;
@@ -68,9 +69,8 @@ pub async fn run(
         config
             .sources
             .iter()
-            .map(|s| s.duplicate_window)
-            .max()
-            .unwrap_or_default(),
+            .map(|s| (s.name.clone(), s.duplicate_window))
+            .collect(),
     ));
     for (key, signal_id, at) in &recovered.deliveries {
         if let Some(key) = DeliveryKey::from_text(key) {
@@ -119,7 +119,8 @@ pub async fn run(
         books,
         portfolio.clone(),
         risk.clone().recipient(),
-        exchange.recipient(),
+        exchange.clone().recipient(),
+        exchange.clone().recipient(),
         recorder,
     );
     // Acknowledged but unfinished signals first, in journal order, before any new webhook is taken.
@@ -151,7 +152,7 @@ pub async fn run(
         router,
         risk,
         portfolio,
-        journal,
+        journal: journal.clone(),
         reader: Arc::new(reader),
         limits,
         deduper,
@@ -190,6 +191,13 @@ pub async fn run(
         }
     }
     housekeeping.abort();
+    // A clean stop leaves a fresh snapshot and nothing queued: the next start replays nothing.
+    if exchange.send(TakeSnapshot).await.is_err() {
+        warn!("no snapshot at shutdown: the exchange actor is gone");
+    }
+    if let Err(e) = journal.flush().await {
+        warn!(error = %e, "the journal could not be flushed at shutdown");
+    }
     exchange_arbiter.stop();
     core_arbiter.stop();
     Ok(())

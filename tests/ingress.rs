@@ -92,6 +92,16 @@ async fn bad_input_gets_a_json_error_with_the_right_status() {
             "invalid_field",
             Some("price"),
         ),
+        // Beyond any market: refused before arithmetic on it could overflow.
+        (
+            "tradingview",
+            tv(
+                json!({"symbol":"BTCUSDT","action":"open_long","price":"79228162514264337593543950335"}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("price"),
+        ),
         (
             "tradingview",
             tv(json!({"symbol":"BTCUSDT","market_position":"long"})),

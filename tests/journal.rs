@@ -208,3 +208,119 @@ async fn signals_and_orders_page_back_through_the_journal() {
         "decision, approval, fill and outcome per signal: {events}"
     );
 }
+
+/// A crash between the two orders of a reverse: the close filled, the open did not. The restart must place only
+/// the open (the close is known to the exchange by its client order id), not let risk refuse the close as new.
+#[actix_web::test]
+async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
+    use sentinel_actors::order::{Fill, FillReason, OrderRequest, Protection};
+    use sentinel_actors::signal::{Action, EntryParams, Intent, Signal};
+    use sentinel_actors::types::{
+        ClientOrderId, Leverage, Price, Quantity, Side, SignalId, Symbol, Timestamp,
+    };
+    use std::str::FromStr;
+
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    c.act(json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.3","price":"40000"}))
+        .await;
+    let path = daemon.journal_path();
+    let dir = daemon.stop_keeping_journal(); // a clean stop: it leaves a snapshot
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let snapshot_upto: i64 = conn
+        .query_row("SELECT upto_event FROM snapshots", [], |r| r.get(0))
+        .unwrap();
+    let last_fill: i64 = conn
+        .query_row("SELECT MAX(seq) FROM events WHERE kind = 'fill'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        snapshot_upto, last_fill,
+        "the clean stop snapshotted every fill"
+    );
+
+    // What the journal holds after a crash mid-reverse: the signal, its decision, the close's fill, no outcome.
+    let id = SignalId::new("tradingview:rev-1").unwrap();
+    let btc = Symbol::new("BTCUSDT").unwrap();
+    let price = Price::from_str("41000").unwrap();
+    let signal = Signal {
+        id: id.clone(),
+        source: "tradingview".into(),
+        symbol: btc.clone(),
+        received_at: Timestamp::now(),
+        sent_at: None,
+        price: Some(price),
+        intent: Intent::Reverse {
+            order: EntryParams::default(),
+        },
+        comment: None,
+    };
+    let leg = |n: u8, reduce_only: bool| OrderRequest {
+        client_order_id: ClientOrderId::derive(&id, n),
+        signal_id: id.clone(),
+        symbol: btc.clone(),
+        action: Action::Reverse,
+        side: Side::Sell,
+        quantity: Quantity::from_str("0.3").unwrap(),
+        reduce_only,
+        leverage: Leverage::ONE,
+        reference_price: price,
+        protection: Protection::default(),
+    };
+    let (close, open) = (leg(0, true), leg(1, false));
+    let fill = Fill {
+        client_order_id: close.client_order_id.clone(),
+        symbol: btc.clone(),
+        side: Side::Sell,
+        quantity: close.quantity,
+        price,
+        fee: rust_decimal::Decimal::ZERO,
+        reason: FillReason::Signal,
+        at: Timestamp::now(),
+    };
+    conn.execute(
+        "INSERT INTO signals (signal_id, source, symbol, action, received_at, delivery_key, payload, signal)
+         VALUES (?1, 'tradingview', 'BTCUSDT', 'reverse', ?2, 'id:tradingview:rev-1', '{}', ?3)",
+        rusqlite::params![id.as_str(), Timestamp::now().0, serde_json::to_string(&signal).unwrap()],
+    )
+    .unwrap();
+    for (kind, cid, data) in [
+        ("decision", None, json!({ "orders": [&close, &open] })),
+        (
+            "fill",
+            Some(close.client_order_id.as_str()),
+            json!({ "order": &close, "fill": &fill, "position": {} }),
+        ),
+    ] {
+        conn.execute(
+            "INSERT INTO events (at, kind, signal_id, symbol, client_order_id, data) VALUES (?1, ?2, ?3, 'BTCUSDT', ?4, ?5)",
+            rusqlite::params![Timestamp::now().0, kind, id.as_str(), cid, data.to_string()],
+        )
+        .unwrap();
+    }
+    drop(conn);
+
+    let daemon = Daemon::start_at(dir, &free_config());
+    let c = daemon.client();
+    let record = c.done("tradingview:rev-1").await;
+    assert_eq!(record["status"], "filled", "{record}");
+    assert_eq!(record["outcome"]["orders"].as_array().unwrap().len(), 2);
+    let btc = c.position("BTCUSDT").await.expect("the open was placed");
+    assert_eq!(
+        (btc["side"].as_str(), btc["quantity"].as_str()),
+        (Some("short"), Some("0.3"))
+    );
+    let orders = c.get("/api/orders").await;
+    let fills: Vec<&Value> = orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "fill")
+        .collect();
+    assert_eq!(
+        fills.len(),
+        3,
+        "the first open, the recorded close, the new open: {orders}"
+    );
+}

@@ -116,9 +116,17 @@ async fn every_source_kind_accepts_an_honest_request() {
     let (status, _) = post(&c, "github", &b, &[("X-Hub-Signature-256".into(), sig)]).await;
     assert_eq!(status, StatusCode::ACCEPTED, "GitHub-style hmac");
 
-    let b = body("c");
-    let (status, _) = post(&c, "stamped", &b, &stamped_headers(HMAC_SECRET, now(), &b)).await;
+    // No id in the body: a replay inside the tolerance is recognised by the signature itself.
+    let b = ORDER.replace("0.01", "0.02");
+    let stamped = stamped_headers(HMAC_SECRET, now(), &b);
+    let (status, _) = post(&c, "stamped", &b, &stamped).await;
     assert_eq!(status, StatusCode::ACCEPTED, "hmac with a signed timestamp");
+    let (status, answer) = post(&c, "stamped", &b, &stamped).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (StatusCode::OK, Some("duplicate")),
+        "a replay"
+    );
 
     let (status, answer) = post(
         &c,
@@ -146,8 +154,8 @@ async fn every_source_kind_accepts_an_honest_request() {
     assert_eq!(record["status"], "filled");
     assert_eq!(
         c.position("BTCUSDT").await.unwrap()["quantity"],
-        "0.05",
-        "five orders of 0.01"
+        "0.06",
+        "four orders of 0.01 and one of 0.02"
     );
 }
 

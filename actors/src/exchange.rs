@@ -7,7 +7,7 @@ use actix::prelude::*;
 use tracing::{error, info, warn};
 
 use crate::gateway::{Execution, Gateway, GatewayError};
-use crate::messages::{Execute, PriceUpdate};
+use crate::messages::{Execute, FindFill, PriceUpdate, TakeSnapshot};
 use crate::order::{Fill, OrderRequest};
 use crate::portfolio::SharedPortfolio;
 use crate::recorder::Recorder;
@@ -80,14 +80,6 @@ impl ExchangeActor {
 
 impl Actor for ExchangeActor {
     type Context = Context<Self>;
-
-    fn stopping(&mut self, _ctx: &mut Context<Self>) -> Running {
-        // On a clean shutdown, a fresh snapshot makes the next start quick.
-        if self.fills_since_snapshot > 0 {
-            self.snapshot();
-        }
-        Running::Stop
-    }
 }
 
 impl Supervised for ExchangeActor {
@@ -152,5 +144,23 @@ impl Handler<PriceUpdate> for ExchangeActor {
                   price = %fill.price, "resting order filled");
         }
         fills
+    }
+}
+
+impl Handler<FindFill> for ExchangeActor {
+    type Result = Option<Fill>;
+
+    fn handle(&mut self, msg: FindFill, _ctx: &mut Context<Self>) -> Self::Result {
+        self.gateway.find_fill(&msg.client_order_id)
+    }
+}
+
+impl Handler<TakeSnapshot> for ExchangeActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: TakeSnapshot, _ctx: &mut Context<Self>) {
+        if self.fills_since_snapshot > 0 {
+            self.snapshot();
+        }
     }
 }

@@ -4,7 +4,7 @@ use thiserror::Error;
 
 use crate::order::{Fill, OrderRequest};
 use crate::risk::Approved;
-use crate::types::{Price, Symbol, Timestamp};
+use crate::types::{ClientOrderId, Price, Symbol, Timestamp};
 
 /// Why an exchange did not fill an order, and whether trying again could help.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -48,6 +48,9 @@ pub trait Gateway: Send + 'static {
 
     /// Tells the gateway the symbol's last price; returns the fills of resting orders it triggered.
     fn on_price(&mut self, symbol: &Symbol, price: Price, at: Timestamp) -> Vec<Fill>;
+
+    /// The fill of the order with this client order id, if it filled (a real exchange is asked by id).
+    fn find_fill(&self, client_order_id: &ClientOrderId) -> Option<Fill>;
 
     /// The gateway's own state for a snapshot (`Null` when the exchange itself is the record).
     fn snapshot(&self) -> serde_json::Value;

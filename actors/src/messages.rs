@@ -7,7 +7,7 @@ use crate::order::{Fill, OrderOutcome, OrderRequest};
 use crate::recorder::RecordError;
 use crate::risk::{Approved, TradingState};
 use crate::signal::Signal;
-use crate::types::{Price, Symbol};
+use crate::types::{ClientOrderId, Price, Symbol};
 
 /// Router -> strategy actor of `signal.symbol`: an accepted signal to act on, in arrival order.
 #[derive(Debug, Message)]
@@ -52,3 +52,16 @@ pub struct SetTradingState {
 #[derive(Debug, Message)]
 #[rtype(result = "TradingState")]
 pub struct GetTradingState;
+
+/// Strategy actor -> exchange actor, after a restart: did an order with this client order id already fill? Asked
+/// before a recovered order goes to risk, whose checks assume the order is new.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Fill>")]
+pub struct FindFill {
+    pub client_order_id: ClientOrderId,
+}
+
+/// Daemon -> exchange actor, at a clean shutdown: write a snapshot now, so the next start replays nothing.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TakeSnapshot;

@@ -265,6 +265,10 @@ impl Gateway for PaperGateway {
         vec![fill]
     }
 
+    fn find_fill(&self, client_order_id: &ClientOrderId) -> Option<Fill> {
+        self.filled.get(client_order_id).cloned()
+    }
+
     fn snapshot(&self) -> serde_json::Value {
         serde_json::to_value(&self.book).unwrap_or(serde_json::Value::Null)
     }

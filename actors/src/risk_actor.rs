@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::messages::{Execute, GetTradingState, Propose, SetTradingState};
 use crate::order::OrderOutcome;
 use crate::portfolio::SharedPortfolio;
 use crate::recorder::{RecordError, Recorder};
-use crate::risk::RiskEngine;
+use crate::risk::{RiskEngine, TradingState};
+use crate::supervise::guard;
 
 pub struct RiskActor {
     engine: RiskEngine,
@@ -43,14 +44,22 @@ impl Supervised for RiskActor {}
 impl Handler<Propose> for RiskActor {
     type Result = ResponseFuture<OrderOutcome>;
 
-    fn handle(&mut self, msg: Propose, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Self::Result {
         let order = msg.order;
         let position = self
             .portfolio
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .position_quantity(&order.symbol);
-        let checked = self.engine.check(order.clone(), position);
+        let checked = match guard(|| self.engine.check(order.clone(), position)) {
+            Ok(checked) => checked,
+            Err(panic) => {
+                error!(%panic, "risk check panicked; restarting the risk actor");
+                ctx.stop();
+                let error = format!("risk check failed: {panic}");
+                return Box::pin(async move { OrderOutcome::Rejected { order, error } });
+            }
+        };
         self.recorder.risk_checked(&order, checked.as_ref().err());
         match checked {
             Err(reason) => {
@@ -79,12 +88,27 @@ impl Handler<Propose> for RiskActor {
 
 impl Handler<SetTradingState> for RiskActor {
     /// Resolves once the new state is durable, so a kill switch that was answered stays on after a restart.
-    type Result = ResponseFuture<Result<(), RecordError>>;
+    /// Tightening (reducing, halted) takes effect at once, even before it is recorded; loosening back to active
+    /// only once it is recorded, so a restart can never come back looser than what the operator was told.
+    type Result = AtomicResponse<Self, Result<(), RecordError>>;
 
     fn handle(&mut self, msg: SetTradingState, _ctx: &mut Context<Self>) -> Self::Result {
-        info!(from = %self.engine.state(), to = %msg.state, "trading state changed");
-        self.engine.set_state(msg.state);
-        Box::pin(self.recorder.trading_state_changed(msg.state))
+        let state = msg.state;
+        let tightening = state != TradingState::Active;
+        if tightening {
+            info!(from = %self.engine.state(), to = %state, "trading state changed");
+            self.engine.set_state(state);
+        }
+        let recorded = self.recorder.trading_state_changed(state);
+        AtomicResponse::new(Box::pin(recorded.into_actor(self).map(
+            move |result, act, _| {
+                if result.is_ok() && !tightening {
+                    info!(from = %act.engine.state(), to = %state, "trading state changed");
+                    act.engine.set_state(state);
+                }
+                result
+            },
+        )))
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use thiserror::Error;
 
-use crate::messages::{PriceUpdate, Propose, SignalReceived};
+use crate::messages::{FindFill, PriceUpdate, Propose, SignalReceived};
 use crate::order::OrderRequest;
 use crate::portfolio::SharedPortfolio;
 use crate::recorder::Recorder;
@@ -37,20 +37,22 @@ impl Router {
         portfolio: SharedPortfolio,
         risk: Recipient<Propose>,
         prices: Recipient<PriceUpdate>,
+        fills: Recipient<FindFill>,
         recorder: Arc<dyn Recorder>,
     ) -> Self {
         let strategies = books
             .into_iter()
             .map(|book| {
                 let symbol = book.symbol().clone();
-                let (portfolio, risk, prices, recorder) = (
+                let (portfolio, risk, prices, fills, recorder) = (
                     portfolio.clone(),
                     risk.clone(),
                     prices.clone(),
+                    fills.clone(),
                     recorder.clone(),
                 );
                 let addr = Supervisor::start_in_arbiter(arbiter, move |_| {
-                    StrategyActor::new(book, portfolio, risk, prices, recorder)
+                    StrategyActor::new(book, portfolio, risk, prices, fills, recorder)
                 });
                 (symbol, addr)
             })

@@ -176,6 +176,10 @@ impl fmt::Debug for ClientOrderId {
     }
 }
 
+/// The largest price or quantity taken. Far above any real market, and low enough that products and sums of them
+/// (notional, PnL, equity) stay well inside `Decimal`'s range (about 7.9e28), so arithmetic on them cannot overflow.
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0); // 1e12
+
 macro_rules! positive_decimal {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
@@ -185,10 +189,13 @@ macro_rules! positive_decimal {
 
         impl $name {
             pub fn new(value: Decimal) -> Result<Self, InvalidValue> {
-                if value > Decimal::ZERO {
+                if value > Decimal::ZERO && value <= MAX_AMOUNT {
                     Ok(Self(value.normalize()))
                 } else {
-                    Err(invalid(format!(concat!("a ", $what, " must be greater than 0, not {}"), value)))
+                    Err(invalid(format!(
+                        concat!("a ", $what, " must be greater than 0 and at most {}, not {}"),
+                        MAX_AMOUNT, value
+                    )))
                 }
             }
 
@@ -370,8 +377,12 @@ mod tests {
     }
 
     #[test]
-    fn prices_and_quantities_must_be_positive() {
+    fn prices_and_quantities_must_be_positive_and_bounded() {
+        assert_eq!(MAX_AMOUNT, Decimal::from(1_000_000_000_000i64));
         assert!(Price::from_str("45000.5").is_ok());
+        assert!(Price::from_str("1000000000000").is_ok());
+        assert!(Price::from_str("1000000000000.1").is_err());
+        assert!(Price::from_str("79228162514264337593543950335").is_err());
         assert!(Price::from_str("0").is_err());
         assert!(Quantity::from_str("-1").is_err());
         assert!(Quantity::from_str("abc").is_err());
@@ -413,7 +424,7 @@ mod tests {
         }
 
         #[test]
-        fn prices_round_trip_through_serde(mantissa in 1i64..i64::MAX, scale in 0u32..18) {
+        fn prices_round_trip_through_serde(mantissa in 1i64..1_000_000_000_000, scale in 0u32..18) {
             let price = Price::new(Decimal::new(mantissa, scale)).unwrap();
             let json = serde_json_like(price.get());
             prop_assert_eq!(Price::from_str(&json).unwrap(), price);

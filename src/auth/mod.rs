@@ -77,6 +77,9 @@ pub struct Request<'a> {
 pub struct Delivery {
     /// The sender's id for this delivery (Standard Webhooks' `webhook-id`), for idempotency.
     pub id: Option<String>,
+    /// For signed-timestamp HMAC: the verified signature, which covers timestamp and body, so a replay within the
+    /// timestamp tolerance is recognised even when the payload carries no id.
+    pub replay_key: Option<String>,
 }
 
 impl SourceAuth {
@@ -105,7 +108,10 @@ impl SourceAuth {
                 .map(|()| Delivery::default()),
             SourceAuth::StandardWebhooks(scheme) => scheme
                 .verify(req.headers, req.body, req.now)
-                .map(|id| Delivery { id: Some(id) }),
+                .map(|id| Delivery {
+                    id: Some(id),
+                    replay_key: None,
+                }),
         }
     }
 

@@ -16,7 +16,7 @@ use sentinel_actors::strategy::SymbolSettings;
 use sentinel_actors::types::Symbol;
 
 use crate::auth::SourceAuth;
-use crate::protect::network::Allowlist;
+use crate::protect::network::{Allowlist, TrustedProxies};
 use crate::secret::Secret;
 
 pub use validate::Problem;
@@ -40,8 +40,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub workers: usize,
-    /// Peers whose `Forwarded` / `X-Forwarded-For` headers are believed.
-    pub trusted_proxies: Allowlist,
+    /// Peers whose forwarding header is believed, and which header that is.
+    pub trusted_proxies: TrustedProxies,
     pub body_limit: usize,
     /// A client must send its request head within this (slowloris).
     pub header_timeout: Duration,

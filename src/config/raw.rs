@@ -30,6 +30,7 @@ pub struct RawServer {
     pub workers: Option<i64>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    pub forwarded_header: Option<String>,
     pub body_limit_bytes: Option<i64>,
     pub header_timeout_ms: Option<i64>,
     pub body_timeout_ms: Option<i64>,

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::auth::{decode_secret, HmacScheme, SourceAuth, StandardWebhooks};
 use crate::payload::{parse_exit_level, parse_size};
-use crate::protect::network::Allowlist;
+use crate::protect::network::{Allowlist, ForwardedHeader, TrustedProxies};
 use crate::secret::{self, Secret};
 
 pub use super::checker::Problem;
@@ -88,6 +88,12 @@ pub(super) fn validate(
     };
 
     let journal = journal(&mut c, raw.journal, &base_dir, exchange.is_paper());
+    if journal.retention < server.delivery_id_retention {
+        c.problem(
+            "journal.retention_days",
+            "must cover server.delivery_id_retention_secs, or a restart forgets delivery ids that are still guarded",
+        );
+    }
     let mut seen = HashSet::new();
     let symbols = raw
         .symbols
@@ -162,10 +168,27 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
         );
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
-    let trusted_proxies = Allowlist::parse(&raw.trusted_proxies).unwrap_or_else(|message| {
+    let addresses = Allowlist::parse(&raw.trusted_proxies).unwrap_or_else(|message| {
         c.problem("server.trusted_proxies", message);
         Allowlist::default()
     });
+    let header = match raw
+        .forwarded_header
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("x-forwarded-for") => ForwardedHeader::XForwardedFor,
+        Some("forwarded") => ForwardedHeader::Forwarded,
+        Some(other) => {
+            c.problem(
+                "server.forwarded_header",
+                format!("`{other}` is not x-forwarded-for or forwarded"),
+            );
+            ForwardedHeader::XForwardedFor
+        }
+    };
+    let trusted_proxies = TrustedProxies { addresses, header };
     let tls = raw.tls.and_then(|tls| {
         let cert = c.required("server.tls.cert", tls.cert);
         let key = c.required("server.tls.key", tls.key);

@@ -113,7 +113,7 @@ pub struct TradingStateChange {
 pub async fn set_trading_state(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<TradingStateChange>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let Some(token) = &state.config.server.admin_token else {
         return Err(ApiError::new(
@@ -131,6 +131,13 @@ pub async fn set_trading_state(
     if !token.matches(given.as_bytes()) {
         return Err(ApiError::unauthorized());
     }
+    // Parsed only after the token checked out: strangers learn nothing about the body's expected shape.
+    let body: TradingStateChange = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid_field(
+            "state",
+            format!("send {{\"state\":\"active|reducing|halted\"}}: {e}"),
+        )
+    })?;
     state
         .risk
         .send(SetTradingState { state: body.state })

@@ -36,24 +36,28 @@ pub struct AppState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource(["/webhook/{source}", "/webhook/{source}/{token}"])
-            .route(web::post().to(webhook::receive))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(get("/healthz", api::healthz))
-    .service(get("/api/positions", api::positions))
-    .service(get("/api/account", api::account))
-    .service(get("/api/signals", api::signals))
-    .service(get("/api/orders", api::orders))
-    .service(get("/api/security", api::security))
-    .service(
-        web::resource("/api/trading-state")
-            .route(web::get().to(api::trading_state))
-            .route(web::post().to(api::set_trading_state))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .default_service(web::to(not_found));
+    // Bad query strings (`?limit=lots`) get the same JSON errors as everything else.
+    let query =
+        web::QueryConfig::default().error_handler(|e, _| ApiError::malformed(e.to_string()).into());
+    cfg.app_data(query)
+        .service(
+            web::resource(["/webhook/{source}", "/webhook/{source}/{token}"])
+                .route(web::post().to(webhook::receive))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(get("/healthz", api::healthz))
+        .service(get("/api/positions", api::positions))
+        .service(get("/api/account", api::account))
+        .service(get("/api/signals", api::signals))
+        .service(get("/api/orders", api::orders))
+        .service(get("/api/security", api::security))
+        .service(
+            web::resource("/api/trading-state")
+                .route(web::get().to(api::trading_state))
+                .route(web::post().to(api::set_trading_state))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .default_service(web::to(not_found));
 }
 
 fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{AuthError, Request};
+use crate::journal::DUPLICATE_SIGNAL;
 use crate::payload::{normalize, signal_id, Context, RawPayload};
 use crate::protect::dedupe::DeliveryKey;
 use crate::protect::limits::retry_after_secs;
@@ -85,7 +86,11 @@ pub async fn receive(
     let mut raw = RawPayload::parse(&body).map_err(|e| ApiError::malformed(e.0))?;
     source.auth.verify_payload(&mut raw).map_err(refuse)?;
 
-    let sender_id = delivery.id.or_else(|| raw.sender_id());
+    // The delivery's identity: the sender's delivery id, else the payload's id, else a signed timestamp's signature.
+    let sender_id = delivery
+        .id
+        .or_else(|| raw.sender_id())
+        .or(delivery.replay_key);
     let ctx = Context {
         source: &source.name,
         symbols: &state.symbols,
@@ -100,7 +105,8 @@ pub async fn receive(
             source: source.name.clone(),
             id,
         },
-        None => DeliveryKey::body(&source.name, &body),
+        // The body as stored (secret fields removed), so the key reveals nothing about a passphrase.
+        None => DeliveryKey::body(&source.name, raw.to_json().as_bytes()),
     };
     let key_text = key.to_text();
     let claim = match state.deduper.claim(key, signal.id.clone(), now) {
@@ -128,11 +134,24 @@ pub async fn receive(
     // the signal to the router once it is on disk.
     let signal_id = signal.id.clone();
     let stored = state.journal.accept(&signal, raw.to_json(), key_text).await;
-    state.deduper.settle(claim, stored.is_ok());
-    if let Err(e) = stored {
-        return Err(ApiError::unavailable(format!(
-            "the signal could not be stored; retry: {e}"
-        )));
+    let in_journal = match &stored {
+        Ok(()) => true,
+        // The sender reused an id the idempotency index had already forgotten: the journal still knows it.
+        Err(e) => e.0 == DUPLICATE_SIGNAL,
+    };
+    state.deduper.settle(claim, in_journal);
+    match stored {
+        Ok(()) => {}
+        Err(_) if in_journal => {
+            return Ok(
+                HttpResponse::Ok().json(json!({ "status": "duplicate", "signal_id": signal_id }))
+            );
+        }
+        Err(e) => {
+            return Err(ApiError::unavailable(format!(
+                "the signal could not be stored; retry: {e}"
+            )))
+        }
     }
     info!(source = %source.name, symbol = %signal.symbol, %signal_id, action = %signal.intent.action(), "signal accepted");
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "signal_id": signal_id })))

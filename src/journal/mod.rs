@@ -25,6 +25,7 @@ use thiserror::Error;
 
 pub use read::{JournalReader, Page};
 pub use recovery::{recover, Recovered};
+pub use writer::DUPLICATE_SIGNAL;
 use writer::{Ack, Batch, Op, WriterStats};
 
 /// Writes queued before submitters are made to wait (back-pressure rather than unbounded memory).
@@ -197,6 +198,11 @@ impl Journal {
             delivery_key,
             signal_json,
         }])
+    }
+
+    /// Resolves once everything queued before it is on disk (writes are committed in order).
+    pub fn flush(&self) -> Durable {
+        self.durable(Vec::new())
     }
 
     /// Deletes finished signals and events older than `before` that no restart needs.

@@ -11,6 +11,10 @@ use sentinel_actors::router::Router;
 use sentinel_actors::signal::Signal;
 use tracing::{error, warn};
 
+/// The error of an accept whose signal id is already in the journal (a sender reusing an id after the idempotency
+/// index forgot it): the signal is not new.
+pub const DUPLICATE_SIGNAL: &str = "a signal with this id is already in the journal";
+
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
@@ -84,18 +88,13 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, &batches).map_err(|e| {
-            error!(error = %e, "journal commit failed");
-            e.to_string()
-        });
-        if result.is_ok() {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats
-                .writes
-                .fetch_add(batches.len() as u64, Ordering::Relaxed);
-        }
+        let results = commit(&mut conn, &batches);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(batches.len() as u64, Ordering::Relaxed);
         let mut accepted = Vec::new();
-        for batch in batches {
+        for (batch, result) in batches.into_iter().zip(results) {
             if result.is_ok() {
                 for op in batch.ops {
                     if let Op::Accept { signal, .. } = op {
@@ -106,10 +105,10 @@ pub(crate) fn run(
             match batch.ack {
                 Ack::None => {}
                 Ack::Async(tx) => {
-                    let _ = tx.send(result.clone());
+                    let _ = tx.send(result);
                 }
                 Ack::Blocking(tx) => {
-                    let _ = tx.send(result.clone());
+                    let _ = tx.send(result);
                 }
             }
         }
@@ -124,15 +123,45 @@ pub(crate) fn run(
     }
 }
 
-fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for op in batches.iter().flat_map(|b| &b.ops) {
-        write(&tx, op)?;
+/// Writes every batch in one transaction, each inside its own savepoint, so one failing batch (a constraint, a
+/// full disk) fails alone while the others commit together. Returns each batch's result.
+fn commit(conn: &mut Connection, batches: &[Batch]) -> Vec<Result<(), String>> {
+    let failed = |e: rusqlite::Error| {
+        error!(error = %e, "journal commit failed");
+        vec![Err(e.to_string()); batches.len()]
+    };
+    let mut tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return failed(e),
+    };
+    let mut results = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let result = (|| {
+            let sp = tx.savepoint()?;
+            for op in &batch.ops {
+                write(&sp, op)?;
+            }
+            sp.commit()
+        })();
+        results.push(result.map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                DUPLICATE_SIGNAL.to_string()
+            }
+            other => {
+                error!(error = %other, "journal write failed");
+                other.to_string()
+            }
+        }));
     }
-    tx.commit()
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => failed(e),
+    }
 }
 
-fn write(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+fn write(tx: &rusqlite::Savepoint<'_>, op: &Op) -> rusqlite::Result<()> {
     match op {
         Op::Accept {
             signal,

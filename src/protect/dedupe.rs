@@ -6,6 +6,7 @@
 //! 50 identical deliveries arriving at once exactly one is accepted. Entries are plain data, so the journal can
 //! persist and restore them.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use dashmap::mapref::entry::Entry;
@@ -95,22 +96,25 @@ pub struct Claim {
 pub struct Deduper {
     seen: DashMap<DeliveryKey, Accepted>,
     id_retention: Duration,
-    body_window: Duration,
+    /// Each source's window for identical bodies; a source not listed has none.
+    body_windows: HashMap<String, Duration>,
 }
 
 impl Deduper {
-    pub fn new(id_retention: Duration, body_window: Duration) -> Self {
+    pub fn new(id_retention: Duration, body_windows: HashMap<String, Duration>) -> Self {
         Self {
             seen: DashMap::new(),
             id_retention,
-            body_window,
+            body_windows,
         }
     }
 
     fn ttl(&self, key: &DeliveryKey) -> i64 {
         let ttl = match key {
             DeliveryKey::Id { .. } => self.id_retention,
-            DeliveryKey::Body { .. } => self.body_window,
+            DeliveryKey::Body { source, .. } => {
+                self.body_windows.get(source).copied().unwrap_or_default()
+            }
         };
         ttl.as_millis() as i64
     }
@@ -206,7 +210,10 @@ mod tests {
     }
 
     fn deduper() -> Deduper {
-        Deduper::new(Duration::from_secs(60), Duration::from_secs(5))
+        let windows = [("tv".to_string(), Duration::from_secs(5))]
+            .into_iter()
+            .collect();
+        Deduper::new(Duration::from_secs(60), windows)
     }
 
     #[test]
@@ -242,6 +249,10 @@ mod tests {
         assert!(d.claim(body.clone(), id("one"), Timestamp(0)).is_ok());
         assert!(d.claim(body.clone(), id("two"), Timestamp(4_999)).is_err());
         assert!(d.claim(body, id("three"), Timestamp(5_000)).is_ok());
+        // A source without a window never treats identical bodies as duplicates.
+        let other = DeliveryKey::body("other", b"{}");
+        assert!(d.claim(other.clone(), id("four"), Timestamp(5_000)).is_ok());
+        assert!(d.claim(other, id("five"), Timestamp(5_000)).is_ok());
         d.prune(Timestamp(61_000));
         assert!(d.is_empty());
     }

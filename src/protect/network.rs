@@ -62,12 +62,13 @@ impl Allowlist {
 
 /// The client's address. Forwarding headers are believed only when the peer is a trusted proxy, and then the
 /// right-most address that is not itself a trusted proxy is the client (the left part is whatever the client said).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &Allowlist) -> IpAddr {
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, proxies: &TrustedProxies) -> IpAddr {
     let peer = canonical(peer);
+    let trusted_proxies = &proxies.addresses;
     if !trusted_proxies.contains(peer) {
         return peer;
     }
-    let chain = forwarded_chain(headers);
+    let chain = forwarded_chain(headers, proxies.header);
     chain
         .into_iter()
         .rev()
@@ -75,29 +76,46 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &Allowlist)
         .unwrap_or(peer)
 }
 
-/// Addresses from `Forwarded: for=...` (RFC 7239) or else `X-Forwarded-For`, in order, client first.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("forwarded")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .flat_map(|element| element.split(';'))
-        .filter_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            key.trim()
-                .eq_ignore_ascii_case("for")
-                .then(|| parse_node(value))?
-        })
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded;
+/// Which header the trusted proxies set. Only that one is read: a client can send the other one through a proxy
+/// that neither sets nor strips it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1` (nginx, HAProxy, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client` (RFC 7239).
+    Forwarded,
+}
+
+/// The proxies whose forwarding header is believed, and which header that is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    pub addresses: Allowlist,
+    pub header: ForwardedHeader,
+}
+
+/// The addresses in the forwarding header, in order, client first.
+fn forwarded_chain(headers: &HeaderMap, header: ForwardedHeader) -> Vec<IpAddr> {
+    match header {
+        ForwardedHeader::Forwarded => headers
+            .get_all("forwarded")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .flat_map(|element| element.split(';'))
+            .filter_map(|pair| {
+                let (key, value) = pair.trim().split_once('=')?;
+                key.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| parse_node(value))?
+            })
+            .collect(),
+        ForwardedHeader::XForwardedFor => headers
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(parse_node)
+            .collect(),
     }
-    headers
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(parse_node)
-        .collect()
 }
 
 /// `1.2.3.4`, `1.2.3.4:5678`, `"[2001:db8::1]:4711"`, `2001:db8::1`.
@@ -159,7 +177,15 @@ mod tests {
 
     #[test]
     fn forwarding_headers_only_from_trusted_proxies() {
-        let proxies = Allowlist::parse(&["127.0.0.1".into(), "10.0.0.0/8".into()]).unwrap();
+        let addresses = Allowlist::parse(&["127.0.0.1".into(), "10.0.0.0/8".into()]).unwrap();
+        let proxies = TrustedProxies {
+            addresses: addresses.clone(),
+            header: ForwardedHeader::XForwardedFor,
+        };
+        let rfc7239 = TrustedProxies {
+            addresses,
+            header: ForwardedHeader::Forwarded,
+        };
         let spoof = headers(&[("x-forwarded-for", "52.89.214.238")]);
         assert_eq!(
             client_ip(ip("203.0.113.9"), &spoof, &proxies),
@@ -181,9 +207,11 @@ mod tests {
             "for=\"[2001:db8::1]:4711\";proto=https, for=198.51.100.8",
         )]);
         assert_eq!(
-            client_ip(ip("::ffff:127.0.0.1"), &fwd, &proxies),
+            client_ip(ip("::ffff:127.0.0.1"), &fwd, &rfc7239),
             ip("198.51.100.8")
         );
+        // A client's own `Forwarded` header through an X-Forwarded-For proxy is not believed.
+        assert_eq!(client_ip(ip("127.0.0.1"), &fwd, &proxies), ip("127.0.0.1"));
         assert_eq!(
             client_ip(ip("127.0.0.1"), &HeaderMap::new(), &proxies),
             ip("127.0.0.1")

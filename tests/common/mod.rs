@@ -98,6 +98,17 @@ impl Daemon {
         Self::start_in(dir, &self.config_text.clone())
     }
 
+    /// Stops the daemon cleanly and hands back its folder, journal included.
+    pub fn stop_keeping_journal(mut self) -> tempfile::TempDir {
+        self.stop();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// Starts a daemon on the journal folder of an earlier one.
+    pub fn start_at(dir: tempfile::TempDir, config_text: &str) -> Daemon {
+        Self::start_in(dir, config_text)
+    }
+
     fn start_in(dir: tempfile::TempDir, config_text: &str) -> Daemon {
         // Relative paths (the journal's default `sentinel.db`) resolve against the temporary folder.
         let config = Config::parse(config_text, dir.path().to_path_buf(), &test_env)

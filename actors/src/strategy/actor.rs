@@ -5,7 +5,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
-use crate::messages::{PriceUpdate, Propose, SignalReceived};
+use crate::messages::{FindFill, PriceUpdate, Propose, SignalReceived};
 use crate::order::{OrderOutcome, OrderRequest, SignalOutcome};
 use crate::portfolio::SharedPortfolio;
 use crate::recorder::Recorder;
@@ -18,6 +18,7 @@ pub struct StrategyActor {
     portfolio: SharedPortfolio,
     risk: Recipient<Propose>,
     prices: Recipient<PriceUpdate>,
+    fills: Recipient<FindFill>,
     recorder: Arc<dyn Recorder>,
     /// How often this actor was restarted after a panic.
     restarts: u32,
@@ -29,6 +30,7 @@ impl StrategyActor {
         portfolio: SharedPortfolio,
         risk: Recipient<Propose>,
         prices: Recipient<PriceUpdate>,
+        fills: Recipient<FindFill>,
         recorder: Arc<dyn Recorder>,
     ) -> Self {
         Self {
@@ -36,6 +38,7 @@ impl StrategyActor {
             portfolio,
             risk,
             prices,
+            fills,
             recorder,
             restarts: 0,
         }
@@ -119,7 +122,7 @@ impl Handler<SignalReceived> for StrategyActor {
                 Some(orders) => (Some(orders), true),
                 None => (act.decide(&signal, ctx), false),
             };
-            let risk = act.risk.clone();
+            let (risk, fills) = (act.risk.clone(), act.fills.clone());
             let recorder = act.recorder.clone();
             async move {
                 let Some(orders) = orders else { return };
@@ -131,7 +134,7 @@ impl Handler<SignalReceived> for StrategyActor {
                         return;
                     }
                 }
-                let outcome = place(&risk, orders).await;
+                let outcome = place(&risk, &fills, orders, already_durable).await;
                 info!(symbol = %signal.symbol, signal_id = %signal.id, status = outcome.status(), "signal done");
                 recorder.signal_finished(&signal, &outcome);
             }
@@ -145,20 +148,35 @@ impl Handler<SignalReceived> for StrategyActor {
 /// open after a close) assume it did.
 async fn place(
     risk: &Recipient<Propose>,
-    orders: Vec<crate::order::OrderRequest>,
+    fills: &Recipient<FindFill>,
+    orders: Vec<OrderRequest>,
+    recovered: bool,
 ) -> SignalOutcome {
     let mut outcomes = Vec::with_capacity(orders.len());
     for order in orders {
-        let outcome = match risk
-            .send(Propose {
-                order: order.clone(),
-            })
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(e) => OrderOutcome::Rejected {
-                order,
-                error: format!("risk actor unavailable: {e}"),
+        // A recovered order may have filled before the crash: then it is done, and risk, which judges orders
+        // against the current position, must not see it as new.
+        let known = if recovered {
+            let asked = FindFill {
+                client_order_id: order.client_order_id.clone(),
+            };
+            fills.send(asked).await.ok().flatten()
+        } else {
+            None
+        };
+        let outcome = match known {
+            Some(fill) => OrderOutcome::Filled { order, fill },
+            None => match risk
+                .send(Propose {
+                    order: order.clone(),
+                })
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => OrderOutcome::Rejected {
+                    order,
+                    error: format!("risk actor unavailable: {e}"),
+                },
             },
         };
         let filled = matches!(outcome, OrderOutcome::Filled { .. });
