@@ -22,6 +22,9 @@ pub struct ExchangeActor {
     portfolio: SharedPortfolio,
     recorder: Arc<dyn Recorder>,
     fills_since_snapshot: u32,
+    /// Set when a fill could not be recorded: from then on no new order is placed (fail closed), since a fill the
+    /// journal does not know could be placed again after a restart.
+    unrecorded_fill: bool,
 }
 
 impl ExchangeActor {
@@ -36,6 +39,7 @@ impl ExchangeActor {
             portfolio,
             recorder,
             fills_since_snapshot: 0,
+            unrecorded_fill: false,
         }
     }
 
@@ -52,8 +56,9 @@ impl ExchangeActor {
             position
         };
         if let Err(e) = self.recorder.filled(order, fill, &after) {
-            // The fill happened; losing its record is worse than any delay, but refusing it changes nothing.
-            error!(client_order_id = %fill.client_order_id, error = %e, "fill could not be journaled");
+            // The fill happened, so the portfolio counts it; but nothing more is placed until a restart.
+            error!(client_order_id = %fill.client_order_id, error = %e, "fill could not be journaled; no new orders");
+            self.unrecorded_fill = true;
         }
         self.portfolio
             .write()
@@ -93,6 +98,11 @@ impl Handler<Execute> for ExchangeActor {
 
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
         let order = msg.order;
+        if self.unrecorded_fill {
+            return Err(GatewayError::Unavailable(
+                "a fill could not be journaled: no new orders until the daemon restarts with a working journal".into(),
+            ));
+        }
         match guard(|| self.gateway.submit(&order, Timestamp::now())) {
             Ok(Ok(Execution::New(fill))) => {
                 self.book(Some(order.get()), &fill);
