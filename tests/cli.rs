@@ -67,24 +67,28 @@ fn check_config_summarises_the_default_config() {
     }
 }
 
-#[test]
-fn sign_prints_the_header_for_a_body() {
+/// Runs `sentinel sign ARGS` with the secret in SIGN_TEST_SECRET and `body` on stdin; returns stdout.
+fn sign(args: &[&str], secret: &str, body: &[u8]) -> String {
     let mut child = sentinel()
-        .args(["sign", "--secret-env", "SIGN_TEST_SECRET"])
-        .env("SIGN_TEST_SECRET", "Jefe")
+        .arg("sign")
+        .args(args)
+        .args(["--secret-env", "SIGN_TEST_SECRET"])
+        .env("SIGN_TEST_SECRET", secret)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"what do ya want for nothing?")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
     let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn sign_prints_the_header_for_a_body() {
+    let out = sign(&[], "Jefe", b"what do ya want for nothing?");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        out.trim(),
         "x-webhook-signature: sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     );
 }
@@ -183,31 +187,13 @@ async fn journal_commands_read_what_the_daemon_wrote() {
 
 #[test]
 fn sign_produces_standard_webhooks_headers_that_verify() {
-    let mut child = sentinel()
-        .args([
-            "sign",
-            "--scheme",
-            "standard-webhooks",
-            "--secret-env",
-            "SIGN_TEST_SECRET",
-            "--id",
-            "msg_cli_1",
-        ])
-        .env("SIGN_TEST_SECRET", common::STANDARD_SECRET)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"{\"symbol\":\"BTCUSDT\"}")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let out = sign(
+        &["--scheme", "standard-webhooks", "--id", "msg_cli_1"],
+        common::STANDARD_SECRET,
+        b"{\"symbol\":\"BTCUSDT\"}",
+    );
     let mut headers = actix_web::http::header::HeaderMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
+    for line in out.lines() {
         let (name, value) = line.split_once(": ").unwrap();
         headers.insert(
             actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
