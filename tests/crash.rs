@@ -231,7 +231,8 @@ fn acknowledged_signals_survive_sigkill_and_fill_once() {
     // A last start: it finishes what was acknowledged but not done.
     let (mut child, base) = start(dir.path());
     let conn = rusqlite::Connection::open(dir.path().join("journal.db")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let final_start = Instant::now();
+    let deadline = final_start + Duration::from_secs(120);
     while pending(&conn) > 0 {
         assert!(
             Instant::now() < deadline,
@@ -240,6 +241,7 @@ fn acknowledged_signals_survive_sigkill_and_fill_once() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    println!("pending finished {:?} after the last start", final_start.elapsed());
     let positions: Value = actix_web::rt::System::new().block_on(async {
         awc::Client::default()
             .get(format!("{base}/api/positions"))
