@@ -241,7 +241,10 @@ fn acknowledged_signals_survive_sigkill_and_fill_once() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("pending finished {:?} after the last start", final_start.elapsed());
+    println!(
+        "pending finished {:?} after the last start",
+        final_start.elapsed()
+    );
     let positions: Value = actix_web::rt::System::new().block_on(async {
         awc::Client::default()
             .get(format!("{base}/api/positions"))
