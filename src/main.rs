@@ -179,6 +179,10 @@ fn check_config(path: PathBuf) -> ExitCode {
             println!("{}: ok", path.display());
             println!("  listen   {}", config.server.listen);
             println!("  exchange paper");
+            match &config.journal.path {
+                Some(path) => println!("  journal  {}", path.display()),
+                None => println!("  journal  in memory (nothing survives a restart)"),
+            }
             for s in &config.sources {
                 println!(
                     "  source   {:<16} {:<12} POST /webhook/{}",
