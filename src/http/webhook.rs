@@ -100,13 +100,15 @@ pub async fn receive(
     let signal =
         normalize(&raw, &ctx).map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
 
+    // The body as stored: secret fields were removed by `verify_payload`.
+    let stored_payload = raw.to_json();
     let key = match sender_id {
         Some(id) => DeliveryKey::Id {
             source: source.name.clone(),
             id,
         },
-        // The body as stored (secret fields removed), so the key reveals nothing about a passphrase.
-        None => DeliveryKey::body(&source.name, raw.to_json().as_bytes()),
+        // Digest of the stored body, so the key reveals nothing about a passphrase.
+        None => DeliveryKey::body(&source.name, stored_payload.as_bytes()),
     };
     let key_text = key.to_text();
     let claim = match state.deduper.claim(key, signal.id.clone(), now) {
@@ -130,10 +132,12 @@ pub async fn receive(
         return Err(ApiError::too_many_requests(retry_after_secs(wait)));
     }
 
-    // Durable before the answer (the payload's secret fields were stripped by `verify_payload`); the journal hands
-    // the signal to the router once it is on disk.
+    // Durable before the answer; the journal hands the signal to the router once it is on disk.
     let signal_id = signal.id.clone();
-    let stored = state.journal.accept(&signal, raw.to_json(), key_text).await;
+    let stored = state
+        .journal
+        .accept(&signal, stored_payload, key_text)
+        .await;
     let in_journal = match &stored {
         Ok(()) => true,
         // The sender reused an id the idempotency index had already forgotten: the journal still knows it.
