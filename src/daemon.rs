@@ -168,8 +168,15 @@ pub async fn run(
         .keep_alive(KeepAlive::Timeout(Duration::from_secs(30)));
     let server = match &server_config.tls {
         Some(tls) => {
-            let rustls = tls::server_config(&config.resolve(&tls.cert), &config.resolve(&tls.key))?;
-            server.listen_rustls_0_23(listener, rustls)
+            let client_ca = tls.client_ca.as_ref().map(|ca| config.resolve(ca));
+            let rustls = tls::server_config(
+                &config.resolve(&tls.cert),
+                &config.resolve(&tls.key),
+                client_ca.as_deref(),
+            )?;
+            server
+                .on_connect(tls::record_client_cert)
+                .listen_rustls_0_23(listener, rustls)
         }
         None => server.listen(listener),
     }

@@ -449,21 +449,7 @@ async fn serves_https_with_the_configured_certificate() {
         &format!("[server.tls]\ncert = \"{dir}/tests/fixtures/cert.pem\"\nkey = \"{dir}/tests/fixtures/key.pem\""),
         "",
     ));
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(format!("{dir}/tests/fixtures/ca.pem")).unwrap();
-    use rustls::pki_types::pem::PemObject;
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let client = awc::Client::builder()
-        .connector(awc::Connector::new().rustls_0_23(Arc::new(tls)))
-        .finish();
+    let client = tls_client(None);
     let url = format!("https://localhost:{}", daemon.addr().port());
     let mut tv: Value = serde_json::from_str(ORDER).unwrap();
     tv["passphrase"] = json!(PASSPHRASE);
@@ -478,4 +464,96 @@ async fn serves_https_with_the_configured_certificate() {
     // Plain HTTP on the TLS port gets nothing useful.
     let reply = raw_request(daemon.addr(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(!reply.contains("\"ok\""), "{reply}");
+}
+
+/// A client over HTTPS, trusting the test CA, presenting `client` (a fixture name) as its certificate, if any.
+fn tls_client(client: Option<&str>) -> awc::Client {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(format!("{dir}/tests/fixtures/ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let tls = match client {
+        None => builder.with_no_client_auth(),
+        Some(name) => {
+            let chain =
+                CertificateDer::pem_file_iter(format!("{dir}/tests/fixtures/client-{name}.pem"))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+            let key =
+                PrivateKeyDer::from_pem_file(format!("{dir}/tests/fixtures/client-{name}-key.pem"))
+                    .unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(Arc::new(tls)))
+        .finish()
+}
+
+#[actix_web::test]
+async fn a_source_can_require_tradingviews_client_certificate() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let daemon = Daemon::start(&config(
+        &format!(
+            "[server.tls]\ncert = \"{dir}/tests/fixtures/cert.pem\"\nkey = \"{dir}/tests/fixtures/key.pem\"\n\
+             client_ca = \"{dir}/tests/fixtures/clients-ca.pem\""
+        ),
+        r#"
+[[sources]]
+name = "tv-mtls"
+kind = "tradingview"
+passphrase_env = "TEST_TV_PASSPHRASE"
+client_cert_subject = "TradingView Webhooks"
+"#,
+    ));
+    let url = format!("https://localhost:{}", daemon.addr().port());
+    let mut tv: Value = serde_json::from_str(ORDER).unwrap();
+    tv["passphrase"] = json!(PASSPHRASE);
+    let send = |client: Option<&'static str>, source: &'static str, id: &'static str| {
+        let mut body = tv.clone();
+        body["id"] = json!(id);
+        let url = url.clone();
+        async move {
+            let res = tls_client(client)
+                .post(format!("{url}/webhook/{source}"))
+                .send_json(&body)
+                .await
+                .unwrap();
+            res.status()
+        }
+    };
+    assert_eq!(
+        send(Some("tradingview"), "tv-mtls", "m1").await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        send(Some("other"), "tv-mtls", "m2").await,
+        StatusCode::FORBIDDEN,
+        "another subject"
+    );
+    assert_eq!(
+        send(None, "tv-mtls", "m3").await,
+        StatusCode::FORBIDDEN,
+        "no certificate"
+    );
+    // Sources that do not ask for one still serve clients without a certificate.
+    assert_eq!(send(None, "tradingview", "m4").await, StatusCode::ACCEPTED);
+    let security: Value = tls_client(None)
+        .get(format!("{url}/api/security"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(security["refusals"]["tv-mtls"]["client_cert"], 2);
 }

@@ -67,6 +67,8 @@ pub struct JournalConfig {
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// CAs whose client certificates are accepted (mutual TLS); `None`: clients present none.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Requests per minute, in bursts of up to `burst`.
@@ -86,6 +88,8 @@ pub struct SourceConfig {
     pub rate_limit: RateLimit,
     /// How long an identical body from this source counts as a duplicate (for senders without delivery ids).
     pub duplicate_window: Duration,
+    /// The common name the client certificate must carry (`TradingView Webhooks`); `None`: no certificate needed.
+    pub client_cert_subject: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -45,6 +45,7 @@ pub struct RawServer {
 pub struct RawTls {
     pub cert: Option<String>,
     pub key: Option<String>,
+    pub client_ca: Option<String>,
 }
 
 /// One environment variable name, or several (for key rotation).
@@ -81,6 +82,7 @@ pub struct RawSource {
     pub rate_limit_per_minute: Option<i64>,
     pub rate_limit_burst: Option<i64>,
     pub duplicate_window_secs: Option<i64>,
+    pub client_cert_subject: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

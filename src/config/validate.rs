@@ -88,6 +88,18 @@ pub(super) fn validate(
     };
 
     let journal = journal(&mut c, raw.journal, &base_dir, exchange.is_paper());
+    let mutual_tls = server
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_ca.is_some());
+    for (i, source) in sources.iter().enumerate() {
+        if source.client_cert_subject.is_some() && !mutual_tls {
+            c.problem(
+                format!("sources[{i}].client_cert_subject"),
+                "needs server.tls with client_ca: client certificates only exist over HTTPS",
+            );
+        }
+    }
     if journal.retention < server.delivery_id_retention {
         c.problem(
             "journal.retention_days",
@@ -195,6 +207,7 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
         Some(TlsConfig {
             cert: PathBuf::from(cert?),
             key: PathBuf::from(key?),
+            client_ca: tls.client_ca.map(PathBuf::from),
         })
     });
     ServerConfig {
@@ -427,6 +440,7 @@ fn source(
             (raw.rate_limit_per_minute, raw.rate_limit_burst),
             (120, 20),
         ),
+        client_cert_subject: raw.client_cert_subject.clone(),
         duplicate_window: Duration::from_secs(c.whole(
             &at("duplicate_window_secs"),
             raw.duplicate_window_secs,

@@ -29,6 +29,7 @@ use crate::payload::{normalize, signal_id, Context, RawPayload};
 use crate::protect::dedupe::DeliveryKey;
 use crate::protect::limits::retry_after_secs;
 use crate::protect::network::client_ip;
+use crate::tls::ClientCert;
 
 pub async fn receive(
     req: HttpRequest,
@@ -54,6 +55,16 @@ pub async fn receive(
         state.refusals.record(&source.name, "ip_not_allowed");
         warn!(source = %source.name, %client, reason = "ip_not_allowed", "webhook refused");
         return Err(ApiError::forbidden());
+    }
+    if let Some(expected) = &source.client_cert_subject {
+        let presented = req
+            .conn_data::<ClientCert>()
+            .map(|c| c.common_name.as_str());
+        if presented != Some(expected.as_str()) {
+            state.refusals.record(&source.name, "client_cert");
+            warn!(source = %source.name, %client, reason = "client_cert", presented = ?presented, "webhook refused");
+            return Err(ApiError::forbidden());
+        }
     }
     if let Err(wait) = state.limits.per_address.check(&client) {
         state.refusals.record(&source.name, "rate_limited_address");
