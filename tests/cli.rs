@@ -43,6 +43,14 @@ fn check_config_reports_every_problem_with_its_path() {
 }
 
 #[test]
+fn journal_retention_must_cover_the_idempotency_window() {
+    let text = format!("{}\n[journal]\nretention_days = 1\n", common::free_config());
+    let problems = sentinel::Config::parse(&text, ".".into(), &common::test_env).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].path, "journal.retention_days");
+}
+
+#[test]
 fn check_config_summarises_the_default_config() {
     let out = sentinel()
         .args([

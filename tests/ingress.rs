@@ -140,6 +140,11 @@ async fn bad_input_gets_a_json_error_with_the_right_status() {
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_eq!(answer["error"]["code"], "method_not_allowed");
     }
+    let (status, answer) = c.request(Method::GET, "/api/signals?limit=lots").await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed_payload"))
+    );
     let (status, answer) = c.request(Method::GET, "/nowhere").await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),

@@ -324,3 +324,53 @@ async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
         "the first open, the recorded close, the new open: {orders}"
     );
 }
+
+/// A sender that reuses an id after the idempotency index forgot it: the journal still knows the signal, so it is
+/// a duplicate, and the failed insert does not take other writes of the same commit down with it.
+#[actix_web::test]
+async fn an_id_the_index_forgot_is_still_a_duplicate_in_the_journal() {
+    let config = free_config().replacen(
+        "workers = 1\n",
+        "workers = 1\ndelivery_id_retention_secs = 60\n",
+        1,
+    );
+    let daemon = Daemon::start(&config);
+    let c = daemon.client();
+    c.act(json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.1","price":"40000","id":"old-7"})).await;
+    let dir = daemon.stop_keeping_journal();
+    // Two hours later, as far as the index is concerned.
+    let conn = rusqlite::Connection::open(dir.path().join("sentinel.db")).unwrap();
+    conn.execute("UPDATE signals SET received_at = received_at - 7200000", [])
+        .unwrap();
+    drop(conn);
+
+    let daemon = Daemon::start_at(dir, &config);
+    let c = daemon.client();
+    let body = json!({"passphrase": PASSPHRASE, "symbol":"BTCUSDT","action":"open_long","position_size":"0.1",
+                      "price":"40000","id":"old-7"})
+    .to_string();
+    let (status, answer) = c
+        .post(
+            "tradingview",
+            &body,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"status":"duplicate","signal_id":"tradingview:old-7"})
+    );
+    let record = c
+        .act(json!({"symbol":"ETHUSDT","action":"open_long","position_size":"1","price":"2000"}))
+        .await;
+    assert_eq!(
+        record["status"], "filled",
+        "the journal still takes new signals"
+    );
+    assert_eq!(
+        c.position("BTCUSDT").await.unwrap()["quantity"],
+        "0.1",
+        "placed once"
+    );
+}
