@@ -3,14 +3,17 @@
 //!
 //! `cargo bench --bench ingest` (optionally `-- <requests per mode>`; default 20000).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// The integration tests' harness: the real daemon on 127.0.0.1:0, its journal in a temporary folder.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{Daemon, PASSPHRASE};
+
 const CONNECTIONS: usize = 64;
 const CLIENT_THREADS: usize = 4;
-const PASSPHRASE: &str = "bench-passphrase";
 
 fn config(journal: &str) -> String {
     format!(
@@ -23,7 +26,7 @@ rate_limit_per_address_burst = 100000
 [[sources]]
 name = "tradingview"
 kind = "tradingview"
-passphrase_env = "BENCH_PASSPHRASE"
+passphrase_env = "TEST_TV_PASSPHRASE"
 rate_limit_per_minute = 1000000
 rate_limit_burst = 100000
 
@@ -54,22 +57,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn run(journal: &str, requests: usize) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let env = |name: &str| (name == "BENCH_PASSPHRASE").then(|| PASSPHRASE.to_string());
-    let config =
-        sentinel::Config::parse(&config(journal), PathBuf::from(dir.path()), &env).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = std::thread::spawn(move || {
-        actix_web::rt::System::new()
-            .block_on(sentinel::run(config, listener, async {
-                let _ = stopped.await;
-            }))
-            .unwrap();
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    let daemon = Daemon::start(&config(journal));
+    let base = daemon.base.clone();
 
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(requests)));
     let per_connection = requests / CONNECTIONS;
@@ -116,21 +105,11 @@ fn run(journal: &str, requests: usize) -> Run {
         t.join().unwrap();
     }
     let elapsed = started.elapsed();
-    let security: serde_json::Value = actix_web::rt::System::new().block_on(async {
-        awc::Client::default()
-            .get(format!("{base}/api/security"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let security = actix_web::rt::System::new().block_on(daemon.client().get("/api/security"));
     let journal = &security["journal"];
     let writes_per_commit =
         journal["writes"].as_f64().unwrap() / journal["commits"].as_f64().unwrap().max(1.0);
-    let _ = stop.send(());
-    daemon.join().unwrap();
+    drop(daemon);
     let mut latencies = Arc::try_unwrap(latencies).unwrap().into_inner().unwrap();
     latencies.sort();
     Run {

@@ -18,50 +18,25 @@ fn admin_config() -> String {
 async fn a_duplicate_delivery_after_a_restart_is_still_a_duplicate() {
     let daemon = Daemon::start(&free_config());
     let c = daemon.client();
-    let body = json!({"passphrase": PASSPHRASE, "symbol":"BTCUSDT","action":"open_long","position_size":"0.1",
-                      "price":"40000","id":"alert-42"})
-    .to_string();
-    let (status, answer) = c
-        .post(
-            "tradingview",
-            &body,
-            &[("content-type", "application/json")],
-        )
-        .await;
+    let body = json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.1",
+                      "price":"40000","id":"alert-42"});
+    let (status, answer) = c.tradingview(body.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     c.done(answer["signal_id"].as_str().unwrap()).await;
     // A sender without ids: the body digest is remembered across the restart too.
-    let tick = json!({"passphrase": PASSPHRASE, "symbol":"ETHUSDT","price":"2000"}).to_string();
-    let (status, _) = c
-        .post(
-            "tradingview",
-            &tick,
-            &[("content-type", "application/json")],
-        )
-        .await;
+    let tick = json!({"symbol":"ETHUSDT","price":"2000"});
+    let (status, _) = c.tradingview(tick.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     let daemon = daemon.restart();
     let c = daemon.client();
-    let (status, again) = c
-        .post(
-            "tradingview",
-            &body,
-            &[("content-type", "application/json")],
-        )
-        .await;
+    let (status, again) = c.tradingview(body.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         again,
         json!({"status":"duplicate","signal_id":"tradingview:alert-42"})
     );
-    let (status, again) = c
-        .post(
-            "tradingview",
-            &tick,
-            &[("content-type", "application/json")],
-        )
-        .await;
+    let (status, again) = c.tradingview(tick.clone()).await;
     assert_eq!(
         (status, again["status"].as_str()),
         (StatusCode::OK, Some("duplicate"))
@@ -346,16 +321,9 @@ async fn an_id_the_index_forgot_is_still_a_duplicate_in_the_journal() {
 
     let daemon = Daemon::start_at(dir, &config);
     let c = daemon.client();
-    let body = json!({"passphrase": PASSPHRASE, "symbol":"BTCUSDT","action":"open_long","position_size":"0.1",
-                      "price":"40000","id":"old-7"})
-    .to_string();
-    let (status, answer) = c
-        .post(
-            "tradingview",
-            &body,
-            &[("content-type", "application/json")],
-        )
-        .await;
+    let body = json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.1",
+                      "price":"40000","id":"old-7"});
+    let (status, answer) = c.tradingview(body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(
         answer,

@@ -149,10 +149,11 @@ pub async fn set_trading_state(
 
 /// Refused webhooks per source and reason, and the size of the protection state.
 pub async fn security(state: web::Data<AppState>) -> HttpResponse {
+    let (commits, writes) = state.journal.stats();
     HttpResponse::Ok().json(json!({
         "refusals": state.refusals.snapshot(),
         "remembered_deliveries": state.deduper.len(),
         "tracked_addresses": state.limits.per_address.tracked(),
-        "journal": { "commits": state.journal.stats().0, "writes": state.journal.stats().1 },
+        "journal": { "commits": commits, "writes": writes },
     }))
 }
