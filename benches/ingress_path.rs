@@ -91,7 +91,7 @@ fn main() {
         };
         black_box(
             deduper
-                .claim(key, SignalId::new("s").unwrap(), Timestamp(0))
+                .claim(vec![key], SignalId::new("s").unwrap(), Timestamp(0))
                 .is_ok(),
         );
     });

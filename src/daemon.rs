@@ -1,12 +1,14 @@
 //! Wiring: recovers state from the journal, starts the actors and the HTTP server, and runs until `shutdown`.
 
+use std::any::Any;
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Arbiter, Supervisor};
-use actix_web::http::KeepAlive;
+use actix_web::dev::{Extensions, Service as _};
+use actix_web::http::{ConnectionType, KeepAlive};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use sentinel_actors::exchange::ExchangeActor;
@@ -23,11 +25,12 @@ use sentinel_actors::types::Timestamp;
 use tracing::{info, warn};
 
 use crate::config::{Config, ExchangeConfig};
-use crate::http::{routes, AppState};
+use crate::http::{routes, AdminGuard, AppState};
 use crate::journal::{self, Journal, Recovered};
 use crate::payload::SymbolMap;
+use crate::protect::connections::{connection_cap, raise_fd_limit, BodyHold, ConnectionGauge};
 use crate::protect::counters::RefusalCounters;
-use crate::protect::dedupe::{Deduper, DeliveryKey};
+use crate::protect::dedupe::{Deduper, DeliveryKey, Windows};
 use crate::protect::limits::RateLimits;
 use crate::tls;
 
@@ -69,11 +72,17 @@ pub async fn run(
         config
             .sources
             .iter()
-            .map(|s| (s.name.clone(), s.duplicate_window))
+            .map(|s| {
+                let windows = Windows {
+                    body: s.duplicate_window,
+                    replay: s.auth.replay_window().unwrap_or_default(),
+                };
+                (s.name.clone(), windows)
+            })
             .collect(),
     ));
-    for (key, signal_id, at) in &recovered.deliveries {
-        if let Some(key) = DeliveryKey::from_text(key) {
+    for (keys, signal_id, at) in &recovered.deliveries {
+        for key in DeliveryKey::split(keys) {
             deduper.restore(key, signal_id.clone(), *at);
         }
     }
@@ -140,8 +149,10 @@ pub async fn run(
     );
 
     let limits = Arc::new(RateLimits::new(server_config, &config.sources));
+    let refusals = Arc::new(RefusalCounters::default());
     let housekeeping = actix_web::rt::spawn(housekeeping(
         limits.clone(),
+        refusals.clone(),
         deduper.clone(),
         journal.clone(),
         config.journal.retention,
@@ -156,16 +167,61 @@ pub async fn run(
         reader: Arc::new(reader),
         limits,
         deduper,
-        refusals: Arc::new(RefusalCounters::default()),
+        refusals,
+        admin: AdminGuard::default(),
     });
     let address = listener.local_addr().context("listener has no address")?;
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-        .workers(server_config.workers)
-        .disable_signals()
-        // A client must send its request head within this, or it is cut off (slowloris).
-        .client_request_timeout(server_config.header_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .keep_alive(KeepAlive::Timeout(Duration::from_secs(30)));
+    let max_connections = max_connections(server_config.max_connections);
+    let gauge = Arc::new(ConnectionGauge::new(max_connections));
+    // Every connection is counted while it is open, and its client certificate recorded, if it presented one.
+    let on_connect = {
+        let gauge = gauge.clone();
+        move |connection: &dyn Any, data: &mut Extensions| {
+            data.insert(gauge.opened());
+            tls::record_client_cert(connection, data);
+        }
+    };
+    // actix caps connections per worker.
+    let per_worker = (max_connections / server_config.workers).max(1);
+    let keep_alive = match server_config.keep_alive {
+        idle if idle.is_zero() => KeepAlive::Disabled,
+        idle => KeepAlive::Timeout(idle),
+    };
+    let server = HttpServer::new(move || {
+        let gauge = gauge.clone();
+        App::new()
+            .app_data(state.clone())
+            // The top of the connection cap is headroom for new clients: once it is in use, answers close their
+            // connection instead of keeping it idle. An unread body closes it too, rather than being drained.
+            .wrap_fn(move |mut req, service| {
+                let body = BodyHold::take(&mut req);
+                let response = service.call(req);
+                let gauge = gauge.clone();
+                async move {
+                    let mut response = response.await?;
+                    if !gauge.may_keep_alive() {
+                        response
+                            .response_mut()
+                            .head_mut()
+                            .set_connection_type(ConnectionType::Close);
+                    }
+                    Ok(body.until_sent(response))
+                }
+            })
+            .configure(routes)
+    })
+    .workers(server_config.workers)
+    .disable_signals()
+    // Past the cap, new connections wait in the kernel's backlog, costing the daemon no descriptor.
+    .max_connections(per_worker)
+    // TLS handshakes in progress per worker: they cost CPU before a client has shown anything.
+    .max_connection_rate(per_worker.min(256))
+    // A client must send its request head within this, or it is cut off (slowloris).
+    .client_request_timeout(server_config.header_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    // An idle connection holds a descriptor and a slot under the cap.
+    .keep_alive(keep_alive)
+    .on_connect(on_connect);
     let server = match &server_config.tls {
         Some(tls) => {
             let client_ca = tls.client_ca.as_ref().map(|ca| config.resolve(ca));
@@ -174,9 +230,7 @@ pub async fn run(
                 &config.resolve(&tls.key),
                 client_ca.as_deref(),
             )?;
-            server
-                .on_connect(tls::record_client_cert)
-                .listen_rustls_0_23(listener, rustls)
+            server.listen_rustls_0_23(listener, rustls)
         }
         None => server.listen(listener),
     }
@@ -188,7 +242,7 @@ pub async fn run(
     } else {
         "http"
     };
-    info!(%address, scheme, sources = config.sources.len(), symbols = config.symbols.len(), "sentinel is listening");
+    info!(%address, scheme, sources = config.sources.len(), symbols = config.symbols.len(), max_connections, keep_alive_secs = server_config.keep_alive.as_secs(), "sentinel is listening");
 
     tokio::select! {
         result = server => result.context("HTTP server failed")?,
@@ -234,17 +288,59 @@ fn restore_exchange(
     Ok((portfolio, Box::new(gateway)))
 }
 
-/// Forgets expired idempotency keys and recovered rate-limit state, and prunes old journal rows.
+/// The connection cap: `configured` or derived from the open file limit, which is first raised to the hard limit.
+fn max_connections(configured: Option<usize>) -> usize {
+    let fd_limit = match raise_fd_limit() {
+        Ok(limit) => {
+            info!(
+                before = limit.before,
+                now = limit.now,
+                hard = limit.hard,
+                "open file limit"
+            );
+            limit.now
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open file limit: connections are capped by server.max_connections alone");
+            u64::MAX
+        }
+    };
+    connection_cap(configured, fd_limit).unwrap_or_else(|cap| {
+        warn!(
+            configured = ?configured,
+            cap,
+            fd_limit,
+            "server.max_connections lowered to leave descriptors for the daemon itself; raise `ulimit -Hn`"
+        );
+        cap
+    })
+}
+
+/// How often housekeeping runs; also the window over which refusals are summed up in the log.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
+
+/// Forgets expired idempotency keys and recovered rate-limit state, logs the refusals that were not logged one by
+/// one, and prunes old journal rows.
 async fn housekeeping(
     limits: Arc<RateLimits>,
+    refusals: Arc<RefusalCounters>,
     deduper: Arc<Deduper>,
     journal: Arc<Journal>,
     retention: Duration,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     let mut ticks = 0u64;
     loop {
         tick.tick().await;
+        for unlogged in refusals.take_unlogged() {
+            warn!(
+                source = %unlogged.source,
+                reason = unlogged.reason,
+                count = unlogged.count,
+                window_secs = HOUSEKEEPING_EVERY.as_secs(),
+                "webhooks refused in the last window (only the first was logged)"
+            );
+        }
         limits.prune();
         let now = Timestamp::now();
         deduper.prune(now);

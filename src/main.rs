@@ -1,4 +1,4 @@
-//! The `sentinel` command: run the daemon, check a configuration, sign a body.
+//! The `sentinel` command: run the daemon, check a configuration, sign a body, make a token, read the journal.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -50,6 +50,8 @@ enum Command {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
+    /// Print a fresh random token (32 bytes, URL-safe base64) for `server.admin_token_env` or a URL token.
+    Token,
     /// Print the headers that sign a body read from stdin, one `Name: value` per line (for curl -H).
     ///
     /// With --source, signs as that configured source expects (its scheme, header names and first secret);
@@ -107,6 +109,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, listen } => run(config, listen),
         Command::CheckConfig { config } => return check_config(config),
+        Command::Token => sentinel::secret::generate_token()
+            .context("the operating system's random generator failed")
+            .map(|token| println!("{token}")),
         Command::Journal {
             config,
             path,

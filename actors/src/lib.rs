@@ -2,10 +2,13 @@
 //!
 //! No HTTP, SQL or network code lives here: I/O comes in through the `Gateway` and `Recorder` traits.
 
+pub mod amount;
 pub mod exchange;
 pub mod gateway;
 pub mod messages;
 pub mod order;
+#[cfg(test)]
+mod overflow_props;
 pub mod paper;
 pub mod portfolio;
 pub mod recorder;

@@ -81,9 +81,14 @@ impl PaperGateway {
         })
     }
 
+    /// The last price moved against the taker by the slippage. A result outside the price bounds (slippage at the
+    /// very edge of them) fills at the last price instead.
     fn fill_at(&self, side: Side, last: Price) -> Price {
-        let factor = Decimal::ONE + side.sign() * self.costs.slippage;
-        Price::new((last.get() * factor).round_dp(SCALE).normalize()).unwrap_or(last)
+        Decimal::ONE
+            .checked_add(side.sign() * self.costs.slippage)
+            .and_then(|factor| last.get().checked_mul(factor))
+            .and_then(|price| Price::new(price.round_dp(SCALE).normalize()).ok())
+            .unwrap_or(last)
     }
 
     fn execute(&mut self, order: Market, last: Price, at: Timestamp) -> Fill {
@@ -95,7 +100,10 @@ impl PaperGateway {
             reason,
         } = order;
         let price = self.fill_at(side, last);
-        let fee = (price.get() * quantity.get() * self.costs.fee_rate)
+        // Price x quantity is at most 1e22 and a configured fee rate is below 1; saturating only for a rate that
+        // did not come through the configuration's checks.
+        let fee = (price.get() * quantity.get())
+            .saturating_mul(self.costs.fee_rate)
             .round_dp(SCALE)
             .normalize();
         let fill = Fill {
@@ -148,8 +156,10 @@ impl PaperGateway {
                     } else {
                         Decimal::NEGATIVE_ONE
                     };
-                    let factor = Decimal::ONE + sign * pct / Decimal::ONE_HUNDRED;
-                    Price::new((entry.get() * factor).round_dp(SCALE).normalize()).ok()
+                    // A level beyond the price bounds can never be crossed, so none is armed.
+                    let factor = Decimal::ONE.checked_add(sign * pct / Decimal::ONE_HUNDRED)?;
+                    let level = entry.get().checked_mul(factor)?;
+                    Price::new(level.round_dp(SCALE).normalize()).ok()
                 }
             }
         };
@@ -297,7 +307,7 @@ impl Gateway for PaperGateway {
 mod tests {
     use super::*;
     use crate::order::Protection;
-    use crate::risk::{RiskEngine, SymbolRules, TradingState};
+    use crate::risk::{Exposure, RiskEngine, SymbolRules, TradingState};
     use crate::signal::Action;
     use crate::types::{Leverage, SignalId};
     use std::str::FromStr;
@@ -350,7 +360,7 @@ mod tests {
         } else {
             Decimal::ZERO
         };
-        engine.check(order, position).unwrap()
+        engine.check(order, Exposure::position(position)).unwrap()
     }
 
     fn price(s: &str) -> Price {
@@ -489,5 +499,39 @@ mod tests {
             gw.submit(&close, Timestamp(2)),
             Err(GatewayError::Rejected(_))
         ));
+    }
+
+    #[test]
+    fn prices_at_the_bounds_fill_and_protect_within_them() {
+        let mut gw = paper();
+        gw.on_price(&btc(), price("10000000000"), Timestamp(1));
+        // Slippage would take the fill above the highest price: it fills at the last price.
+        let protection = Protection {
+            stop_loss: Some(ExitLevel::Percent(d("99.999999999999"))),
+            take_profit: Some(ExitLevel::Percent(d("50"))),
+        };
+        let buy = new(gw.submit(
+            &approved("a", Side::Buy, "0.1", false, protection),
+            Timestamp(2),
+        ));
+        assert_eq!(buy.price, price("10000000000"));
+        // The stop (1e10 x 1e-14 = 1e-4) rests; a target above the highest price could never be crossed, so none is.
+        assert_eq!(gw.resting_exits(&btc()), (Some(price("0.0001")), None));
+
+        let mut gw = paper();
+        gw.on_price(&btc(), price("0.00000001"), Timestamp(1));
+        let protection = Protection {
+            stop_loss: Some(ExitLevel::Percent(d("50"))),
+            take_profit: None,
+        };
+        let sell = new(gw.submit(
+            &approved("b", Side::Sell, "20000", false, protection),
+            Timestamp(2),
+        ));
+        assert_eq!(sell.price, price("0.00000001"));
+        // 1e-8 x 20000 x 0.0004 = 8e-8
+        assert_eq!(sell.fee, d("0.00000008"));
+        // 1.5e-8, kept to the paper exchange's 8 places.
+        assert_eq!(gw.resting_exits(&btc()), (Some(price("0.00000002")), None));
     }
 }

@@ -7,6 +7,7 @@ use rust_decimal::prelude::Signed;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::amount::add_to_total;
 use crate::order::Fill;
 use crate::types::{Price, Symbol};
 
@@ -31,18 +32,24 @@ impl Position {
     }
 
     /// Applies a fill and returns the PnL it realized.
+    ///
+    /// With the bounds (positions of at most `MAX_QUANTITY` at prices of at most `MAX_PRICE`) no step here can
+    /// overflow; the checked and saturating forms are for positions a journal from before the bounds may hold.
     pub fn apply(&mut self, fill: &Fill) -> Decimal {
         let signed = fill.side.sign() * fill.quantity.get();
         let price = fill.price.get();
         let old = self.quantity;
-        let new = old + signed;
+        let new = old.saturating_add(signed);
         let mut realized = Decimal::ZERO;
         if old.is_zero() || old.is_sign_positive() == signed.is_sign_positive() {
             // Opening or adding: the entry becomes the volume-weighted average.
-            self.entry_price = (self.entry_price * old.abs() + price * signed.abs()) / new.abs();
+            self.entry_price = average(self.entry_price, old.abs(), price, signed.abs());
         } else {
             let closed = signed.abs().min(old.abs());
-            realized = (price - self.entry_price) * closed * old.signum();
+            realized = price
+                .saturating_sub(self.entry_price)
+                .saturating_mul(closed)
+                * old.signum();
             if new.is_zero() {
                 self.entry_price = Decimal::ZERO;
             } else if new.is_sign_positive() != old.is_sign_positive() {
@@ -52,20 +59,38 @@ impl Position {
         }
         self.quantity = new.normalize();
         self.entry_price = self.entry_price.normalize();
-        self.realized_pnl = (self.realized_pnl + realized).normalize();
-        self.fees = (self.fees + fill.fee).normalize();
+        self.realized_pnl = add_to_total("realized PnL", self.realized_pnl, realized).normalize();
+        self.fees = add_to_total("fees", self.fees, fill.fee).normalize();
         realized
     }
 
-    /// What the open quantity would realize at `mark`.
+    /// What the open quantity would realize at `mark`: at most `MAX_QUANTITY` x `MAX_PRICE` = 1e22 either way.
     pub fn unrealized_pnl(&self, mark: Option<Price>) -> Decimal {
         match mark {
-            Some(mark) if !self.is_flat() => {
-                ((mark.get() - self.entry_price) * self.quantity).normalize()
-            }
+            Some(mark) if !self.is_flat() => mark
+                .get()
+                .saturating_sub(self.entry_price)
+                .saturating_mul(self.quantity)
+                .normalize(),
             _ => Decimal::ZERO,
         }
     }
+}
+
+/// The average price of `held` units at `entry` and `added` more at `price`.
+fn average(entry: Decimal, held: Decimal, price: Decimal, added: Decimal) -> Decimal {
+    let total = held.saturating_add(added);
+    let weighted = entry
+        .checked_mul(held)
+        .zip(price.checked_mul(added))
+        .and_then(|(a, b)| a.checked_add(b))
+        .and_then(|sum| sum.checked_div(total));
+    // The same average as entry + (price - entry) x added / total, whose steps cannot overflow (added / total is at
+    // most 1); used only when the exact form does, so that bounded positions keep their exact entry price.
+    weighted.unwrap_or_else(|| {
+        let share = added.checked_div(total).unwrap_or(Decimal::ONE);
+        entry.saturating_add(price.saturating_sub(entry).saturating_mul(share))
+    })
 }
 
 /// Balance and positions of the one exchange account Sentinel trades.
@@ -96,7 +121,8 @@ impl Portfolio {
     pub fn apply_fill(&mut self, fill: &Fill) {
         let position = self.positions.entry(fill.symbol.clone()).or_default();
         let realized = position.apply(fill);
-        self.balance = (self.balance + realized - fill.fee).normalize();
+        let balance = add_to_total("balance", self.balance, realized);
+        self.balance = add_to_total("balance", balance, -fill.fee).normalize();
     }
 
     pub fn mark(&mut self, symbol: &Symbol, price: Price) {
@@ -113,23 +139,61 @@ impl Portfolio {
         self.marks.get(symbol).copied()
     }
 
+    /// The sum over symbols. Saturating: each term is at most 1e22, so only an account of millions of symbols could
+    /// reach the end of `Decimal`'s range, and then it shows that rather than failing.
     pub fn unrealized_pnl(&self) -> Decimal {
         self.positions
             .iter()
             .map(|(symbol, p)| p.unrealized_pnl(self.last_price(symbol)))
-            .sum::<Decimal>()
+            .fold(Decimal::ZERO, Decimal::saturating_add)
             .normalize()
     }
 
     /// Balance plus what the open positions would realize at their marks.
     pub fn equity(&self) -> Decimal {
-        (self.balance + self.unrealized_pnl()).normalize()
+        self.balance
+            .saturating_add(self.unrealized_pnl())
+            .normalize()
+    }
+
+    /// Realized PnL over all symbols (saturating, like `unrealized_pnl`).
+    pub fn realized_pnl(&self) -> Decimal {
+        self.positions
+            .values()
+            .map(|p| p.realized_pnl)
+            .fold(Decimal::ZERO, Decimal::saturating_add)
+            .normalize()
+    }
+
+    /// Fees paid over all symbols (saturating, like `unrealized_pnl`).
+    pub fn fees(&self) -> Decimal {
+        self.positions
+            .values()
+            .map(|p| p.fees)
+            .fold(Decimal::ZERO, Decimal::saturating_add)
+            .normalize()
+    }
+
+    /// The largest of |balance|, the sum of |realized PnL| and the sum of |fees| over symbols: what risk keeps below
+    /// `MAX_ACCOUNT_TOTAL` before it lets a position grow, so that every total above stays far from overflowing.
+    pub fn largest_total(&self) -> Decimal {
+        let sum_abs = |of: fn(&Position) -> Decimal| {
+            self.positions
+                .values()
+                .map(|p| of(p).abs())
+                .fold(Decimal::ZERO, Decimal::saturating_add)
+        };
+        self.balance
+            .abs()
+            .max(sum_abs(|p| p.realized_pnl))
+            .max(sum_abs(|p| p.fees))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amount::{MAX_ACCOUNT_TOTAL, MAX_PRICE};
     use crate::order::FillReason;
     use crate::types::{ClientOrderId, Quantity, Side, SignalId, Timestamp};
     use rust_decimal::prelude::FromStr;
@@ -180,5 +244,68 @@ mod tests {
         assert_eq!(p.positions[&btc].entry_price, d("90"));
         assert_eq!(p.positions[&btc].realized_pnl, d("20")); // (90-100)*2*(-1)
         assert_eq!(p.balance, d("1020"));
+    }
+
+    #[test]
+    fn the_largest_position_at_the_extreme_prices_is_exact() {
+        let mut p = Portfolio::new(d("10000"));
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        p.apply_fill(&fill(Side::Buy, "1000000000000", "0.00000001", "0"));
+        p.mark(&btc, Price::new(MAX_PRICE).unwrap());
+        // (1e10 - 1e-8) x 1e12, exactly.
+        assert_eq!(p.unrealized_pnl(), d("9999999999999999990000"));
+        assert_eq!(p.equity(), d("10000000000000000000000"));
+        p.apply_fill(&fill(Side::Sell, "1000000000000", "10000000000", "0"));
+        assert!(p.positions[&btc].is_flat());
+        assert_eq!(p.balance, d("10000000000000000000000"));
+        assert_eq!(p.largest_total(), d("10000000000000000000000"));
+    }
+
+    #[test]
+    fn positions_from_before_the_bounds_saturate_instead_of_panicking() {
+        // Journals written before the bounds may hold positions no order could make today.
+        let huge = Position {
+            quantity: Decimal::MAX,
+            entry_price: d("0.0000000000001"),
+            realized_pnl: Decimal::MAX,
+            fees: Decimal::MAX,
+        };
+        let mut p = Portfolio::new(d("10000"));
+        for symbol in ["AUSDT", "BUSDT", "CUSDT"] {
+            let symbol = Symbol::new(symbol).unwrap();
+            p.positions.insert(symbol.clone(), huge.clone());
+            p.mark(&symbol, Price::new(MAX_PRICE).unwrap());
+        }
+        assert_eq!(p.unrealized_pnl(), Decimal::MAX);
+        assert_eq!(p.equity(), Decimal::MAX);
+        assert_eq!(p.realized_pnl(), Decimal::MAX);
+        assert_eq!(p.fees(), Decimal::MAX);
+        assert!(p.largest_total() > MAX_ACCOUNT_TOTAL);
+        let mut symbol_fill = fill(Side::Buy, "1000000000000", "10000000000", "1");
+        symbol_fill.symbol = Symbol::new("AUSDT").unwrap();
+        p.apply_fill(&symbol_fill);
+        symbol_fill.side = Side::Sell;
+        p.apply_fill(&symbol_fill);
+        let a = &p.positions[&Symbol::new("AUSDT").unwrap()];
+        assert_eq!(a.realized_pnl, Decimal::MAX);
+        assert!(a.entry_price <= MAX_PRICE);
+    }
+
+    #[test]
+    fn largest_total_sums_magnitudes() {
+        let mut p = Portfolio::new(d("-5"));
+        for (name, realized, fees) in [("AUSDT", "3", "1"), ("BUSDT", "-4", "2")] {
+            p.positions.insert(
+                Symbol::new(name).unwrap(),
+                Position {
+                    realized_pnl: d(realized),
+                    fees: d(fees),
+                    ..Position::default()
+                },
+            );
+        }
+        assert_eq!(p.realized_pnl(), d("-1"));
+        assert_eq!(p.fees(), d("3"));
+        assert_eq!(p.largest_total(), d("7"));
     }
 }

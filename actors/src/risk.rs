@@ -7,9 +7,11 @@ use rust_decimal::prelude::Signed;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::amount::{MAX_ACCOUNT_TOTAL, MAX_QUANTITY};
 use crate::order::OrderRequest;
-use crate::signal::Action;
-use crate::types::{Leverage, Symbol};
+use crate::portfolio::Portfolio;
+use crate::signal::{Action, SizeSpec};
+use crate::types::{Leverage, Price, Symbol};
 
 /// An order that passed risk. Only this module can make one, so nothing unchecked reaches an exchange.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +76,24 @@ pub enum DenyReason {
         notional: Decimal,
         limit: Decimal,
     },
+    /// The position after the order would hold more than `MAX_QUANTITY` units (also said of a position too large to
+    /// close in one order, which only a journal from before the bound can hold).
+    PositionAboveLimit {
+        quantity: Decimal,
+        limit: Decimal,
+    },
+    /// An entry's size works out to more units than one order may hold, at the price it would be placed at.
+    SizeAboveLimit {
+        size: SizeSpec,
+        price: Price,
+        limit: Decimal,
+    },
+    /// The account's running totals are past `MAX_ACCOUNT_TOTAL`, where its numbers stop meaning anything: only
+    /// reducing orders.
+    AccountAboveLimit {
+        total: Decimal,
+        limit: Decimal,
+    },
     /// The account is in `reducing` state and this order would open or grow a position.
     ReducingOnly,
     /// The account is halted.
@@ -97,6 +117,24 @@ impl fmt::Display for DenyReason {
                     "position notional {notional} would be above the limit of {limit}"
                 )
             }
+            DenyReason::PositionAboveLimit { quantity, limit } => {
+                write!(
+                    f,
+                    "a position of {quantity} units would be above the limit of {limit}"
+                )
+            }
+            DenyReason::SizeAboveLimit { size, price, limit } => {
+                write!(
+                    f,
+                    "size {size} at price {price} works out to more than {limit} units, the most one order may hold"
+                )
+            }
+            DenyReason::AccountAboveLimit { total, limit } => {
+                write!(
+                    f,
+                    "the account's totals ({total}) are past {limit}: only reducing orders"
+                )
+            }
             DenyReason::ReducingOnly => {
                 f.write_str("trading state is reducing: only reducing orders")
             }
@@ -113,6 +151,32 @@ pub struct SymbolRules {
     pub max_leverage: Leverage,
     /// Largest absolute position value, in quote currency, valued at the order's reference price.
     pub max_notional: Decimal,
+}
+
+/// What risk needs to know about the account to judge one order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exposure {
+    /// The order's symbol's position, signed.
+    pub position: Decimal,
+    /// The largest of the account's running totals (`Portfolio::largest_total`).
+    pub account_total: Decimal,
+}
+
+impl Exposure {
+    pub fn of(portfolio: &Portfolio, symbol: &Symbol) -> Self {
+        Self {
+            position: portfolio.position_quantity(symbol),
+            account_total: portfolio.largest_total(),
+        }
+    }
+
+    /// A position on an account whose totals are nowhere near the bound.
+    pub fn position(position: Decimal) -> Self {
+        Self {
+            position,
+            account_total: Decimal::ZERO,
+        }
+    }
 }
 
 /// The pre-trade checks, as plain logic.
@@ -135,11 +199,12 @@ impl RiskEngine {
         self.state = state;
     }
 
-    /// Checks `order` against a position of `position` (signed) and grants it, or says why not.
+    /// Checks `order` against the account and grants it, or says why not. Orders that only shrink a position pass
+    /// every limit, so that a position can always be closed.
     pub fn check(
         &self,
         order: OrderRequest,
-        position: Decimal,
+        exposure: Exposure,
     ) -> Result<Approved<OrderRequest>, DenyReason> {
         let symbol = &order.symbol;
         let rules = self
@@ -162,7 +227,14 @@ impl RiskEngine {
                 action: order.action,
             });
         }
-        let after = position + order.side.sign() * order.quantity.get();
+        let position = exposure.position;
+        // Only a position from before the bounds can be so large that adding to it overflows; that grows it.
+        let Some(after) = position.checked_add(order.side.sign() * order.quantity.get()) else {
+            return Err(DenyReason::PositionAboveLimit {
+                quantity: position.abs(),
+                limit: MAX_QUANTITY,
+            });
+        };
         let reduces = after.abs() <= position.abs()
             && (after.is_zero() || after.signum() == position.signum());
         if reduces {
@@ -177,6 +249,19 @@ impl RiskEngine {
                 limit: rules.max_leverage,
             });
         }
+        if after.abs() > MAX_QUANTITY {
+            return Err(DenyReason::PositionAboveLimit {
+                quantity: after.abs(),
+                limit: MAX_QUANTITY,
+            });
+        }
+        if exposure.account_total > MAX_ACCOUNT_TOTAL {
+            return Err(DenyReason::AccountAboveLimit {
+                total: exposure.account_total,
+                limit: MAX_ACCOUNT_TOTAL,
+            });
+        }
+        // At most MAX_QUANTITY x MAX_PRICE = 1e22: cannot overflow.
         let notional = after.abs() * order.reference_price.get();
         if notional > rules.max_notional {
             return Err(DenyReason::NotionalAboveLimit {
@@ -264,7 +349,9 @@ mod tests {
             (order(Action::Close, Side::Sell, "1", 50), d("3"), Ok(())),
         ];
         for (order, position, expected) in cases {
-            let got = active.check(order, position).map(|_| ());
+            let got = active
+                .check(order, Exposure::position(position))
+                .map(|_| ());
             assert_eq!(got, expected);
         }
     }
@@ -274,17 +361,26 @@ mod tests {
         let reducing = engine(TradingState::Reducing);
         assert_eq!(
             reducing
-                .check(order(Action::OpenLong, Side::Buy, "0.1", 5), d("0"))
+                .check(
+                    order(Action::OpenLong, Side::Buy, "0.1", 5),
+                    Exposure::position(d("0"))
+                )
                 .map(|_| ()),
             Err(DenyReason::ReducingOnly)
         );
         assert!(reducing
-            .check(order(Action::Close, Side::Sell, "0.1", 5), d("0.1"))
+            .check(
+                order(Action::Close, Side::Sell, "0.1", 5),
+                Exposure::position(d("0.1"))
+            )
             .is_ok());
         let halted = engine(TradingState::Halted);
         assert_eq!(
             halted
-                .check(order(Action::Close, Side::Sell, "0.1", 5), d("0.1"))
+                .check(
+                    order(Action::Close, Side::Sell, "0.1", 5),
+                    Exposure::position(d("0.1"))
+                )
                 .map(|_| ()),
             Err(DenyReason::Halted)
         );
@@ -295,8 +391,63 @@ mod tests {
         let mut flip = order(Action::Close, Side::Sell, "2", 5);
         flip.reduce_only = true;
         assert_eq!(
-            engine(TradingState::Active).check(flip, d("1")).map(|_| ()),
+            engine(TradingState::Active)
+                .check(flip, Exposure::position(d("1")))
+                .map(|_| ()),
             Err(DenyReason::ReducingOnly)
         );
+    }
+
+    #[test]
+    fn positions_and_account_totals_are_bounded() {
+        let active = engine(TradingState::Active);
+        let max = MAX_QUANTITY;
+        let check = |side: Side, qty: &str, exposure: Exposure| {
+            active
+                .check(order(Action::Close, side, qty, 5), exposure)
+                .map(|_| ())
+        };
+        let mut open_long = order(Action::OpenLong, Side::Buy, "1", 5);
+        open_long.reference_price = Price::from_str("0.00000001").unwrap();
+        assert_eq!(
+            active
+                .check(open_long.clone(), Exposure::position(max))
+                .map(|_| ()),
+            Err(DenyReason::PositionAboveLimit {
+                quantity: max + Decimal::ONE,
+                limit: max,
+            })
+        );
+        assert_eq!(
+            check(Side::Sell, "1000000000000", Exposure::position(max)),
+            Ok(()),
+            "the largest position closes in one order"
+        );
+        // A position from before the bounds: growing it overflows and is denied, shrinking it is allowed.
+        assert_eq!(
+            active
+                .check(open_long.clone(), Exposure::position(Decimal::MAX))
+                .map(|_| ()),
+            Err(DenyReason::PositionAboveLimit {
+                quantity: Decimal::MAX,
+                limit: max,
+            })
+        );
+        assert_eq!(
+            check(Side::Sell, "1", Exposure::position(Decimal::MAX)),
+            Ok(())
+        );
+        let absurd = Exposure {
+            position: d("1"),
+            account_total: MAX_ACCOUNT_TOTAL + Decimal::ONE,
+        };
+        assert_eq!(
+            active.check(open_long, absurd).map(|_| ()),
+            Err(DenyReason::AccountAboveLimit {
+                total: MAX_ACCOUNT_TOTAL + Decimal::ONE,
+                limit: MAX_ACCOUNT_TOTAL,
+            })
+        );
+        assert_eq!(check(Side::Sell, "1", absurd), Ok(()));
     }
 }

@@ -9,7 +9,7 @@ use crate::messages::{Execute, GetTradingState, Propose, SetTradingState};
 use crate::order::OrderOutcome;
 use crate::portfolio::SharedPortfolio;
 use crate::recorder::{RecordError, Recorder};
-use crate::risk::{RiskEngine, TradingState};
+use crate::risk::{Exposure, RiskEngine, TradingState};
 use crate::supervise::guard;
 
 pub struct RiskActor {
@@ -46,12 +46,13 @@ impl Handler<Propose> for RiskActor {
 
     fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Self::Result {
         let order = msg.order;
-        let position = self
-            .portfolio
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .position_quantity(&order.symbol);
-        let checked = match guard(|| self.engine.check(order.clone(), position)) {
+        let checked = match guard(|| {
+            let exposure = Exposure::of(
+                &self.portfolio.read().unwrap_or_else(|e| e.into_inner()),
+                &order.symbol,
+            );
+            self.engine.check(order.clone(), exposure)
+        }) {
             Ok(checked) => checked,
             Err(panic) => {
                 error!(%panic, "risk check panicked; restarting the risk actor");

@@ -5,7 +5,10 @@ use std::fmt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Leverage, PositionSide, Price, Quantity, SignalId, Symbol, Timestamp};
+use crate::amount::{fits_scale, MAX_QUOTE, MAX_SCALE};
+use crate::types::{
+    InvalidValue, Leverage, PositionSide, Price, Quantity, SignalId, Symbol, Timestamp,
+};
 
 /// An authenticated, parsed webhook, ready for the symbol's strategy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,6 +159,56 @@ pub enum SizeSpec {
     Quote(Decimal),
 }
 
+impl fmt::Display for SizeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizeSpec::EquityPercent(pct) => write!(f, "{pct}%"),
+            SizeSpec::Base(quantity) => write!(f, "{quantity}"),
+            SizeSpec::Quote(amount) => write!(f, "{amount} in quote currency"),
+        }
+    }
+}
+
+impl SizeSpec {
+    /// A percent of equity: above 0, at most 100.
+    pub fn equity_percent(pct: Decimal) -> Result<Self, InvalidValue> {
+        percent(pct, true).map(SizeSpec::EquityPercent)
+    }
+
+    /// A quote-currency amount: above 0, at most `MAX_QUOTE`.
+    pub fn quote(amount: Decimal) -> Result<Self, InvalidValue> {
+        if amount <= Decimal::ZERO || amount > MAX_QUOTE {
+            return Err(InvalidValue(format!(
+                "an amount must be greater than 0 and at most {MAX_QUOTE}, not {amount}"
+            )));
+        }
+        scale(amount).map(SizeSpec::Quote)
+    }
+}
+
+/// Checks a percentage: above 0%, and at most 100% (`hundred_allowed`) or below it.
+fn percent(pct: Decimal, hundred_allowed: bool) -> Result<Decimal, InvalidValue> {
+    let below_max = pct < Decimal::ONE_HUNDRED || (hundred_allowed && pct == Decimal::ONE_HUNDRED);
+    if pct <= Decimal::ZERO || !below_max {
+        let max = if hundred_allowed { "at most" } else { "below" };
+        return Err(InvalidValue(format!(
+            "a percentage must be above 0% and {max} 100%, not {pct}%"
+        )));
+    }
+    scale(pct)
+}
+
+/// Refuses more decimal places than `MAX_SCALE` rather than rounding them away.
+fn scale(value: Decimal) -> Result<Decimal, InvalidValue> {
+    if fits_scale(value) {
+        Ok(value.normalize())
+    } else {
+        Err(InvalidValue(format!(
+            "{value} has more than {MAX_SCALE} decimal places"
+        )))
+    }
+}
+
 /// A stop-loss or take-profit level, as written in `stop_loss` / `take_profit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "unit", content = "value", rename_all = "snake_case")]
@@ -164,6 +217,13 @@ pub enum ExitLevel {
     Percent(Decimal),
     /// `"44000"`: this absolute price.
     Price(Price),
+}
+
+impl ExitLevel {
+    /// A distance from the entry price: above 0%, below 100% (a 100% stop would sit at a price of 0).
+    pub fn percent(pct: Decimal) -> Result<Self, InvalidValue> {
+        percent(pct, false).map(ExitLevel::Percent)
+    }
 }
 
 /// The position a strategy alert says the symbol should have.

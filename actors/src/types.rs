@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::amount::{fits_scale, parse_decimal, MAX_PRICE, MAX_QUANTITY, MAX_SCALE, MIN_PRICE};
+
 /// Why a value was refused by one of the checked constructors below.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{0}")]
@@ -176,25 +178,24 @@ impl fmt::Debug for ClientOrderId {
     }
 }
 
-/// The largest price or quantity taken. Far above any real market, and low enough that products and sums of them
-/// (notional, PnL, equity) stay well inside `Decimal`'s range (about 7.9e28), so arithmetic on them cannot overflow.
-pub const MAX_AMOUNT: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0); // 1e12
-
-macro_rules! positive_decimal {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+macro_rules! bounded_decimal {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $low:expr, $low_included:literal, $high:expr, $range:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "Decimal", into = "Decimal")]
         pub struct $name(Decimal);
 
         impl $name {
+            /// Checks the range only: values Sentinel computes (fill prices, sized quantities) may have more decimal
+            /// places than a sender may write, and the journal holds values from before the cap on them.
             pub fn new(value: Decimal) -> Result<Self, InvalidValue> {
-                if value > Decimal::ZERO && value <= MAX_AMOUNT {
+                let above_low = if $low_included { value >= $low } else { value > $low };
+                if above_low && value <= $high {
                     Ok(Self(value.normalize()))
                 } else {
                     Err(invalid(format!(
-                        concat!("a ", $what, " must be greater than 0 and at most {}, not {}"),
-                        MAX_AMOUNT, value
+                        concat!("a ", $what, " must be ", $range, ", not {}"),
+                        $low, $high, value
                     )))
                 }
             }
@@ -217,12 +218,22 @@ macro_rules! positive_decimal {
             }
         }
 
+        /// A sender's text: read exactly (see `amount::parse_decimal`), in range, and with at most `MAX_SCALE`
+        /// decimal places, so that nothing a sender wrote is rounded away.
         impl FromStr for $name {
             type Err = InvalidValue;
             fn from_str(raw: &str) -> Result<Self, Self::Err> {
-                let value = Decimal::from_str(raw.trim())
-                    .map_err(|_| invalid(format!(concat!("`{}` is not a ", $what), raw)))?;
-                Self::new(value)
+                let value = parse_decimal(raw.trim()).map_err(|e| {
+                    invalid(format!(concat!("not a ", $what, ": {}"), e))
+                })?;
+                let checked = Self::new(value)?;
+                if !fits_scale(value) {
+                    return Err(invalid(format!(
+                        concat!("a ", $what, " may have at most {} decimal places, not {}"),
+                        MAX_SCALE, value
+                    )));
+                }
+                Ok(checked)
             }
         }
 
@@ -234,15 +245,24 @@ macro_rules! positive_decimal {
     };
 }
 
-positive_decimal!(
-    /// A price in quote currency, greater than zero.
+bounded_decimal!(
+    /// A price in quote currency, from `MIN_PRICE` (1e-8) to `MAX_PRICE` (1e10).
     Price,
-    "price"
+    "price",
+    MIN_PRICE,
+    true,
+    MAX_PRICE,
+    "from {} to {}"
 );
-positive_decimal!(
-    /// An amount of the base asset (contracts or coins), greater than zero.
+bounded_decimal!(
+    /// An amount of the base asset (contracts or coins), greater than zero and at most `MAX_QUANTITY` (1e12): also
+    /// the bound on a position, so that a close always fits in one order.
     Quantity,
-    "quantity"
+    "quantity",
+    Decimal::ZERO,
+    false,
+    MAX_QUANTITY,
+    "greater than {} and at most {}"
 );
 
 /// Leverage: a whole multiple from 1 to 125 (the most any exchange we target allows).
@@ -377,15 +397,57 @@ mod tests {
     }
 
     #[test]
-    fn prices_and_quantities_must_be_positive_and_bounded() {
-        assert_eq!(MAX_AMOUNT, Decimal::from(1_000_000_000_000i64));
+    fn prices_and_quantities_must_be_in_their_bounds() {
         assert!(Price::from_str("45000.5").is_ok());
-        assert!(Price::from_str("1000000000000").is_ok());
-        assert!(Price::from_str("1000000000000.1").is_err());
-        assert!(Price::from_str("79228162514264337593543950335").is_err());
-        assert!(Price::from_str("0").is_err());
-        assert!(Quantity::from_str("-1").is_err());
-        assert!(Quantity::from_str("abc").is_err());
+        assert!(Price::from_str("0.00000001").is_ok(), "the lowest price");
+        assert!(Price::from_str("10000000000").is_ok(), "the highest price");
+        assert!(Price::from_str(" 4.5e4 ").is_ok());
+        for bad in [
+            "0",
+            "0.000000009",
+            "1e-13",
+            "10000000000.1",
+            "79228162514264337593543950335",
+            "4_5000",
+            "45000.0000000000001",
+            "1e-30",
+            "1e40",
+        ] {
+            assert!(Price::from_str(bad).is_err(), "price {bad} accepted");
+        }
+        assert!(Quantity::from_str("1000000000000").is_ok());
+        assert!(Quantity::from_str("0.000000000001").is_ok());
+        for bad in [
+            "-1",
+            "0",
+            "abc",
+            "1000000000000.1",
+            "0.0000000000001",
+            "1_000",
+        ] {
+            assert!(Quantity::from_str(bad).is_err(), "quantity {bad} accepted");
+        }
+        // Computed values are only range-checked: a fill price may carry more places than a sender may write.
+        assert!(Quantity::new(Decimal::new(1, 20)).is_ok());
+        assert!(Price::new(Decimal::new(1, 9)).is_err());
+    }
+
+    #[test]
+    fn refusals_say_what_and_why() {
+        let message = Price::from_str("4_5000").unwrap_err().to_string();
+        assert!(
+            message.contains("not a price") && message.contains("4_5000"),
+            "{message}"
+        );
+        let message = Price::from_str("0.000000001").unwrap_err().to_string();
+        assert!(
+            message.contains("from 0.00000001 to 10000000000"),
+            "{message}"
+        );
+        let message = Quantity::from_str("1.0000000000001")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("at most 12 decimal places"), "{message}");
     }
 
     #[test]
@@ -424,8 +486,10 @@ mod tests {
         }
 
         #[test]
-        fn prices_round_trip_through_serde(mantissa in 1i64..1_000_000_000_000, scale in 0u32..18) {
-            let price = Price::new(Decimal::new(mantissa, scale)).unwrap();
+        fn prices_round_trip_through_serde(mantissa in 1i64..=1_000_000_000_000, scale in 2u32..=MAX_SCALE) {
+            let value = Decimal::new(mantissa, scale);
+            prop_assume!(value >= MIN_PRICE);
+            let price = Price::new(value).unwrap();
             let json = serde_json_like(price.get());
             prop_assert_eq!(Price::from_str(&json).unwrap(), price);
         }

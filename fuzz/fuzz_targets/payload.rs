@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let sender = raw.sender_id();
     let _ = raw.passphrase();
-    let _ = payload::signal_id("fuzz", sender.as_deref(), || SignalId::new("fresh").unwrap());
+    let _ = payload::signal_id("fuzz", sender.as_ref().map(|(_, id)| id.as_str()), || SignalId::new("fresh").unwrap());
 
     let ctx = Context {
         source: "fuzz",
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         received_at: Timestamp(0),
     };
     let _ = payload::normalize(&raw, &ctx);
-    raw.strip_secrets();
+    raw.strip_secrets(&[b"fuzz-secret"]);
     let _ = payload::normalize(&raw, &ctx);
     let json = raw.to_json();
 

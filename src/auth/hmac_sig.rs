@@ -58,7 +58,14 @@ impl HmacScheme {
         headers
     }
 
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), AuthError> {
+    /// Verifies a request. With a signed timestamp, returns the signature, which identifies the request for as long
+    /// as its timestamp is fresh (a replay carries the same one).
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Option<[u8; 32]>, AuthError> {
         let given = header(headers, &self.signature_header)?;
         let given = parse_signature(given)?;
         let timestamp = match &self.timestamp_header {
@@ -83,20 +90,23 @@ impl HmacScheme {
             // verify_slice compares in constant time; every secret is tried.
             ok |= m.verify_slice(&given).is_ok();
         }
-        ok.then_some(()).ok_or(AuthError::BadSignature)
+        if !ok {
+            return Err(AuthError::BadSignature);
+        }
+        Ok(timestamp.map(|_| given))
     }
 }
 
-/// `sha256=<64 hex digits>` -> the 32 digest bytes.
-pub fn parse_signature(value: &str) -> Result<Vec<u8>, AuthError> {
+/// `sha256=<64 hex digits>` -> the 32 digest bytes. Upper- and lower-case hex give the same bytes, so a replay
+/// cannot pass as new by changing the case of its signature.
+pub fn parse_signature(value: &str) -> Result<[u8; 32], AuthError> {
     let hex_sig = value
         .trim()
         .strip_prefix(PREFIX)
         .ok_or(AuthError::MalformedHeader)?;
-    if hex_sig.len() != 64 {
-        return Err(AuthError::MalformedHeader);
-    }
-    hex::decode(hex_sig).map_err(|_| AuthError::MalformedHeader)
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hex_sig, &mut digest).map_err(|_| AuthError::MalformedHeader)?;
+    Ok(digest)
 }
 
 #[cfg(test)]
@@ -139,7 +149,7 @@ mod tests {
         let github = scheme("x-hub-signature-256", None);
         let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
         let h = headers(&[("x-hub-signature-256".into(), sig.into())]);
-        assert_eq!(github.verify(&h, b"Hello, World!", 0), Ok(()));
+        assert_eq!(github.verify(&h, b"Hello, World!", 0), Ok(None));
         assert_eq!(github.sign(b"Hello, World!", 0)[0].1, sig);
         assert_eq!(
             github.verify(&h, b"Hello, World?", 0),
@@ -184,7 +194,7 @@ mod tests {
                 "{pairs:?}"
             );
         }
-        assert_eq!(s.verify(&headers(&good), body, 0), Ok(()));
+        assert_eq!(s.verify(&headers(&good), body, 0), Ok(None));
     }
 
     #[test]
@@ -192,8 +202,27 @@ mod tests {
         let s = scheme(DEFAULT_SIGNATURE_HEADER, Some("x-webhook-timestamp"));
         let now = 1_700_000_000;
         let signed = s.sign(b"{}", now);
-        assert_eq!(s.verify(&headers(&signed), b"{}", now + 300), Ok(()));
-        assert_eq!(s.verify(&headers(&signed), b"{}", now - 300), Ok(()));
+        let replay_key = Some(parse_signature(&signed[0].1).unwrap());
+        assert_eq!(
+            s.verify(&headers(&signed), b"{}", now + 300),
+            Ok(replay_key)
+        );
+        assert_eq!(
+            s.verify(&headers(&signed), b"{}", now - 300),
+            Ok(replay_key)
+        );
+        // The same request with its signature in upper case is the same replay key.
+        let upper = vec![
+            (
+                signed[0].0.clone(),
+                signed[0]
+                    .1
+                    .to_ascii_uppercase()
+                    .replace("SHA256=", "sha256="),
+            ),
+            signed[1].clone(),
+        ];
+        assert_eq!(s.verify(&headers(&upper), b"{}", now), Ok(replay_key));
         assert_eq!(
             s.verify(&headers(&signed), b"{}", now + 301),
             Err(AuthError::StaleTimestamp)
@@ -225,7 +254,7 @@ mod tests {
             secrets: vec![Secret::new("new"), Secret::new("old")],
             ..old.clone()
         };
-        assert_eq!(both.verify(&headers(&old.sign(b"x", 0)), b"x", 0), Ok(()));
+        assert_eq!(both.verify(&headers(&old.sign(b"x", 0)), b"x", 0), Ok(None));
     }
 
     proptest! {
@@ -237,7 +266,7 @@ mod tests {
         ) {
             let s = scheme(DEFAULT_SIGNATURE_HEADER, Some("x-webhook-timestamp"));
             let signed = s.sign(&body, ts);
-            prop_assert_eq!(s.verify(&headers(&signed), &body, ts), Ok(()));
+            prop_assert!(s.verify(&headers(&signed), &body, ts).is_ok());
             if !body.is_empty() {
                 let mut b = body.clone();
                 b[(bit / 8) % body.len()] ^= 1 << (bit % 8);

@@ -5,6 +5,8 @@
 mod hmac_sig;
 mod standard;
 
+use std::time::Duration;
+
 use actix_web::http::header::HeaderMap;
 use thiserror::Error;
 
@@ -77,9 +79,10 @@ pub struct Request<'a> {
 pub struct Delivery {
     /// The sender's id for this delivery (Standard Webhooks' `webhook-id`), for idempotency.
     pub id: Option<String>,
-    /// For signed-timestamp HMAC: the verified signature, which covers timestamp and body, so a replay within the
-    /// timestamp tolerance is recognised even when the payload carries no id.
-    pub replay_key: Option<String>,
+    /// For HMAC with a signed timestamp: the verified signature. It covers timestamp and body, so the same request
+    /// sent again while its timestamp is fresh carries the same signature and is recognised as a replay, even when
+    /// the payload carries no id.
+    pub signature: Option<[u8; 32]>,
 }
 
 impl SourceAuth {
@@ -103,16 +106,36 @@ impl SourceAuth {
                 }
                 Ok(Delivery::default())
             }
-            SourceAuth::Hmac(scheme) => scheme
-                .verify(req.headers, req.body, req.now)
-                .map(|()| Delivery::default()),
+            SourceAuth::Hmac(scheme) => {
+                scheme
+                    .verify(req.headers, req.body, req.now)
+                    .map(|signature| Delivery {
+                        id: None,
+                        signature,
+                    })
+            }
             SourceAuth::StandardWebhooks(scheme) => scheme
                 .verify(req.headers, req.body, req.now)
                 .map(|id| Delivery {
                     id: Some(id),
-                    replay_key: None,
+                    signature: None,
                 }),
         }
+    }
+
+    /// How long a signed request can be replayed and still pass: a timestamp may be up to the tolerance behind or
+    /// ahead of the clock, so twice the tolerance. `None`: the scheme signs no timestamp.
+    pub fn replay_window(&self) -> Option<Duration> {
+        let tolerance = match self {
+            SourceAuth::Hmac(HmacScheme {
+                timestamp_header: Some(_),
+                tolerance_secs,
+                ..
+            }) => *tolerance_secs,
+            SourceAuth::StandardWebhooks(scheme) => scheme.tolerance_secs,
+            _ => return None,
+        };
+        Some(Duration::from_secs(2 * tolerance.unsigned_abs()))
     }
 
     /// Checks what needs the parsed body (a TradingView passphrase), then strips every secret field from it.
@@ -127,8 +150,36 @@ impl SourceAuth {
             }
             _ => Ok(()),
         };
-        payload.strip_secrets();
+        let secrets = self.secrets();
+        let texts: Vec<&[u8]> = secrets.iter().map(AsRef::as_ref).collect();
+        payload.strip_secrets(&texts);
         result
+    }
+
+    /// Every configured secret of this source as a sender could write it: nothing of a field holding one is kept.
+    fn secrets(&self) -> Vec<std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
+        match self {
+            SourceAuth::TradingView {
+                passphrases,
+                tokens,
+            } => passphrases
+                .iter()
+                .chain(tokens)
+                .map(|s| Cow::Borrowed(s.expose()))
+                .collect(),
+            SourceAuth::Hmac(scheme) => scheme
+                .secrets
+                .iter()
+                .map(|s| Cow::Borrowed(s.expose()))
+                .collect(),
+            // Standard Webhooks keys are configured as `whsec_<base64>`: that text is what could be copied.
+            SourceAuth::StandardWebhooks(scheme) => scheme
+                .keys
+                .iter()
+                .map(|k| Cow::Owned(standard::encode_secret(k.expose()).into_bytes()))
+                .collect(),
+        }
     }
 
     /// Whether the path may carry a token for this source.

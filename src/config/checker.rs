@@ -71,15 +71,16 @@ impl Checker<'_> {
             }
             Some(Ok(text)) => text,
         };
-        match Decimal::from_str(text.trim()) {
+        // As strict as the numbers senders write: no `_`, nothing that cannot be held exactly.
+        match sentinel_actors::amount::parse_decimal(text.trim()) {
             Ok(value) => {
                 if let Err(message) = check(value) {
                     self.problem(path, message);
                 }
                 value
             }
-            Err(_) => {
-                self.problem(path, format!("`{text}` is not a number"));
+            Err(e) => {
+                self.problem(path, format!("`{text}`: {e}"));
                 Decimal::ZERO
             }
         }

@@ -48,11 +48,23 @@ pub struct ServerConfig {
     /// A client must send its whole body within this.
     pub body_timeout: Duration,
     pub per_address: RateLimit,
+    /// Refused requests (of any kind) per client: past this, the client gets 429 before anything is checked.
+    pub refusals_per_address: RateLimit,
+    /// Failed authentications by clients not vouched for, all together: past this, such clients get 429 before
+    /// verification (a rotation of addresses cannot guess secrets at the full request rate).
+    pub failed_auth: RateLimit,
+    /// Open connections at most; `None`: derived from the file-descriptor limit at start.
+    pub max_connections: Option<usize>,
+    /// How long an idle keep-alive connection is kept open; zero: no keep-alive.
+    pub keep_alive: Duration,
     /// How long a sender's delivery id is remembered for idempotency.
     pub delivery_id_retention: Duration,
     pub tls: Option<TlsConfig>,
     /// Bearer token for the operator's write endpoints (`POST /api/trading-state`); `None`: they are off.
     pub admin_token: Option<Secret>,
+    /// Host names the API answers to besides `localhost` and IP addresses (lower case, no port); any other `Host`
+    /// is refused, so a web page whose name was rebound to this machine cannot read or drive the API.
+    pub api_hosts: Vec<String>,
 }
 
 /// Where the journal lives and how long it keeps finished history.
@@ -90,6 +102,9 @@ pub struct SourceConfig {
     pub duplicate_window: Duration,
     /// The common name the client certificate must carry (`TradingView Webhooks`); `None`: no certificate needed.
     pub client_cert_subject: Option<String>,
+    /// Browser origins whose pages may post to this source (`*`: any). Senders that are not browsers send no
+    /// `Origin`; empty: a request that carries one is refused, so no web page can post a webhook.
+    pub allow_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -36,8 +36,16 @@ pub struct RawServer {
     pub body_timeout_ms: Option<i64>,
     pub rate_limit_per_address_per_minute: Option<i64>,
     pub rate_limit_per_address_burst: Option<i64>,
+    pub refusals_per_address_per_minute: Option<i64>,
+    pub refusals_per_address_burst: Option<i64>,
+    pub failed_auth_per_minute: Option<i64>,
+    pub failed_auth_burst: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub keep_alive_secs: Option<i64>,
     pub delivery_id_retention_secs: Option<i64>,
     pub admin_token_env: Option<String>,
+    #[serde(default)]
+    pub api_hosts: Vec<String>,
     pub tls: Option<RawTls>,
 }
 
@@ -83,6 +91,8 @@ pub struct RawSource {
     pub rate_limit_burst: Option<i64>,
     pub duplicate_window_secs: Option<i64>,
     pub client_cert_subject: Option<String>,
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

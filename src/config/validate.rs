@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use sentinel_actors::amount;
 use sentinel_actors::paper::PaperCosts;
 use sentinel_actors::risk::{SymbolRules, TradingState};
 use sentinel_actors::signal::{Action, ExitLevel, SizeSpec};
@@ -152,7 +153,13 @@ fn exchange(c: &mut Checker, raw: Option<RawExchange>) -> ExchangeConfig {
             "exchange.starting_balance",
             raw.starting_balance.as_ref(),
             "10000",
-            positive,
+            |v| {
+                positive(v)?;
+                if v > amount::MAX_QUOTE {
+                    return Err(format!("must be at most {}", amount::MAX_QUOTE));
+                }
+                Ok(())
+            },
         ),
         costs: PaperCosts {
             fee_rate: c.decimal(
@@ -244,6 +251,38 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
             ),
             (600, 60),
         ),
+        // Well above what an honest but misconfigured sender produces before someone looks, well below a flood.
+        refusals_per_address: c.rate(
+            (
+                "server.refusals_per_address_per_minute",
+                "server.refusals_per_address_burst",
+            ),
+            (
+                raw.refusals_per_address_per_minute,
+                raw.refusals_per_address_burst,
+            ),
+            (30, 20),
+        ),
+        failed_auth: c.rate(
+            ("server.failed_auth_per_minute", "server.failed_auth_burst"),
+            (raw.failed_auth_per_minute, raw.failed_auth_burst),
+            (60, 30),
+        ),
+        max_connections: raw.max_connections.map(|_| {
+            c.whole(
+                "server.max_connections",
+                raw.max_connections,
+                0,
+                16..=1_000_000,
+            ) as usize
+        }),
+        // TradingView gives up after 3 s and opens a new connection per alert, so a short idle time costs nothing.
+        keep_alive: Duration::from_secs(c.whole(
+            "server.keep_alive_secs",
+            raw.keep_alive_secs,
+            5,
+            0..=300,
+        )),
         delivery_id_retention: Duration::from_secs(c.whole(
             "server.delivery_id_retention_secs",
             raw.delivery_id_retention_secs,
@@ -253,20 +292,39 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
         tls,
         admin_token: raw.admin_token_env.and_then(|name| {
             match (c.env)(&name).filter(|v| !v.is_empty()) {
-                Some(token) if token.len() >= 16 => Some(Secret::new(token)),
-                Some(_) => {
-                    c.problem(
-                        "server.admin_token_env",
-                        format!("{name} must hold at least 16 characters"),
-                    );
-                    None
-                }
+                Some(token) => match secret::check_token_strength(&token) {
+                    Ok(()) => Some(Secret::new(token)),
+                    Err(message) => {
+                        c.problem("server.admin_token_env", format!("{name} {message}"));
+                        None
+                    }
+                },
                 None => {
                     c.problem("server.admin_token_env", format!("{name} is not set"));
                     None
                 }
             }
         }),
+        api_hosts: raw
+            .api_hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, host)| {
+                let host = host.trim().to_ascii_lowercase();
+                let valid = !host.is_empty()
+                    && host.len() <= 253
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+                if !valid {
+                    c.problem(
+                        format!("server.api_hosts[{i}]"),
+                        format!("`{host}` is not a host name: write it without scheme or port, like `sentinel.example.com`"),
+                    );
+                }
+                valid.then_some(host)
+            })
+            .collect(),
     }
 }
 
@@ -441,6 +499,11 @@ fn source(
             (120, 20),
         ),
         client_cert_subject: raw.client_cert_subject.clone(),
+        allow_origins: raw
+            .allow_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .collect(),
         duplicate_window: Duration::from_secs(c.whole(
             &at("duplicate_window_secs"),
             raw.duplicate_window_secs,
@@ -535,7 +598,17 @@ fn symbol(
         &at("quantity_step"),
         raw.quantity_step.as_ref(),
         "0.001",
-        positive,
+        |v| {
+            positive(v)?;
+            if v > amount::MAX_QUANTITY || v.scale() > amount::MAX_SCALE {
+                return Err(format!(
+                    "must be at most {} with at most {} decimal places",
+                    amount::MAX_QUANTITY,
+                    amount::MAX_SCALE
+                ));
+            }
+            Ok(())
+        },
     );
     Some(SymbolConfig {
         settings: SymbolSettings {

@@ -1,6 +1,5 @@
 //! The read-only operator API: positions, orders, signals, account, health.
 
-use actix_web::http::header::AUTHORIZATION;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
@@ -10,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::webhook::read_body;
 use super::AppState;
 use crate::journal::{JournalError, JournalReader, Page};
 
@@ -47,8 +47,8 @@ pub async fn account(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .await
         .map_err(|e| ApiError::unavailable(format!("risk actor unavailable: {e}")))?;
     let portfolio = state.portfolio.read().unwrap_or_else(|e| e.into_inner());
-    let realized: Decimal = portfolio.positions.values().map(|p| p.realized_pnl).sum();
-    let fees: Decimal = portfolio.positions.values().map(|p| p.fees).sum();
+    let realized = portfolio.realized_pnl();
+    let fees = portfolio.fees();
     Ok(HttpResponse::Ok().json(json!({
         "exchange": "paper",
         "starting_balance": portfolio.starting_balance,
@@ -113,7 +113,7 @@ pub struct TradingStateChange {
 pub async fn set_trading_state(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let Some(token) = &state.config.server.admin_token else {
         return Err(ApiError::new(
@@ -122,16 +122,17 @@ pub async fn set_trading_state(
             "operator writes are off: set server.admin_token_env",
         ));
     };
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !token.matches(given.as_bytes()) {
-        return Err(ApiError::unauthorized());
-    }
-    // Parsed only after the token checked out: strangers learn nothing about the body's expected shape.
+    state.admin.authorize(&req, &state.config.server, token)?;
+    // Read only after the token checked out, and like every body within the size and time limits, so a slow body
+    // cannot hold the connection; parsed only then, so strangers learn nothing about its expected shape.
+    let server = &state.config.server;
+    let body = read_body(
+        payload,
+        req.headers(),
+        server.body_limit,
+        server.body_timeout,
+    )
+    .await?;
     let body: TradingStateChange = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid_field(
             "state",

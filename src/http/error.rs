@@ -31,6 +31,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "malformed_payload", message)
     }
 
+    /// The API was asked under a host name it does not answer to (a DNS rebinding page, or a missing
+    /// `server.api_hosts` entry).
+    pub fn host_not_allowed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            "the API does not answer to this host name: use localhost or an IP address, or list the name in \
+             server.api_hosts",
+        )
+    }
+
     /// 401 with no detail: the log says why, the sender learns nothing.
     pub fn unauthorized() -> Self {
         Self::new(

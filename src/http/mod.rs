@@ -2,11 +2,13 @@
 
 mod api;
 mod error;
+mod operator;
 mod webhook;
 
 use std::sync::Arc;
 
 use actix::Addr;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use sentinel_actors::portfolio::SharedPortfolio;
 use sentinel_actors::risk_actor::RiskActor;
@@ -20,6 +22,7 @@ use crate::protect::dedupe::Deduper;
 use crate::protect::limits::RateLimits;
 
 pub use error::ApiError;
+pub use operator::AdminGuard;
 
 /// What every request handler can reach; shared by all HTTP workers.
 pub struct AppState {
@@ -33,6 +36,8 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     pub deduper: Arc<Deduper>,
     pub refusals: Arc<RefusalCounters>,
+    /// Limits on guessing the admin token.
+    pub admin: AdminGuard,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -46,16 +51,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(get("/healthz", api::healthz))
-        .service(get("/api/positions", api::positions))
-        .service(get("/api/account", api::account))
-        .service(get("/api/signals", api::signals))
-        .service(get("/api/orders", api::orders))
-        .service(get("/api/security", api::security))
         .service(
-            web::resource("/api/trading-state")
-                .route(web::get().to(api::trading_state))
-                .route(web::post().to(api::set_trading_state))
-                .default_service(web::to(method_not_allowed)),
+            // Only under a host name it answers to: a page rebound to this address gets nothing.
+            web::scope("/api")
+                .wrap(from_fn(operator::check_host))
+                .service(get("/positions", api::positions))
+                .service(get("/account", api::account))
+                .service(get("/signals", api::signals))
+                .service(get("/orders", api::orders))
+                .service(get("/security", api::security))
+                .service(
+                    web::resource("/trading-state")
+                        .route(web::get().to(api::trading_state))
+                        .route(web::post().to(api::set_trading_state))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found));
 }

@@ -1,6 +1,9 @@
 //! `POST /webhook/{source}[/{token}]`: the ingress pipeline, cheapest and least revealing checks first.
 //!
-//! 1. source (404) -> client address allowlist (403) -> per-address rate limit (429) -> content type (415)
+//! 1. the client's refusal budget and request rate (429; an IPv4 address or an IPv6 /64) -> source (404) ->
+//!    client address allowlist (403) -> client certificate (403) -> failed-authentication throttle for clients
+//!    not vouched for (429) -> content type (415). Until it authenticates, a request that fails in any way counts
+//!    against its client's refusal budget (`protect::failures`).
 //! 2. body, bounded in size (413) and time (408)
 //! 3. URL token, signature and signed timestamp on the raw body (401)
 //! 4. JSON (400) -> passphrase in the body, then every secret field stripped (401)
@@ -14,7 +17,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use sentinel_actors::types::{SignalId, Timestamp};
@@ -26,9 +29,10 @@ use super::AppState;
 use crate::auth::{AuthError, Request};
 use crate::journal::DUPLICATE_SIGNAL;
 use crate::payload::{normalize, signal_id, Context, RawPayload};
-use crate::protect::dedupe::DeliveryKey;
+use crate::protect::dedupe::{DeliveryKey, MAX_DELIVERY_ID_BYTES};
+use crate::protect::failures::Throttled;
 use crate::protect::limits::retry_after_secs;
-use crate::protect::network::client_ip;
+use crate::protect::network::{client_ip, ClientKey};
 use crate::tls::ClientCert;
 
 pub async fn receive(
@@ -36,24 +40,35 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let server = &state.config.server;
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let client = client_ip(peer, req.headers(), &server.trusted_proxies);
     let source_name = req.match_info().get("source").unwrap_or_default();
     let path_token = req.match_info().get("token");
     let source = state
         .config
         .source(source_name)
-        .filter(|s| path_token.is_none() || s.auth.takes_path_token())
-        .ok_or_else(|| {
-            ApiError::not_found(format!("no source named `{source_name}` is configured"))
+        .filter(|s| path_token.is_none() || s.auth.takes_path_token());
+    let too_many = |source: &str, throttled: Throttled| {
+        refused(&state, source, client, throttled.throttle.reason());
+        ApiError::too_many_requests(retry_after_secs(throttled.wait))
+    };
+    // Before anything else is looked at, so that a flood of refusals of any kind ends in cheap 429s.
+    let attempt = state
+        .limits
+        .admit(ClientKey::of(client))
+        .map_err(|t| match source {
+            Some(source) => too_many(&source.name, t),
+            // Counted under configured sources only: names a client makes up must not grow the counters.
+            None => ApiError::too_many_requests(retry_after_secs(t.wait)),
         })?;
-    let server = &state.config.server;
-
-    let peer = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    let client = client_ip(peer, req.headers(), &server.trusted_proxies);
+    let source = source.ok_or_else(|| {
+        ApiError::not_found(format!("no source named `{source_name}` is configured"))
+    })?;
     if !source.allow_ips.allows(client) {
-        state.refusals.record(&source.name, "ip_not_allowed");
-        warn!(source = %source.name, %client, reason = "ip_not_allowed", "webhook refused");
+        refused(&state, &source.name, client, "ip_not_allowed");
         return Err(ApiError::forbidden());
     }
     if let Some(expected) = &source.client_cert_subject {
@@ -61,15 +76,24 @@ pub async fn receive(
             .conn_data::<ClientCert>()
             .map(|c| c.common_name.as_str());
         if presented != Some(expected.as_str()) {
-            state.refusals.record(&source.name, "client_cert");
-            warn!(source = %source.name, %client, reason = "client_cert", presented = ?presented, "webhook refused");
+            if state.refusals.record(&source.name, "client_cert") {
+                warn!(source = %source.name, %client, reason = "client_cert", presented = ?presented, "webhook refused");
+            }
             return Err(ApiError::forbidden());
         }
     }
-    if let Err(wait) = state.limits.per_address.check(&client) {
-        state.refusals.record(&source.name, "rate_limited_address");
-        return Err(ApiError::too_many_requests(retry_after_secs(wait)));
+    // TradingView, exchanges and scripts send no `Origin`; a browser always does on a cross-site POST, and a
+    // `text/plain` one needs no CORS preflight. So a web page cannot make its visitors' browsers post webhooks.
+    if !origin_allowed(req.headers(), &source.allow_origins) {
+        refused(&state, &source.name, client, "origin_not_allowed");
+        return Err(ApiError::forbidden());
     }
+    // Rotating addresses defeats every per-client budget, so failed authentications also spend a shared one; while
+    // it is spent, clients with no reason to be trusted get 429 before their body is even read. A non-empty
+    // allowlist let this client in above, which is reason enough.
+    attempt
+        .may_verify(!source.allow_ips.is_empty())
+        .map_err(|t| too_many(&source.name, t))?;
     if !acceptable_content_type(req.headers()) {
         return Err(ApiError::unsupported_media_type());
     }
@@ -89,23 +113,39 @@ pub async fn receive(
         now: now.0.div_euclid(1000),
     };
     let refuse = |error: AuthError| {
-        state.refusals.record(&source.name, error.reason());
-        warn!(source = %source.name, %client, reason = error.reason(), "webhook refused: {error}");
+        attempt.auth_failed();
+        if state.refusals.record(&source.name, error.reason()) {
+            warn!(source = %source.name, %client, reason = error.reason(), "webhook refused: {error}");
+        }
         ApiError::unauthorized()
     };
     let delivery = source.auth.verify_request(&request).map_err(refuse)?;
     let mut raw = RawPayload::parse(&body).map_err(|e| ApiError::malformed(e.0))?;
     source.auth.verify_payload(&mut raw).map_err(refuse)?;
+    attempt.authenticated();
 
-    // The delivery's identity: the sender's delivery id, else the payload's id, else a signed timestamp's signature.
-    let sender_id = delivery
-        .id
-        .or_else(|| raw.sender_id())
-        .or(delivery.replay_key);
+    // The delivery's identity: the sender's delivery id, else the payload's id; opaque, and bounded in size since it
+    // is kept for days.
+    let sender_id = match delivery.id {
+        Some(id) => Some(("webhook-id", id)),
+        None => raw.sender_id(),
+    };
+    if let Some((field, id)) = &sender_id {
+        if id.len() > MAX_DELIVERY_ID_BYTES {
+            return Err(ApiError::invalid_field(
+                field,
+                format!("a delivery id is at most {MAX_DELIVERY_ID_BYTES} bytes"),
+            ));
+        }
+    }
     let ctx = Context {
         source: &source.name,
         symbols: &state.symbols,
-        signal_id: signal_id(&source.name, sender_id.as_deref(), || fresh_signal_id(now)),
+        signal_id: signal_id(
+            &source.name,
+            sender_id.as_ref().map(|(_, id)| id.as_str()),
+            || fresh_signal_id(now),
+        ),
         received_at: now,
     };
     let signal =
@@ -113,16 +153,28 @@ pub async fn receive(
 
     // The body as stored: secret fields were removed by `verify_payload`.
     let stored_payload = raw.to_json();
-    let key = match sender_id {
-        Some(id) => DeliveryKey::Id {
+    let keys = match sender_id {
+        Some((_, id)) => vec![DeliveryKey::Id {
             source: source.name.clone(),
             id,
-        },
-        // Digest of the stored body, so the key reveals nothing about a passphrase.
-        None => DeliveryKey::body(&source.name, stored_payload.as_bytes()),
+        }],
+        None => {
+            let mut keys = Vec::with_capacity(2);
+            // A signed timestamp's signature: the same request again is a replay for as long as it would pass.
+            if let Some(signature) = delivery.signature {
+                keys.push(DeliveryKey::Signature {
+                    source: source.name.clone(),
+                    signature,
+                });
+            }
+            // Digest of the stored body, so the key reveals nothing about a passphrase.
+            if !source.duplicate_window.is_zero() {
+                keys.push(DeliveryKey::body(&source.name, stored_payload.as_bytes()));
+            }
+            keys
+        }
     };
-    let key_text = key.to_text();
-    let claim = match state.deduper.claim(key, signal.id.clone(), now) {
+    let claim = match state.deduper.claim(keys, signal.id.clone(), now) {
         Ok(claim) => claim,
         // Answered only once the first copy is on disk: a `duplicate` is as binding as a 202.
         Err(first) if first.durable().await => {
@@ -136,6 +188,7 @@ pub async fn receive(
             ))
         }
     };
+    let key_text = claim.keys_text();
     // Only new signals count against the source's limit; a refused one frees its key, so its retry is new.
     if let Err(wait) = state.limits.check_source(&source.name) {
         state.deduper.settle(claim, false);
@@ -172,6 +225,27 @@ pub async fn receive(
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "signal_id": signal_id })))
 }
 
+/// Counts a refusal, and logs it if it is the first of its source and reason in this window: a flood of refusals
+/// must not become a flood of log lines, so the daemon's housekeeping logs one summary of the rest.
+fn refused(state: &AppState, source: &str, client: IpAddr, reason: &'static str) {
+    if state.refusals.record(source, reason) {
+        warn!(%source, %client, reason, "webhook refused");
+    }
+}
+
+/// No `Origin` header, or one the source lists (`*`: any).
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    let origin = origin
+        .to_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    allowed.iter().any(|a| a == "*" || *a == origin)
+}
+
 /// JSON or plain text (TradingView's two), or no content type at all.
 fn acceptable_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE) else {
@@ -190,8 +264,8 @@ fn acceptable_content_type(headers: &HeaderMap) -> bool {
 }
 
 /// Reads the body, refusing more than `limit` bytes whatever `Content-Length` claims (also for chunked bodies), and
-/// giving up after `timeout`.
-async fn read_body(
+/// giving up after `timeout`. Every handler that reads a body reads it through this, so none waits on a slow client.
+pub(super) async fn read_body(
     mut payload: web::Payload,
     headers: &HeaderMap,
     limit: usize,

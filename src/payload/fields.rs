@@ -4,22 +4,25 @@ use std::str::FromStr;
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
+use sentinel_actors::amount::parse_decimal;
 use sentinel_actors::signal::{ExitLevel, SizeSpec};
 use sentinel_actors::types::{Price, Quantity, Timestamp};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// A decimal from a JSON number or a numeric string, exactly as written (serde_json keeps the digits).
+/// A number's text: a JSON number as the sender wrote it (serde_json keeps the digits), or a numeric string.
+fn number_text(value: &Value) -> Result<String, String> {
+    match value {
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) => Ok(s.trim().to_string()),
+        other => Err(format!("expected a number, found {}", kind(other))),
+    }
+}
+
+/// A decimal exactly as written, or an error: no `_` separators, no digits rounded away (see `parse_decimal`).
 pub(super) fn decimal(value: &Value) -> Result<Decimal, String> {
-    let text = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_string(),
-        other => return Err(format!("expected a number, found {}", kind(other))),
-    };
-    Decimal::from_str(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
-        .map_err(|_| format!("`{text}` is not a number"))
+    parse_decimal(&number_text(value)?).map_err(|e| e.to_string())
 }
 
 pub(super) fn text(value: &Value) -> Result<&str, String> {
@@ -40,26 +43,23 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// A price within the bounds, with at most `MAX_SCALE` decimal places.
 pub(super) fn price(value: &Value) -> Result<Price, String> {
-    Price::new(decimal(value)?).map_err(|e| e.to_string())
+    Price::from_str(&number_text(value)?).map_err(|e| e.to_string())
 }
 
+/// A quantity within the bounds, with at most `MAX_SCALE` decimal places.
 pub(super) fn quantity(value: &Value) -> Result<Quantity, String> {
-    Quantity::new(decimal(value)?).map_err(|e| e.to_string())
+    Quantity::from_str(&number_text(value)?).map_err(|e| e.to_string())
 }
 
-/// `"10%"` (of equity, as margin), `"0.01"` (base units) or `"500 USDT"` (quote notional).
+/// `"10%"` (of equity, as margin), `"0.01"` (base units) or `"500 USDT"` (quote notional), each within its bounds.
 pub fn parse_size(raw: &str, quote_currency: &str) -> Result<SizeSpec, String> {
     let raw = raw.trim();
     if let Some(pct) = raw.strip_suffix('%') {
         let pct =
-            Decimal::from_str(pct.trim()).map_err(|_| format!("`{raw}` is not a percentage"))?;
-        if pct <= Decimal::ZERO || pct > Decimal::ONE_HUNDRED {
-            return Err(format!(
-                "`{raw}`: a percent of equity must be above 0% and at most 100%"
-            ));
-        }
-        return Ok(SizeSpec::EquityPercent(pct));
+            parse_decimal(pct.trim()).map_err(|e| format!("`{raw}` is not a percentage: {e}"))?;
+        return SizeSpec::equity_percent(pct).map_err(|e| format!("`{raw}`: {e}"));
     }
     if let Some((amount, unit)) = raw.split_once(char::is_whitespace) {
         let unit = unit.trim();
@@ -69,14 +69,11 @@ pub fn parse_size(raw: &str, quote_currency: &str) -> Result<SizeSpec, String> {
             ));
         }
         let amount =
-            Decimal::from_str(amount.trim()).map_err(|_| format!("`{raw}` is not an amount"))?;
-        if amount <= Decimal::ZERO {
-            return Err(format!("`{raw}`: an amount must be greater than 0"));
-        }
-        return Ok(SizeSpec::Quote(amount));
+            parse_decimal(amount.trim()).map_err(|e| format!("`{raw}` is not an amount: {e}"))?;
+        return SizeSpec::quote(amount).map_err(|e| format!("`{raw}`: {e}"));
     }
-    Quantity::from_str(raw).map(SizeSpec::Base).map_err(|_| {
-        format!("`{raw}` is not a size: write \"10%\", \"0.01\" or \"500 {quote_currency}\"")
+    Quantity::from_str(raw).map(SizeSpec::Base).map_err(|e| {
+        format!("`{raw}` is not a size ({e}): write \"10%\", \"0.01\" or \"500 {quote_currency}\"")
     })
 }
 
@@ -87,22 +84,17 @@ pub(super) fn size(value: &Value, quote_currency: &str) -> Result<SizeSpec, Stri
     }
 }
 
-/// `"2%"` from the entry price, or an absolute price.
+/// `"2%"` from the entry price, or an absolute price, each within its bounds.
 pub fn parse_exit_level(raw: &str) -> Result<ExitLevel, String> {
     let raw = raw.trim();
     if let Some(pct) = raw.strip_suffix('%') {
         let pct =
-            Decimal::from_str(pct.trim()).map_err(|_| format!("`{raw}` is not a percentage"))?;
-        if pct <= Decimal::ZERO || pct >= Decimal::ONE_HUNDRED {
-            return Err(format!(
-                "`{raw}`: a percent from entry must be above 0% and below 100%"
-            ));
-        }
-        return Ok(ExitLevel::Percent(pct));
+            parse_decimal(pct.trim()).map_err(|e| format!("`{raw}` is not a percentage: {e}"))?;
+        return ExitLevel::percent(pct).map_err(|e| format!("`{raw}`: {e}"));
     }
     Price::from_str(raw)
         .map(ExitLevel::Price)
-        .map_err(|_| format!("`{raw}` is not a level: write \"2%\" or a price"))
+        .map_err(|e| format!("`{raw}` is not a level ({e}): write \"2%\" or a price"))
 }
 
 pub(super) fn exit_level(value: &Value) -> Result<ExitLevel, String> {
@@ -137,6 +129,7 @@ pub(super) fn timestamp(value: &Value) -> Result<Timestamp, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sentinel_actors::amount::{MAX_QUANTITY, MAX_QUOTE};
     use serde_json::json;
 
     fn d(s: &str) -> Decimal {
@@ -184,6 +177,91 @@ mod tests {
         assert_eq!(decimal(&v), Ok(d("45000.123456789012345")));
         assert_eq!(decimal(&json!("45000.5")), Ok(d("45000.5")));
         assert!(decimal(&json!(true)).is_err());
+    }
+
+    #[test]
+    fn numbers_are_taken_exactly_or_refused() {
+        // rust_decimal's own parser reads `4_5000` as 45000 and rounds a 29th digit away.
+        for bad in [
+            json!("4_5000"),
+            json!("45_000.5"),
+            json!("1e-30"),
+            json!("1e40"),
+            json!("0.10000000000000000000000000000001"),
+            json!("1".repeat(65)),
+            json!(format!("0.{}1", "0".repeat(70))),
+        ] {
+            assert!(decimal(&bad).is_err(), "{bad} accepted");
+            assert!(price(&bad).is_err(), "{bad} accepted as a price");
+        }
+        let v: Value = serde_json::from_str("4.5e4").unwrap();
+        assert_eq!(price(&v), Ok(Price::from_str("45000").unwrap()));
+        assert_eq!(decimal(&json!("1.5E-5")), Ok(d("0.000015")));
+        assert!(price(&json!("4_5000")).unwrap_err().contains("4_5000"));
+    }
+
+    #[test]
+    fn amounts_outside_the_bounds_are_refused() {
+        let v = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+        for bad in [
+            "1e-13",
+            "0.000000009",
+            "10000000001",
+            "1e12",
+            "45000.0000000000001",
+        ] {
+            assert!(price(&v(bad)).is_err(), "price {bad} accepted");
+        }
+        assert!(price(&v("1e-8")).is_ok());
+        assert!(price(&v("1e10")).is_ok());
+        assert!(quantity(&v("1e12")).is_ok());
+        assert!(quantity(&v("1000000000000.5")).is_err());
+        assert!(quantity(&v("0.0000000000001")).is_err());
+
+        for bad in [
+            "1_0%",
+            "100.0000000000001%",
+            "0.0000000000001%",
+            "1e20 USDT",
+            "1000000000000001 USDT",
+            "1_000 USDT",
+            "0.0000000000001 USDT",
+            "1e13",
+            "1_000",
+        ] {
+            assert!(parse_size(bad, "USDT").is_err(), "size {bad} accepted");
+        }
+        assert_eq!(
+            parse_size("1e15 USDT", "USDT"),
+            Ok(SizeSpec::Quote(d("1000000000000000")))
+        );
+        assert_eq!(
+            parse_size("100%", "USDT"),
+            Ok(SizeSpec::EquityPercent(d("100")))
+        );
+        for bad in ["4_4000", "2_0%", "99.9999999999999%", "1e-30", "1e-9"] {
+            assert!(parse_exit_level(bad).is_err(), "level {bad} accepted");
+        }
+        assert!(parse_exit_level("99.999999999999%").is_ok());
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, the parsers answer, and what they accept is within the bounds.
+        #[test]
+        fn any_text_is_parsed_or_refused_within_the_bounds(text in "\\PC{0,40}|[0-9eE.+_% -]{0,30}( USDT)?") {
+            if let Ok(size) = parse_size(&text, "USDT") {
+                let ok = match size {
+                    SizeSpec::EquityPercent(p) => p > Decimal::ZERO && p <= Decimal::ONE_HUNDRED,
+                    SizeSpec::Base(q) => q.get() <= MAX_QUANTITY,
+                    SizeSpec::Quote(a) => a > Decimal::ZERO && a <= MAX_QUOTE,
+                };
+                proptest::prop_assert!(ok, "{text:?} -> {size:?}");
+            }
+            if let Ok(ExitLevel::Percent(p)) = parse_exit_level(&text) {
+                proptest::prop_assert!(p > Decimal::ZERO && p < Decimal::ONE_HUNDRED);
+            }
+            let _ = price(&json!(text));
+        }
     }
 
     #[test]

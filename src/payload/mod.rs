@@ -38,8 +38,17 @@ impl FieldError {
     }
 }
 
-/// Fields that hold secrets: taken out before a payload is kept or logged.
-const SECRET_FIELDS: [&str; 2] = ["passphrase", "secret"];
+/// Names of fields that hold secrets, compared without regard to case: taken out, at any depth, before a payload
+/// is kept or logged.
+const SECRET_FIELDS: [&str; 7] = [
+    "passphrase",
+    "secret",
+    "password",
+    "token",
+    "api_key",
+    "api_secret",
+    "apikey",
+];
 
 impl RawPayload {
     /// Parses a body: JSON text (a trailing newline, as TradingView sends, is fine) holding one object.
@@ -56,20 +65,21 @@ impl RawPayload {
         self.0.get("passphrase").and_then(Value::as_str)
     }
 
-    /// The sender's own id for this delivery (`signal_id` or `id`), as text.
-    pub fn sender_id(&self) -> Option<String> {
-        match self.first(&["signal_id", "id"])?.1 {
-            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Value::Number(n) => Some(n.to_string()),
+    /// The sender's own id for this delivery (`signal_id` or `id`), as text, with the field it came from.
+    pub fn sender_id(&self) -> Option<(&'static str, String)> {
+        let (field, value) = self.first(&["signal_id", "id"])?;
+        match value {
+            Value::String(s) if !s.trim().is_empty() => Some((field, s.trim().to_string())),
+            Value::Number(n) => Some((field, n.to_string())),
             _ => None,
         }
     }
 
-    /// Removes every secret-bearing field, so what is left can be stored and logged.
-    pub fn strip_secrets(&mut self) {
-        for field in SECRET_FIELDS {
-            self.0.remove(field);
-        }
+    /// Removes every secret-bearing field at any depth, so what is left can be stored and logged: fields named
+    /// like a secret, and any field whose name or text holds one of `secrets` (the source's configured secrets,
+    /// wherever a sender copied them).
+    pub fn strip_secrets(&mut self, secrets: &[&[u8]]) {
+        strip_object(&mut self.0, secrets);
     }
 
     /// The payload as JSON text (after `strip_secrets`, safe to store).
@@ -84,6 +94,42 @@ impl RawPayload {
     /// The first of `keys` that is present, with the name it was found under.
     fn first(&self, keys: &[&'static str]) -> Option<(&'static str, &Value)> {
         keys.iter().find_map(|k| self.get(k).map(|v| (*k, v)))
+    }
+}
+
+fn is_secret_name(key: &str) -> bool {
+    SECRET_FIELDS.iter().any(|f| key.eq_ignore_ascii_case(f))
+}
+
+fn holds_secret(text: &str, secrets: &[&[u8]]) -> bool {
+    secrets.iter().any(|secret| {
+        !secret.is_empty()
+            && text
+                .as_bytes()
+                .windows(secret.len())
+                .any(|window| window == *secret)
+    })
+}
+
+fn strip_object(map: &mut Map<String, Value>, secrets: &[&[u8]]) {
+    map.retain(|key, value| {
+        !is_secret_name(key) && !holds_secret(key, secrets) && !strip_value(value, secrets)
+    });
+}
+
+/// Strips inside `value`; `true` if `value` itself is secret text and must go.
+fn strip_value(value: &mut Value, secrets: &[&[u8]]) -> bool {
+    match value {
+        Value::String(text) => holds_secret(text, secrets),
+        Value::Object(map) => {
+            strip_object(map, secrets);
+            false
+        }
+        Value::Array(items) => {
+            items.retain_mut(|item| !strip_value(item, secrets));
+            false
+        }
+        _ => false,
     }
 }
 
@@ -104,7 +150,22 @@ mod tests {
         let mut raw =
             RawPayload::parse(br#"{"passphrase":"p","secret":"s","symbol":"BTCUSDT"}"#).unwrap();
         assert_eq!(raw.passphrase(), Some("p"));
-        raw.strip_secrets();
+        raw.strip_secrets(&[]);
         assert_eq!(raw.to_json(), r#"{"symbol":"BTCUSDT"}"#);
+    }
+
+    #[test]
+    fn secrets_are_stripped_at_any_depth_and_in_any_case() {
+        let mut raw = RawPayload::parse(
+            br#"{"Passphrase":"p","meta":{"PASSWORD":"x","deep":[{"Secret":"s"},"keep"]},
+                "note":"my key is hunter2-long!","hunter2-long":1,"list":["a","hunter2-long"],
+                "symbol":"BTCUSDT","comment":"fine"}"#,
+        )
+        .unwrap();
+        raw.strip_secrets(&[b"hunter2-long", b""]);
+        assert_eq!(
+            raw.to_json(),
+            r#"{"comment":"fine","list":["a"],"meta":{"deep":[{},"keep"]},"symbol":"BTCUSDT"}"#
+        );
     }
 }

@@ -186,8 +186,9 @@ fn target(raw: &RawPayload, position: &str) -> Result<TargetPosition, FieldError
     }
 }
 
-/// The signal id of a delivery: `<source>:<sender's id>` when the sender gave one (so two sources' ids never collide,
-/// and a retry gets the same id), else `fresh`. An id that would not fit is replaced by its SHA-256.
+/// The signal id of a delivery: `<source>:<sender's id>` when the sender gave one that fits (so two sources' ids never
+/// collide, and a retry gets the same id), else `<source>.<digest>` of the source and id, else `fresh`. Source names
+/// hold neither `:` nor `.`, and digests no `:`, so an id that fits can never be mistaken for the digest of another.
 pub fn signal_id(
     source: &str,
     sender_id: Option<&str>,
@@ -195,8 +196,34 @@ pub fn signal_id(
 ) -> SignalId {
     let Some(id) = sender_id else { return fresh() };
     SignalId::new(&format!("{source}:{id}")).unwrap_or_else(|_| {
-        let digest = hex::encode(&Sha256::digest(id.as_bytes())[..16]);
+        let mut hasher = Sha256::new();
+        hasher.update(source.as_bytes());
+        hasher.update([0]);
+        hasher.update(id.as_bytes());
+        let digest = hex::encode(&hasher.finalize()[..16]);
         let short = &source[..source.len().min(64 - 1 - digest.len())];
-        SignalId::new(&format!("{short}:{digest}")).expect("source names and hex digits are valid")
+        SignalId::new(&format!("{short}.{digest}")).expect("source names and hex digits are valid")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> SignalId {
+        SignalId::new("fresh").unwrap()
+    }
+
+    #[test]
+    fn ids_that_do_not_fit_never_collide_with_ids_that_do() {
+        let spaced = signal_id("tv", Some("a b"), fresh);
+        assert!(spaced.as_str().starts_with("tv."), "{spaced}");
+        let digest = spaced.as_str().trim_start_matches("tv.");
+        // A later delivery whose id is that digest is another signal.
+        assert_ne!(signal_id("tv", Some(digest), fresh), spaced);
+        assert_eq!(signal_id("tv", Some("a b"), fresh), spaced, "stable");
+        assert_ne!(signal_id("tv", Some("a  b"), fresh), spaced);
+        assert_eq!(signal_id("tv", Some("x-1"), fresh).as_str(), "tv:x-1");
+        assert_eq!(signal_id("tv", None, fresh).as_str(), "fresh");
+    }
 }

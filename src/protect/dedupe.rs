@@ -1,10 +1,12 @@
 //! Idempotency: a delivery whose id was already accepted is answered `duplicate` and processed no second time.
 //!
-//! Keys are `(source, id)`: the sender's delivery id (`webhook-id`, a payload `id`/`signal_id`) kept for
-//! `id_retention`, or for senders without ids a digest of the body, kept for the shorter `body_window` (an identical
-//! alert later on is a new signal). The first insert of a key wins atomically (one shard lock of a DashMap), so of
-//! 50 identical deliveries arriving at once exactly one is accepted. Entries are plain data, so the journal can
-//! persist and restore them.
+//! Keys are per source: the sender's delivery id (`webhook-id`, a payload `id`/`signal_id`) kept for
+//! `id_retention`; for a signed timestamp, the signature, kept for as long as the timestamp passes (twice the
+//! tolerance); for senders without ids, a digest of the body, kept for the shorter `body_window` (an identical alert
+//! later on is a new signal). A delivery may have two keys (a signature and a body digest): a duplicate by either is
+//! a duplicate. The first insert of a key wins atomically (one shard lock of a DashMap), so of 50 identical
+//! deliveries arriving at once exactly one is accepted. Entries are plain data, so the journal can persist and
+//! restore them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,11 +17,17 @@ use sentinel_actors::types::{SignalId, Timestamp};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+/// The longest delivery id taken, in bytes. Ids are kept for days and reloaded at every start, so their size is
+/// bounded; a longer one is answered 422.
+pub const MAX_DELIVERY_ID_BYTES: usize = 128;
+
 /// What identifies a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DeliveryKey {
-    /// The sender's own id for the delivery.
+    /// The sender's own id for the delivery: opaque, compared byte for byte.
     Id { source: String, id: String },
+    /// A verified signature over a signed timestamp and the body.
+    Signature { source: String, signature: [u8; 32] },
     /// SHA-256 of the body, for senders that send no id.
     Body { source: String, digest: [u8; 32] },
 }
@@ -32,10 +40,22 @@ impl DeliveryKey {
         }
     }
 
-    /// `id:<source>:<id>` or `body:<source>:<sha256 hex>`, as the journal stores it. Source names hold no `:`.
+    fn source(&self) -> &str {
+        match self {
+            DeliveryKey::Id { source, .. }
+            | DeliveryKey::Signature { source, .. }
+            | DeliveryKey::Body { source, .. } => source,
+        }
+    }
+
+    /// `idx:<source>:<id as hex>`, `sig:<source>:<hex>` or `body:<source>:<sha256 hex>`, as the journal stores it.
+    /// Source names hold no `:` and the values are hex, so the text holds no space and keys can be joined by one.
     pub fn to_text(&self) -> String {
         match self {
-            DeliveryKey::Id { source, id } => format!("id:{source}:{id}"),
+            DeliveryKey::Id { source, id } => format!("idx:{source}:{}", hex::encode(id)),
+            DeliveryKey::Signature { source, signature } => {
+                format!("sig:{source}:{}", hex::encode(signature))
+            }
             DeliveryKey::Body { source, digest } => {
                 format!("body:{source}:{}", hex::encode(digest))
             }
@@ -47,10 +67,19 @@ impl DeliveryKey {
         let (source, value) = rest.split_once(':')?;
         let source = source.to_string();
         match kind {
+            // Journals written before ids were hex-encoded hold them as they came.
             "id" => Some(DeliveryKey::Id {
                 source,
                 id: value.to_string(),
             }),
+            "idx" => Some(DeliveryKey::Id {
+                source,
+                id: String::from_utf8(hex::decode(value).ok()?).ok()?,
+            }),
+            "sig" => {
+                let signature = hex::decode(value).ok()?.try_into().ok()?;
+                Some(DeliveryKey::Signature { source, signature })
+            }
             "body" => {
                 let digest = hex::decode(value).ok()?.try_into().ok()?;
                 Some(DeliveryKey::Body { source, digest })
@@ -58,6 +87,32 @@ impl DeliveryKey {
             _ => None,
         }
     }
+
+    /// The keys of one delivery as one journal field.
+    pub fn join(keys: &[DeliveryKey]) -> String {
+        keys.iter()
+            .map(DeliveryKey::to_text)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The keys of a journal field written by `join` (or a single key of an older journal, whose raw id may hold
+    /// spaces).
+    pub fn split(text: &str) -> Vec<DeliveryKey> {
+        if text.starts_with("id:") {
+            return DeliveryKey::from_text(text).into_iter().collect();
+        }
+        text.split(' ').filter_map(DeliveryKey::from_text).collect()
+    }
+}
+
+/// How long one source's keys are remembered, besides delivery ids.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Windows {
+    /// Identical bodies within this are one delivery.
+    pub body: Duration,
+    /// A signed request passes for this long (twice the timestamp tolerance); zero if nothing is signed with a time.
+    pub replay: Duration,
 }
 
 /// Where the first delivery of a key stands: a duplicate is only answered once the first is durable.
@@ -89,78 +144,97 @@ impl Accepted {
 /// The right to record a new delivery; settle it with `Deduper::settle`. Dropped unsettled, it counts as failed.
 #[derive(Debug)]
 pub struct Claim {
-    key: DeliveryKey,
+    keys: Vec<DeliveryKey>,
     durability: watch::Sender<Durability>,
+}
+
+impl Claim {
+    /// The claimed keys, as the journal stores them.
+    pub fn keys_text(&self) -> String {
+        DeliveryKey::join(&self.keys)
+    }
 }
 
 pub struct Deduper {
     seen: DashMap<DeliveryKey, Accepted>,
     id_retention: Duration,
-    /// Each source's window for identical bodies; a source not listed has none.
-    body_windows: HashMap<String, Duration>,
+    /// Each source's windows; a source not listed has none.
+    windows: HashMap<String, Windows>,
 }
 
 impl Deduper {
-    pub fn new(id_retention: Duration, body_windows: HashMap<String, Duration>) -> Self {
+    pub fn new(id_retention: Duration, windows: HashMap<String, Windows>) -> Self {
         Self {
             seen: DashMap::new(),
             id_retention,
-            body_windows,
+            windows,
         }
     }
 
     fn ttl(&self, key: &DeliveryKey) -> i64 {
+        let windows = self.windows.get(key.source()).copied().unwrap_or_default();
         let ttl = match key {
-            DeliveryKey::Id { .. } => self.id_retention,
-            DeliveryKey::Body { source, .. } => {
-                self.body_windows.get(source).copied().unwrap_or_default()
-            }
+            // A signed delivery id must outlive its signature's freshness, whatever the retention says.
+            DeliveryKey::Id { .. } => self.id_retention.max(windows.replay),
+            DeliveryKey::Signature { .. } => windows.replay,
+            DeliveryKey::Body { .. } => windows.body,
         };
         ttl.as_millis() as i64
     }
 
-    /// Claims `key` for a new delivery with `signal_id`, or returns the first acceptance if it was already claimed
-    /// (and has not expired). Atomic: of concurrent claims of one key, exactly one succeeds.
+    /// Claims `keys` for a new delivery with `signal_id`, or returns the first acceptance of whichever key was
+    /// already claimed (and has not expired). Atomic per key: of concurrent claims of one key, exactly one succeeds.
     pub fn claim(
         &self,
-        key: DeliveryKey,
+        keys: Vec<DeliveryKey>,
         signal_id: SignalId,
         now: Timestamp,
     ) -> Result<Claim, Accepted> {
-        let ttl = self.ttl(&key);
         let (tx, rx) = watch::channel(Durability::Pending);
         let accepted = Accepted {
             signal_id,
             at: now,
             durability: rx,
         };
-        match self.seen.entry(key.clone()) {
-            Entry::Occupied(seen) if now.0 - seen.get().at.0 < ttl => {
-                return Err(seen.get().clone())
-            }
-            Entry::Occupied(mut expired) => {
-                expired.insert(accepted);
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(accepted);
+        for (i, key) in keys.iter().enumerate() {
+            let ttl = self.ttl(key);
+            match self.seen.entry(key.clone()) {
+                Entry::Occupied(seen) if now.0 - seen.get().at.0 < ttl => {
+                    let first = seen.get().clone();
+                    drop(seen);
+                    // The keys claimed so far now stand for the first delivery too: a replay of this one is also
+                    // its duplicate.
+                    for earlier in &keys[..i] {
+                        self.seen.insert(earlier.clone(), first.clone());
+                    }
+                    return Err(first);
+                }
+                Entry::Occupied(mut expired) => {
+                    expired.insert(accepted.clone());
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(accepted.clone());
+                }
             }
         }
         Ok(Claim {
-            key,
+            keys,
             durability: tx,
         })
     }
 
-    /// Records how a claimed delivery ended: durable, or not (then the key is forgotten, so a retry is new).
+    /// Records how a claimed delivery ended: durable, or not (then its keys are forgotten, so a retry is new).
     pub fn settle(&self, claim: Claim, durable: bool) {
         if durable {
             let _ = claim.durability.send(Durability::Durable);
         } else {
-            self.seen.remove_if(&claim.key, |_, accepted| {
-                accepted
-                    .durability
-                    .same_channel(&claim.durability.subscribe())
-            });
+            for key in &claim.keys {
+                self.seen.remove_if(key, |_, accepted| {
+                    accepted
+                        .durability
+                        .same_channel(&claim.durability.subscribe())
+                });
+            }
             let _ = claim.durability.send(Durability::Failed);
         }
     }
@@ -210,49 +284,133 @@ mod tests {
     }
 
     fn deduper() -> Deduper {
-        let windows = [("tv".to_string(), Duration::from_secs(5))]
-            .into_iter()
-            .collect();
+        let windows = [
+            (
+                "tv".to_string(),
+                Windows {
+                    body: Duration::from_secs(5),
+                    replay: Duration::ZERO,
+                },
+            ),
+            (
+                "signed".to_string(),
+                Windows {
+                    body: Duration::ZERO,
+                    replay: Duration::from_secs(600),
+                },
+            ),
+            (
+                "both".to_string(),
+                Windows {
+                    body: Duration::from_secs(5),
+                    replay: Duration::from_secs(600),
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
         Deduper::new(Duration::from_secs(60), windows)
+    }
+
+    fn claim(d: &Deduper, key: DeliveryKey, signal: &str, at: i64) -> Result<Claim, Accepted> {
+        d.claim(vec![key], id(signal), Timestamp(at))
     }
 
     #[test]
     fn second_delivery_is_a_duplicate_of_the_first() {
         let d = deduper();
-        assert!(d.claim(key("a"), id("one"), Timestamp(0)).is_ok());
+        assert!(claim(&d, key("a"), "one", 0).is_ok());
         assert_eq!(
-            d.claim(key("a"), id("two"), Timestamp(1000))
-                .unwrap_err()
-                .signal_id,
+            claim(&d, key("a"), "two", 1000).unwrap_err().signal_id,
             id("one")
         );
-        assert!(d.claim(key("b"), id("three"), Timestamp(1000)).is_ok());
+        assert!(claim(&d, key("b"), "three", 1000).is_ok());
         let other_source = DeliveryKey::Id {
             source: "t".into(),
             id: "a".into(),
         };
-        assert!(d.claim(other_source, id("four"), Timestamp(1000)).is_ok());
+        assert!(claim(&d, other_source, "four", 1000).is_ok());
     }
 
     #[test]
     fn keys_round_trip_through_text() {
-        for key in [key("a:b:c"), DeliveryKey::body("tv", b"{}")] {
-            assert_eq!(DeliveryKey::from_text(&key.to_text()), Some(key));
+        let signature = DeliveryKey::Signature {
+            source: "signed".into(),
+            signature: [7; 32],
+        };
+        let keys = [
+            key("a:b:c"),
+            key("with space"),
+            key("ünïcode\n"),
+            DeliveryKey::body("tv", b"{}"),
+            signature,
+        ];
+        for key in &keys {
+            assert_eq!(DeliveryKey::from_text(&key.to_text()).as_ref(), Some(key));
         }
+        assert_eq!(DeliveryKey::split(&DeliveryKey::join(&keys)), keys);
         assert_eq!(DeliveryKey::from_text("nonsense"), None);
+        // An older journal's raw id, spaces and all.
+        assert_eq!(DeliveryKey::split("id:s:a b"), vec![key("a b")]);
+    }
+
+    #[test]
+    fn ids_are_opaque_and_distinct() {
+        let d = deduper();
+        let spaced = key("a b");
+        let hexed = key(&hex::encode("a b"));
+        assert!(claim(&d, spaced, "one", 0).is_ok());
+        assert!(claim(&d, hexed, "two", 0).is_ok(), "not the same id");
+    }
+
+    #[test]
+    fn signatures_are_remembered_for_the_replay_window() {
+        let d = deduper();
+        let sig = DeliveryKey::Signature {
+            source: "signed".into(),
+            signature: [1; 32],
+        };
+        assert!(claim(&d, sig.clone(), "one", 0).is_ok());
+        // Past any body window, still inside twice the tolerance.
+        assert!(claim(&d, sig.clone(), "two", 65_000).is_err());
+        assert!(claim(&d, sig.clone(), "two", 599_999).is_err());
+        assert!(claim(&d, sig, "three", 600_000).is_ok(), "stale by now");
+    }
+
+    #[test]
+    fn a_duplicate_by_any_key_is_a_duplicate() {
+        let d = deduper();
+        let body = DeliveryKey::body("both", b"{}");
+        let sig = |n| DeliveryKey::Signature {
+            source: "both".into(),
+            signature: [n; 32],
+        };
+        assert!(d
+            .claim(vec![sig(1), body.clone()], id("one"), Timestamp(0))
+            .is_ok());
+        // Re-signed with another timestamp, same body: a duplicate of the first.
+        let first = d
+            .claim(vec![sig(2), body.clone()], id("two"), Timestamp(1))
+            .unwrap_err();
+        assert_eq!(first.signal_id, id("one"));
+        // And that second signature now answers the same.
+        let again = d
+            .claim(vec![sig(2)], id("three"), Timestamp(2))
+            .unwrap_err();
+        assert_eq!(again.signal_id, id("one"));
     }
 
     #[test]
     fn body_digests_expire_after_the_window() {
         let d = deduper();
         let body = DeliveryKey::body("tv", b"{}");
-        assert!(d.claim(body.clone(), id("one"), Timestamp(0)).is_ok());
-        assert!(d.claim(body.clone(), id("two"), Timestamp(4_999)).is_err());
-        assert!(d.claim(body, id("three"), Timestamp(5_000)).is_ok());
+        assert!(claim(&d, body.clone(), "one", 0).is_ok());
+        assert!(claim(&d, body.clone(), "two", 4_999).is_err());
+        assert!(claim(&d, body, "three", 5_000).is_ok());
         // A source without a window never treats identical bodies as duplicates.
         let other = DeliveryKey::body("other", b"{}");
-        assert!(d.claim(other.clone(), id("four"), Timestamp(5_000)).is_ok());
-        assert!(d.claim(other, id("five"), Timestamp(5_000)).is_ok());
+        assert!(claim(&d, other.clone(), "four", 5_000).is_ok());
+        assert!(claim(&d, other, "five", 5_000).is_ok());
         d.prune(Timestamp(61_000));
         assert!(d.is_empty());
     }
@@ -260,33 +418,27 @@ mod tests {
     #[actix_web::test]
     async fn a_duplicate_waits_for_the_first_to_be_durable() {
         let d = deduper();
-        let claim = d.claim(key("a"), id("one"), Timestamp(0)).unwrap();
-        let first = d.claim(key("a"), id("two"), Timestamp(1)).unwrap_err();
+        let mine = claim(&d, key("a"), "one", 0).unwrap();
+        let first = claim(&d, key("a"), "two", 1).unwrap_err();
         let waiting = tokio::spawn(async move { first.durable().await });
         tokio::task::yield_now().await;
         assert!(
             !waiting.is_finished(),
             "not answered while the first is pending"
         );
-        d.settle(claim, true);
+        d.settle(mine, true);
         assert!(waiting.await.unwrap());
-        assert!(
-            d.claim(key("a"), id("three"), Timestamp(2)).is_err(),
-            "still remembered"
-        );
+        assert!(claim(&d, key("a"), "three", 2).is_err(), "still remembered");
     }
 
     #[actix_web::test]
     async fn a_failed_first_delivery_frees_the_key() {
         let d = deduper();
-        let claim = d.claim(key("a"), id("one"), Timestamp(0)).unwrap();
-        let first = d.claim(key("a"), id("two"), Timestamp(1)).unwrap_err();
-        d.settle(claim, false);
+        let mine = claim(&d, key("a"), "one", 0).unwrap();
+        let first = claim(&d, key("a"), "two", 1).unwrap_err();
+        d.settle(mine, false);
         assert!(!first.durable().await, "the duplicate is told to retry");
-        assert!(
-            d.claim(key("a"), id("three"), Timestamp(2)).is_ok(),
-            "the retry is new"
-        );
+        assert!(claim(&d, key("a"), "three", 2).is_ok(), "the retry is new");
     }
 
     #[test]
@@ -295,10 +447,7 @@ mod tests {
         let handles: Vec<_> = (0..50)
             .map(|i| {
                 let d = d.clone();
-                std::thread::spawn(move || {
-                    d.claim(key("same"), id(&format!("s{i}")), Timestamp(0))
-                        .is_ok()
-                })
+                std::thread::spawn(move || claim(&d, key("same"), &format!("s{i}"), 0).is_ok())
             })
             .collect();
         let claimed = handles

@@ -1,8 +1,8 @@
-//! Rate limits per client address and per source (governor's GCRA), with bounded memory.
+//! Rate limits per client (an IPv4 address or an IPv6 /64) and per source (governor's GCRA), with bounded memory,
+//! and the gate every webhook passes first.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::RwLock;
 use std::time::Duration;
@@ -11,10 +11,12 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use super::failures::{Attempt, FailureBudgets, Throttle, Throttled};
+use super::network::ClientKey;
 use crate::config::{RateLimit, ServerConfig, SourceConfig};
 
-/// Most client addresses tracked at once; past that the per-address state is reset (the per-source limit still
-/// holds), so a flood of distinct addresses cannot grow memory without bound.
+/// Most clients tracked at once by one keyed limit; past that its state is reset (the per-source and failed-auth
+/// limits still hold), so a flood of distinct addresses cannot grow memory without bound.
 pub const MAX_TRACKED_ADDRESSES: usize = 100_000;
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
@@ -67,13 +69,13 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
-/// One source's limit, shared by all its senders.
-pub struct SourceLimiter {
+/// One limit shared by all its callers: a source's, or the one on failed authentications.
+pub struct SharedLimiter {
     inner: DefaultDirectRateLimiter,
     clock: DefaultClock,
 }
 
-impl SourceLimiter {
+impl SharedLimiter {
     pub fn new(limit: RateLimit) -> Self {
         Self {
             inner: RateLimiter::direct(
@@ -92,8 +94,10 @@ impl SourceLimiter {
 
 /// The limits of the whole ingress.
 pub struct RateLimits {
-    pub per_address: Limiter<IpAddr>,
-    pub per_source: HashMap<String, SourceLimiter>,
+    /// Every webhook request, before anything is checked (`server.rate_limit_per_address_*`).
+    pub per_address: Limiter<ClientKey>,
+    pub per_source: HashMap<String, SharedLimiter>,
+    pub failures: FailureBudgets,
 }
 
 impl RateLimits {
@@ -102,20 +106,35 @@ impl RateLimits {
             per_address: Limiter::new(server.per_address.per_minute, server.per_address.burst),
             per_source: sources
                 .iter()
-                .map(|s| (s.name.clone(), SourceLimiter::new(s.rate_limit)))
+                .map(|s| (s.name.clone(), SharedLimiter::new(s.rate_limit)))
                 .collect(),
+            failures: FailureBudgets::new(server.refusals_per_address, server.failed_auth),
         }
+    }
+
+    /// The first check of a webhook, before the source, the allowlist or the body is looked at: a client past its
+    /// refusal budget, or past its request rate, gets 429. The returned `Attempt` charges the client's refusal
+    /// budget unless the request authenticates.
+    pub fn admit(&self, client: ClientKey) -> Result<Attempt<'_>, Throttled> {
+        // The refusal budget first: a client turned away for it does not also use up its request rate.
+        self.failures.check_client(client)?;
+        self.per_address.check(&client).map_err(|wait| Throttled {
+            throttle: Throttle::Rate,
+            wait,
+        })?;
+        Ok(Attempt::new(&self.failures, client))
     }
 
     /// Checks `source`'s limit (a source without one is not limited).
     pub fn check_source(&self, source: &str) -> Result<(), Duration> {
         self.per_source
             .get(source)
-            .map_or(Ok(()), SourceLimiter::check)
+            .map_or(Ok(()), SharedLimiter::check)
     }
 
     pub fn prune(&self) {
         self.per_address.prune(MAX_TRACKED_ADDRESSES);
+        self.failures.prune(MAX_TRACKED_ADDRESSES);
     }
 }
 
@@ -144,10 +163,26 @@ mod tests {
     }
 
     #[test]
+    fn addresses_of_one_ipv6_slash_64_share_a_limit() {
+        let l = Limiter::new(n(60), n(3));
+        for i in 0..3u16 {
+            let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, 0, 0, 1);
+            assert!(l.check(&ClientKey::of(ip.into())).is_ok());
+        }
+        let rotated = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert!(
+            l.check(&ClientKey::of(rotated)).is_err(),
+            "a new address, the same /64"
+        );
+        let next_net = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.check(&ClientKey::of(next_net)).is_ok());
+    }
+
+    #[test]
     fn memory_stays_bounded_under_many_addresses() {
         let l = Limiter::new(n(60), n(1));
         for i in 0..5000u32 {
-            let _ = l.check(&IpAddr::from(i.to_be_bytes()));
+            let _ = l.check(&ClientKey::V4(i.into()));
         }
         assert_eq!(l.tracked(), 5000);
         l.prune(1000);

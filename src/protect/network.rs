@@ -1,6 +1,7 @@
 //! Client addresses: the peer, or what a trusted proxy says the client was; and per-source allowlists.
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use actix_web::http::header::HeaderMap;
 use ipnet::IpNet;
@@ -16,6 +17,38 @@ pub const TRADINGVIEW_SENDERS: [&str; 4] = [
 /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is the IPv4 address it carries, so it matches IPv4 rules.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
+}
+
+/// Who a per-client limit counts against: an IPv4 address, or an IPv6 /64. A /64 is the smallest network a
+/// provider hands out, so one subscriber (or one rented server) rotates through 2^64 addresses of it for free; keyed
+/// by the exact address, each of them would get a budget of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    V4(Ipv4Addr),
+    /// The upper 64 bits of the address.
+    V6Net(u64),
+}
+
+impl ClientKey {
+    /// The key of a client address; IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is the IPv4 address it carries.
+    pub fn of(ip: IpAddr) -> ClientKey {
+        match canonical(ip) {
+            IpAddr::V4(v4) => ClientKey::V4(v4),
+            IpAddr::V6(v6) => ClientKey::V6Net((v6.to_bits() >> 64) as u64),
+        }
+    }
+}
+
+impl fmt::Display for ClientKey {
+    /// `203.0.113.9` or `2001:db8:1:2::/64`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientKey::V4(v4) => v4.fmt(f),
+            ClientKey::V6Net(prefix) => {
+                write!(f, "{}/64", Ipv6Addr::from_bits(u128::from(*prefix) << 64))
+            }
+        }
+    }
 }
 
 /// Networks, any of which lets a client in. Empty: everyone.
@@ -153,6 +186,29 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn clients_are_keyed_by_ipv4_address_or_ipv6_slash_64() {
+        let key = |s: &str| ClientKey::of(ip(s));
+        assert_eq!(
+            key("203.0.113.9"),
+            ClientKey::V4("203.0.113.9".parse().unwrap())
+        );
+        assert_ne!(key("203.0.113.9"), key("203.0.113.10"));
+        assert_eq!(
+            key("::ffff:203.0.113.9"),
+            key("203.0.113.9"),
+            "IPv4-mapped is IPv4"
+        );
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1").to_string(), "2001:db8:1:2::/64");
+        assert_eq!(key("::1").to_string(), "::/64");
+        assert_eq!(key("203.0.113.9").to_string(), "203.0.113.9");
     }
 
     #[test]

@@ -54,12 +54,24 @@ impl StrategyActor {
         }
     }
 
-    /// Decides on a signal; a panic is recorded as the signal's outcome and restarts the actor.
+    /// Decides on a signal; a panic is recorded as the signal's outcome and restarts the actor. Reading the
+    /// portfolio is inside the guard too: a panic there must not take the actor and its mailbox down.
     fn decide(&mut self, signal: &Signal, ctx: &mut Context<Self>) -> Option<Vec<OrderRequest>> {
-        let view = self.view();
         let was_paused = self.book.is_paused();
-        match guard(|| self.book.on_signal(signal, &view)) {
+        match guard(|| {
+            let view = self.view();
+            self.book.on_signal(signal, &view)
+        }) {
             Ok(Decision::Orders(orders)) => Some(orders),
+            Ok(Decision::Deny(reason)) => {
+                info!(symbol = %signal.symbol, signal_id = %signal.id, %reason, "signal denied");
+                let outcome = SignalOutcome::Denied {
+                    reason,
+                    orders: Vec::new(),
+                };
+                self.recorder.signal_finished(signal, &outcome);
+                None
+            }
             Ok(Decision::Ignore(reason)) => {
                 if self.book.is_paused() != was_paused {
                     self.recorder

@@ -3,7 +3,10 @@
 use rust_decimal::prelude::Signed;
 use rust_decimal::Decimal;
 
+use super::sizing::{entry_quantity, round_to_step};
+use crate::amount::MAX_QUANTITY;
 use crate::order::{IgnoreReason, OrderRequest, Protection};
+use crate::risk::DenyReason;
 use crate::signal::{Action, EntryParams, ExitLevel, Intent, Signal, SizeSpec, TargetPosition};
 use crate::types::{ClientOrderId, Leverage, PositionSide, Price, Quantity, Side, Symbol};
 
@@ -31,8 +34,11 @@ pub struct MarketView {
 /// What to do about a signal.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
+    /// At least one order, in the order to place them.
     Orders(Vec<OrderRequest>),
     Ignore(IgnoreReason),
+    /// The signal asks for more than any order may hold: denied before an order exists.
+    Deny(DenyReason),
 }
 
 /// One symbol's strategy state. Positions live in the portfolio; what is here is what only the strategy knows.
@@ -91,21 +97,32 @@ impl StrategyBook {
                 _ => Decision::Ignore(IgnoreReason::NoPrice),
             };
         };
+        self.orders(signal, view, price)
+            .unwrap_or_else(Decision::Deny)
+    }
+
+    fn orders(
+        &self,
+        signal: &Signal,
+        view: &MarketView,
+        price: Price,
+    ) -> Result<Decision, DenyReason> {
         let mut legs = Legs::new(self, signal, price);
         let position = view.position;
         match &signal.intent {
             Intent::Tick | Intent::Pause | Intent::Resume => {
-                return Decision::Ignore(IgnoreReason::PriceUpdate)
+                return Ok(Decision::Ignore(IgnoreReason::PriceUpdate))
             }
             Intent::Open { side, order } => {
                 if self.paused {
-                    return Decision::Ignore(IgnoreReason::Paused);
+                    return Ok(Decision::Ignore(IgnoreReason::Paused));
                 }
-                let Some(quantity) = self.entry_quantity(order, price, view) else {
-                    return Decision::Ignore(IgnoreReason::SizeBelowStep);
+                let Some(quantity) = entry_quantity(&self.settings, order, price, view.equity)?
+                else {
+                    return Ok(Decision::Ignore(IgnoreReason::SizeBelowStep));
                 };
                 if opposes(position, *side) {
-                    legs.close(position);
+                    legs.close(position)?;
                 }
                 legs.open(*side, quantity, order);
             }
@@ -115,23 +132,23 @@ impl StrategyBook {
                     Some(side) => same_side(position, *side),
                 };
                 if !matches {
-                    return Decision::Ignore(IgnoreReason::NothingToClose);
+                    return Ok(Decision::Ignore(IgnoreReason::NothingToClose));
                 }
-                legs.close(position);
+                legs.close(position)?;
             }
             Intent::Reverse { order } => {
                 if position.is_zero() {
-                    return Decision::Ignore(IgnoreReason::NothingToClose);
+                    return Ok(Decision::Ignore(IgnoreReason::NothingToClose));
                 }
                 let side = if position > Decimal::ZERO {
                     PositionSide::Short
                 } else {
                     PositionSide::Long
                 };
-                legs.close(position);
+                legs.close(position)?;
                 if !self.paused {
                     let quantity = match order.size {
-                        Some(_) => self.entry_quantity(order, price, view),
+                        Some(_) => entry_quantity(&self.settings, order, price, view.equity)?,
                         None => Quantity::new(position.abs()).ok(),
                     };
                     if let Some(quantity) = quantity {
@@ -142,61 +159,40 @@ impl StrategyBook {
             Intent::Target { target } => {
                 let wanted = match target {
                     TargetPosition::Flat => Decimal::ZERO,
-                    TargetPosition::Long(q) => self.round(q.get()),
-                    TargetPosition::Short(q) => -self.round(q.get()),
+                    TargetPosition::Long(q) => round_to_step(q.get(), self.settings.quantity_step),
+                    TargetPosition::Short(q) => {
+                        -round_to_step(q.get(), self.settings.quantity_step)
+                    }
                 };
                 if wanted == position {
-                    return Decision::Ignore(IgnoreReason::AlreadyAtTarget);
+                    return Ok(Decision::Ignore(IgnoreReason::AlreadyAtTarget));
                 }
                 let grows = wanted.abs() > position.abs()
                     || wanted.signum() * position.signum() < Decimal::ZERO;
                 if self.paused && grows {
-                    return Decision::Ignore(IgnoreReason::Paused);
+                    return Ok(Decision::Ignore(IgnoreReason::Paused));
                 }
                 let defaults = EntryParams::default();
                 if wanted.is_zero() || wanted.signum() * position.signum() < Decimal::ZERO {
                     // Flat, or through zero: close what is open, then open the rest.
                     if !position.is_zero() {
-                        legs.close(position);
+                        legs.close(position)?;
                     }
                     if let Ok(quantity) = Quantity::new(wanted.abs()) {
                         legs.open(side_of(wanted), quantity, &defaults);
                     }
                 } else if wanted.abs() < position.abs() {
-                    legs.reduce(position, position.abs() - wanted.abs());
+                    legs.reduce(position, position.abs() - wanted.abs())?;
                 } else if let Ok(quantity) = Quantity::new(wanted.abs() - position.abs()) {
                     legs.open(side_of(wanted), quantity, &defaults);
                 }
             }
         }
-        Decision::Orders(legs.orders)
-    }
-
-    /// The quantity an entry asks for, rounded down to the step; `None` when that is nothing.
-    fn entry_quantity(
-        &self,
-        order: &EntryParams,
-        price: Price,
-        view: &MarketView,
-    ) -> Option<Quantity> {
-        let leverage = order.leverage.unwrap_or(self.settings.default_leverage);
-        let raw = match order.size.unwrap_or(self.settings.default_size) {
-            SizeSpec::EquityPercent(pct) => {
-                let margin = view.equity * pct / Decimal::ONE_HUNDRED;
-                margin * leverage.as_decimal() / price.get()
-            }
-            SizeSpec::Base(quantity) => quantity.get(),
-            SizeSpec::Quote(notional) => notional / price.get(),
-        };
-        Quantity::new(self.round(raw)).ok()
-    }
-
-    fn round(&self, quantity: Decimal) -> Decimal {
-        let step = self.settings.quantity_step;
-        if step.is_zero() {
-            return quantity;
+        // A signal is never reported filled without an order (see `SignalOutcome::from_orders`).
+        if legs.orders.is_empty() {
+            return Ok(Decision::Ignore(IgnoreReason::AlreadyAtTarget));
         }
-        ((quantity / step).floor() * step).normalize()
+        Ok(Decision::Orders(legs.orders))
     }
 }
 
@@ -236,21 +232,26 @@ impl<'a> Legs<'a> {
         }
     }
 
-    fn close(&mut self, position: Decimal) {
-        self.reduce(position, position.abs());
+    /// The order that flattens `position`; denied only for a position no order can hold, which the bounds keep
+    /// risk from ever allowing (a journal from before them may hold one).
+    fn close(&mut self, position: Decimal) -> Result<(), DenyReason> {
+        self.reduce(position, position.abs())
     }
 
-    fn reduce(&mut self, position: Decimal, by: Decimal) {
-        if let Ok(quantity) = Quantity::new(by) {
-            let side = side_of(position).entry_side().opposite();
-            self.push(
-                side,
-                quantity,
-                true,
-                self.book.settings.default_leverage,
-                Protection::default(),
-            );
-        }
+    fn reduce(&mut self, position: Decimal, by: Decimal) -> Result<(), DenyReason> {
+        let quantity = Quantity::new(by).map_err(|_| DenyReason::PositionAboveLimit {
+            quantity: by,
+            limit: MAX_QUANTITY,
+        })?;
+        let side = side_of(position).entry_side().opposite();
+        self.push(
+            side,
+            quantity,
+            true,
+            self.book.settings.default_leverage,
+            Protection::default(),
+        );
+        Ok(())
     }
 
     fn open(&mut self, side: PositionSide, quantity: Quantity, order: &EntryParams) {
@@ -336,7 +337,7 @@ mod tests {
                 .into_iter()
                 .map(|o| (o.side, o.quantity.get(), o.reduce_only))
                 .collect(),
-            Decision::Ignore(reason) => panic!("ignored: {reason:?}"),
+            other => panic!("no orders: {other:?}"),
         }
     }
 
@@ -496,5 +497,80 @@ mod tests {
         };
         assert_ne!(first[0].client_order_id, first[1].client_order_id);
         assert_eq!(first[1].client_order_id, again[1].client_order_id);
+    }
+
+    fn at(price: &str, intent: Intent) -> Signal {
+        Signal {
+            price: Some(Price::from_str(price).unwrap()),
+            ..signal(intent)
+        }
+    }
+
+    #[test]
+    fn entries_larger_than_one_order_are_denied_before_any_order() {
+        let percent = open(
+            PositionSide::Long,
+            Some(SizeSpec::EquityPercent(d("100"))),
+            Some(125),
+        );
+        // 10000 x 125 / 1e-8 = 1.25e14 units.
+        assert_eq!(
+            book().decide(&at("0.00000001", percent.clone()), &view("0")),
+            Decision::Deny(DenyReason::SizeAboveLimit {
+                size: SizeSpec::EquityPercent(d("100")),
+                price: Price::from_str("0.00000001").unwrap(),
+                limit: MAX_QUANTITY,
+            })
+        );
+        // Reverse sizes its new side the same way.
+        let reverse = at(
+            "1",
+            Intent::Reverse {
+                order: EntryParams {
+                    size: Some(SizeSpec::Quote(d("1000000000000000"))),
+                    ..EntryParams::default()
+                },
+            },
+        );
+        assert!(matches!(
+            book().decide(&reverse, &view("1")),
+            Decision::Deny(DenyReason::SizeAboveLimit { .. })
+        ));
+    }
+
+    #[test]
+    fn the_largest_position_closes_in_one_order() {
+        let close = at("10000000000", Intent::Close { side: None });
+        assert_eq!(
+            orders(book().decide(&close, &view("1000000000000"))),
+            vec![(Side::Sell, MAX_QUANTITY, true)]
+        );
+        assert_eq!(
+            orders(book().decide(&close, &view("-1000000000000"))),
+            vec![(Side::Buy, MAX_QUANTITY, true)]
+        );
+        let target = signal(Intent::Target {
+            target: TargetPosition::Short(Quantity::new(MAX_QUANTITY).unwrap()),
+        });
+        assert_eq!(
+            orders(book().decide(&target, &view("1000000000000"))),
+            vec![
+                (Side::Sell, MAX_QUANTITY, true),
+                (Side::Sell, MAX_QUANTITY, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_position_no_order_can_hold_is_denied_not_reported_filled() {
+        // Only a journal from before the bounds can hold one; closing it must not look done.
+        let close = signal(Intent::Close { side: None });
+        assert_eq!(
+            book().decide(&close, &view("5000000000000")),
+            Decision::Deny(DenyReason::PositionAboveLimit {
+                quantity: d("5000000000000"),
+                limit: MAX_QUANTITY,
+            })
+        );
     }
 }

@@ -1,7 +1,8 @@
-//! A symbol's strategy: the plain logic (`book`) and the supervised actor that runs it (`actor`).
+//! A symbol's strategy: the plain logic (`book`, with its `sizing`) and the supervised actor that runs it (`actor`).
 
 mod actor;
 mod book;
+mod sizing;
 
 pub use actor::StrategyActor;
 pub use book::{Decision, MarketView, StrategyBook, SymbolSettings};
