@@ -3,8 +3,12 @@
 //! No HTTP, SQL or network code lives here: I/O comes in through the `Gateway` and `Recorder` traits.
 
 pub mod amount;
+pub mod event;
 pub mod exchange;
+pub mod exits;
 pub mod gateway;
+pub mod ledger;
+pub mod log;
 pub mod messages;
 pub mod order;
 #[cfg(test)]
@@ -19,6 +23,7 @@ pub mod signal;
 pub mod strategy;
 pub mod supervise;
 pub mod types;
+pub mod venue;
 
 /// With the `fault-injection` feature, a signal whose comment is this makes its strategy panic (tests only).
 #[cfg(feature = "fault-injection")]

@@ -1,0 +1,238 @@
+//! The typed events of the log: everything that happens to a signal, its orders and the account, in the order it
+//! happened. The log is the record; every piece of state (the portfolio, the API's views, a restart) is a fold of it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::order::{Fill, OrderRequest, SignalOutcome};
+use crate::risk::{DenyReason, TradingState};
+use crate::signal::Signal;
+use crate::types::{ClientOrderId, SignalId, Symbol, Timestamp};
+use crate::venue::VenueError;
+
+/// A position in the log: the first event has offset 1, and offsets only grow.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Offset(pub u64);
+
+impl Offset {
+    /// Before the first event: a consumer that starts here reads everything.
+    pub const START: Offset = Offset(0);
+
+    pub fn next(self) -> Offset {
+        Offset(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// How a webhook arrived, kept with the signal for the operator and for idempotency across restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The idempotency keys it claimed, as the ingress writes them.
+    pub keys: String,
+    /// The body as received, every secret field removed.
+    pub payload: String,
+}
+
+/// Risk's verdict on one order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Approved,
+    Denied { reason: DenyReason },
+}
+
+/// Why a resting order was taken off the venue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The position it protected is closed.
+    PositionClosed,
+    /// The other leg of its pair (stop loss or take profit) filled.
+    OtherLegFilled,
+    /// A later entry armed new levels.
+    Replaced,
+}
+
+/// One thing that happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// An authenticated webhook: acknowledged once this is durable, and processed exactly once from then on.
+    SignalAccepted { signal: Signal, delivery: Delivery },
+    /// The orders a strategy decided on for a signal, before any is placed.
+    Decided {
+        signal_id: SignalId,
+        symbol: Symbol,
+        orders: Vec<OrderRequest>,
+    },
+    /// Risk checked one order.
+    RiskChecked {
+        order: OrderRequest,
+        verdict: Verdict,
+    },
+    /// An approved order left for the venue.
+    OrderSent { order: OrderRequest },
+    /// The venue filled an order (`order` is `None` for a resting stop or target).
+    Filled {
+        order: Option<OrderRequest>,
+        fill: Fill,
+    },
+    /// The venue did not fill an order.
+    Rejected {
+        order: OrderRequest,
+        error: VenueError,
+    },
+    /// A resting order was cancelled.
+    Cancelled {
+        symbol: Symbol,
+        client_order_id: ClientOrderId,
+        reason: CancelReason,
+    },
+    /// A signal was acted on (or not), and this is how it ended.
+    SignalFinished {
+        signal_id: SignalId,
+        symbol: Symbol,
+        outcome: SignalOutcome,
+    },
+    /// The account's trading state changed (the kill switch).
+    TradingStateChanged { state: TradingState },
+    /// A symbol was paused or resumed.
+    StrategyStateChanged { symbol: Symbol, paused: bool },
+}
+
+/// The kind of an event, as the journal stores and the API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    SignalAccepted,
+    Decided,
+    RiskChecked,
+    OrderSent,
+    Filled,
+    Rejected,
+    Cancelled,
+    SignalFinished,
+    TradingStateChanged,
+    StrategyStateChanged,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 10] = [
+        EventKind::SignalAccepted,
+        EventKind::Decided,
+        EventKind::RiskChecked,
+        EventKind::OrderSent,
+        EventKind::Filled,
+        EventKind::Rejected,
+        EventKind::Cancelled,
+        EventKind::SignalFinished,
+        EventKind::TradingStateChanged,
+        EventKind::StrategyStateChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SignalAccepted => "signal_accepted",
+            EventKind::Decided => "decided",
+            EventKind::RiskChecked => "risk_checked",
+            EventKind::OrderSent => "order_sent",
+            EventKind::Filled => "filled",
+            EventKind::Rejected => "rejected",
+            EventKind::Cancelled => "cancelled",
+            EventKind::SignalFinished => "signal_finished",
+            EventKind::TradingStateChanged => "trading_state_changed",
+            EventKind::StrategyStateChanged => "strategy_state_changed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::SignalAccepted { .. } => EventKind::SignalAccepted,
+            Event::Decided { .. } => EventKind::Decided,
+            Event::RiskChecked { .. } => EventKind::RiskChecked,
+            Event::OrderSent { .. } => EventKind::OrderSent,
+            Event::Filled { .. } => EventKind::Filled,
+            Event::Rejected { .. } => EventKind::Rejected,
+            Event::Cancelled { .. } => EventKind::Cancelled,
+            Event::SignalFinished { .. } => EventKind::SignalFinished,
+            Event::TradingStateChanged { .. } => EventKind::TradingStateChanged,
+            Event::StrategyStateChanged { .. } => EventKind::StrategyStateChanged,
+        }
+    }
+
+    /// The signal it belongs to, if any.
+    pub fn signal_id(&self) -> Option<&SignalId> {
+        match self {
+            Event::SignalAccepted { signal, .. } => Some(&signal.id),
+            Event::Decided { signal_id, .. } | Event::SignalFinished { signal_id, .. } => {
+                Some(signal_id)
+            }
+            Event::RiskChecked { order, .. }
+            | Event::OrderSent { order }
+            | Event::Rejected { order, .. } => Some(&order.signal_id),
+            Event::Filled { order, .. } => order.as_ref().map(|o| &o.signal_id),
+            Event::Cancelled { .. }
+            | Event::TradingStateChanged { .. }
+            | Event::StrategyStateChanged { .. } => None,
+        }
+    }
+
+    /// The symbol it concerns, if any.
+    pub fn symbol(&self) -> Option<&Symbol> {
+        match self {
+            Event::SignalAccepted { signal, .. } => Some(&signal.symbol),
+            Event::Decided { symbol, .. }
+            | Event::SignalFinished { symbol, .. }
+            | Event::Cancelled { symbol, .. }
+            | Event::StrategyStateChanged { symbol, .. } => Some(symbol),
+            Event::RiskChecked { order, .. }
+            | Event::OrderSent { order }
+            | Event::Rejected { order, .. } => Some(&order.symbol),
+            Event::Filled { fill, .. } => Some(&fill.symbol),
+            Event::TradingStateChanged { .. } => None,
+        }
+    }
+
+    /// The client order id it concerns, if any.
+    pub fn client_order_id(&self) -> Option<&ClientOrderId> {
+        match self {
+            Event::RiskChecked { order, .. }
+            | Event::OrderSent { order }
+            | Event::Rejected { order, .. } => Some(&order.client_order_id),
+            Event::Filled { fill, .. } => Some(&fill.client_order_id),
+            Event::Cancelled {
+                client_order_id, ..
+            } => Some(client_order_id),
+            _ => None,
+        }
+    }
+}
+
+/// An event as the log holds it: where it is, and when it was appended (by the log's clock).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stamped {
+    pub offset: Offset,
+    pub at: Timestamp,
+    pub event: Event,
+}

@@ -1,0 +1,286 @@
+//! The ledger: the fold of the event log into everything the daemon's state is made of (the portfolio, resting exits,
+//! the trading state, paused symbols, unfinished signals). A restart is the same fold from the last checkpoint; the
+//! running daemon keeps folding as events become durable (see `ledger_actor`). Plain data, so it checkpoints as JSON.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, Offset, Stamped};
+use crate::exits::{self, ArmedExits};
+use crate::order::{Fill, OrderRequest};
+use crate::portfolio::Portfolio;
+use crate::risk::TradingState;
+use crate::signal::Signal;
+use crate::types::{SignalId, Symbol, Timestamp};
+
+/// An acknowledged signal that has not finished: it is processed (again) after a restart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub offset: Offset,
+    pub signal: Signal,
+    /// The orders decided for it, if the decision was recorded: placed again (idempotently) instead of deciding
+    /// anew.
+    pub decided: Option<Vec<OrderRequest>>,
+    /// Its orders that filled, so they are not placed twice.
+    pub fills: Vec<Fill>,
+}
+
+/// Everything the log says, folded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// The last event folded in.
+    pub upto: Offset,
+    pub portfolio: Portfolio,
+    pub exits: BTreeMap<Symbol, ArmedExits>,
+    /// `None`: never changed; the configuration's state holds.
+    pub trading_state: Option<TradingState>,
+    pub paused: BTreeMap<Symbol, bool>,
+    pending: BTreeMap<SignalId, Pending>,
+    /// The same signals by offset, oldest first.
+    #[serde(skip)]
+    order: BTreeSet<(Offset, SignalId)>,
+}
+
+impl Ledger {
+    pub fn new(starting_balance: Decimal) -> Self {
+        Self {
+            upto: Offset::START,
+            portfolio: Portfolio::new(starting_balance),
+            exits: BTreeMap::new(),
+            trading_state: None,
+            paused: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            order: BTreeSet::new(),
+        }
+    }
+
+    /// A ledger read back from a checkpoint.
+    pub fn from_checkpoint(state: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let mut ledger: Ledger = serde_json::from_value(state)?;
+        ledger.order = ledger
+            .pending
+            .values()
+            .map(|p| (p.offset, p.signal.id.clone()))
+            .collect();
+        Ok(ledger)
+    }
+
+    pub fn to_checkpoint(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Folds one event in. Events at or before `upto` were folded already and change nothing.
+    pub fn apply(&mut self, stamped: &Stamped) {
+        if stamped.offset <= self.upto {
+            return;
+        }
+        self.upto = stamped.offset;
+        match &stamped.event {
+            Event::SignalAccepted { signal, .. } => {
+                if let Some(price) = signal.price {
+                    self.portfolio.mark(&signal.symbol, price);
+                }
+                self.order.insert((stamped.offset, signal.id.clone()));
+                self.pending.insert(
+                    signal.id.clone(),
+                    Pending {
+                        offset: stamped.offset,
+                        signal: signal.clone(),
+                        decided: None,
+                        fills: Vec::new(),
+                    },
+                );
+            }
+            Event::Decided {
+                signal_id, orders, ..
+            } => {
+                if let Some(pending) = self.pending.get_mut(signal_id) {
+                    pending.decided = Some(orders.clone());
+                }
+            }
+            Event::Filled { order, fill } => {
+                self.portfolio.apply_fill(fill);
+                let after = self.portfolio.position_quantity(&fill.symbol);
+                let mut armed = self.exits.remove(&fill.symbol);
+                exits::after_fill(&mut armed, order.as_ref(), fill, after);
+                if let Some(armed) = armed {
+                    self.exits.insert(fill.symbol.clone(), armed);
+                }
+                if let Some(pending) = order
+                    .as_ref()
+                    .and_then(|o| self.pending.get_mut(&o.signal_id))
+                {
+                    pending.fills.push(fill.clone());
+                }
+            }
+            Event::SignalFinished { signal_id, .. } => {
+                if let Some(pending) = self.pending.remove(signal_id) {
+                    self.order.remove(&(pending.offset, pending.signal.id));
+                }
+            }
+            Event::TradingStateChanged { state } => self.trading_state = Some(*state),
+            Event::StrategyStateChanged { symbol, paused } => {
+                self.paused.insert(symbol.clone(), *paused);
+            }
+            Event::RiskChecked { .. }
+            | Event::OrderSent { .. }
+            | Event::Rejected { .. }
+            | Event::Cancelled { .. } => {}
+        }
+    }
+
+    /// Unfinished signals, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &Pending> {
+        self.order.iter().filter_map(|(_, id)| self.pending.get(id))
+    }
+
+    /// How many signals are unfinished, and when the oldest of them arrived.
+    pub fn backlog(&self) -> (usize, Option<Timestamp>) {
+        let oldest = self.pending().next().map(|p| p.signal.received_at);
+        (self.pending.len(), oldest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Delivery;
+    use crate::order::{FillReason, Protection, SignalOutcome};
+    use crate::signal::{Action, ExitLevel, Intent};
+    use crate::types::{ClientOrderId, Leverage, Price, Quantity, Side};
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn btc() -> Symbol {
+        Symbol::new("BTCUSDT").unwrap()
+    }
+
+    fn signal(id: &str, price: &str) -> Signal {
+        Signal {
+            id: SignalId::new(id).unwrap(),
+            source: "t".into(),
+            symbol: btc(),
+            received_at: Timestamp(1),
+            sent_at: None,
+            price: Some(Price::from_str(price).unwrap()),
+            intent: Intent::Tick,
+            comment: None,
+        }
+    }
+
+    fn order(signal: &str, side: Side, qty: &str, stop: Option<&str>) -> OrderRequest {
+        let signal_id = SignalId::new(signal).unwrap();
+        OrderRequest {
+            client_order_id: ClientOrderId::derive(&signal_id, 0),
+            signal_id,
+            symbol: btc(),
+            action: Action::OpenLong,
+            side,
+            quantity: Quantity::from_str(qty).unwrap(),
+            reduce_only: false,
+            leverage: Leverage::ONE,
+            reference_price: Price::from_str("100").unwrap(),
+            protection: Protection {
+                stop_loss: stop.map(|s| ExitLevel::Percent(d(s))),
+                take_profit: None,
+            },
+        }
+    }
+
+    fn fill(order: &OrderRequest, price: &str) -> Fill {
+        Fill {
+            client_order_id: order.client_order_id.clone(),
+            symbol: btc(),
+            side: order.side,
+            quantity: order.quantity,
+            price: Price::from_str(price).unwrap(),
+            fee: Decimal::ZERO,
+            reason: FillReason::Signal,
+            at: Timestamp(2),
+        }
+    }
+
+    fn log(events: Vec<Event>) -> Vec<Stamped> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Stamped {
+                offset: Offset(i as u64 + 1),
+                at: Timestamp(i as i64),
+                event,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn folds_fills_exits_and_unfinished_signals() {
+        let entry = order("a", Side::Buy, "2", Some("10"));
+        let events = log(vec![
+            Event::SignalAccepted {
+                signal: signal("a", "100"),
+                delivery: Delivery {
+                    keys: String::new(),
+                    payload: "{}".into(),
+                },
+            },
+            Event::Decided {
+                signal_id: entry.signal_id.clone(),
+                symbol: btc(),
+                orders: vec![entry.clone()],
+            },
+            Event::Filled {
+                order: Some(entry.clone()),
+                fill: fill(&entry, "100"),
+            },
+            Event::SignalAccepted {
+                signal: signal("b", "95"),
+                delivery: Delivery {
+                    keys: String::new(),
+                    payload: "{}".into(),
+                },
+            },
+            Event::SignalFinished {
+                signal_id: entry.signal_id.clone(),
+                symbol: btc(),
+                outcome: SignalOutcome::Filled { orders: vec![] },
+            },
+            Event::TradingStateChanged {
+                state: TradingState::Reducing,
+            },
+        ]);
+        let mut ledger = Ledger::new(d("1000"));
+        for e in &events {
+            ledger.apply(e);
+        }
+        assert_eq!(ledger.portfolio.position_quantity(&btc()), d("2"));
+        assert_eq!(
+            ledger.portfolio.last_price(&btc()),
+            Price::from_str("95").ok()
+        );
+        assert_eq!(
+            ledger.exits[&btc()].stop_loss.as_ref().map(|s| s.0),
+            Price::from_str("90").ok()
+        );
+        let pending: Vec<_> = ledger.pending().map(|p| p.signal.id.as_str()).collect();
+        assert_eq!(pending, ["b"]);
+        assert_eq!(ledger.trading_state, Some(TradingState::Reducing));
+        assert_eq!(ledger.backlog().0, 1);
+
+        // A checkpoint taken half-way, then the rest folded, gives the same ledger.
+        let mut half = Ledger::new(d("1000"));
+        for e in &events[..3] {
+            half.apply(e);
+        }
+        let mut resumed = Ledger::from_checkpoint(half.to_checkpoint()).unwrap();
+        for e in &events {
+            resumed.apply(e);
+        }
+        assert_eq!(resumed, ledger);
+        assert_eq!(resumed.pending().count(), 1);
+    }
+}

@@ -1,0 +1,145 @@
+//! The execution port: what the exchange actor needs from a venue (paper, Binance, ...), all asynchronous, so a
+//! slow call for one symbol never holds up another's. Implementations live in `src/adapters/<venue>/`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::order::{Fill, FillReason, OrderRequest};
+use crate::risk::Approved;
+use crate::types::{ClientOrderId, Price, Quantity, Side, Symbol, Timestamp};
+
+/// A venue call in flight. `'static`: implementations move what they need into it, so the exchange actor can run
+/// many at once.
+pub type VenueFuture<T> = Pin<Box<dyn Future<Output = Result<T, VenueError>> + Send + 'static>>;
+
+/// Why a venue refused an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum RejectReason {
+    /// No price is known for the symbol yet, so a market order cannot be priced (paper).
+    #[error("no price is known for {symbol} yet")]
+    NoPrice { symbol: Symbol },
+    /// A reduce-only order would not reduce the position.
+    #[error("a reduce-only order would not reduce the position")]
+    WouldNotReduce,
+    /// The venue's own refusal, with its code and message.
+    #[error("venue code {code}: {message}")]
+    Venue { code: i64, message: String },
+}
+
+/// Why a venue call did not do what was asked, and what that means for retrying.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum VenueError {
+    /// The venue refused: retrying the same order cannot help.
+    #[error("the venue rejected the order: {reason}")]
+    Rejected { reason: RejectReason },
+    /// The venue could not be reached, or failed before taking the order: the same order (same client order id)
+    /// may be sent again.
+    #[error("the venue is unavailable: {detail}")]
+    Unavailable { detail: String },
+    /// The venue may or may not have taken the order (a timeout mid-call): look it up by client order id before
+    /// anything else.
+    #[error("the order's fate at the venue is unknown: {detail}")]
+    Unknown { detail: String },
+}
+
+impl VenueError {
+    pub fn rejected(reason: RejectReason) -> Self {
+        VenueError::Rejected { reason }
+    }
+
+    /// Whether sending the same order again could succeed.
+    pub fn is_recoverable(&self) -> bool {
+        !matches!(self, VenueError::Rejected { .. })
+    }
+}
+
+/// What a submit did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Execution {
+    /// The order filled now.
+    New(Fill),
+    /// An order with this client order id had already filled (a retry after a crash or a timeout): this is that
+    /// fill, and nothing new happened.
+    AlreadyFilled(Fill),
+}
+
+/// An order resting on the venue: a stop loss or take profit guarding a position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenOrder {
+    pub client_order_id: ClientOrderId,
+    pub symbol: Symbol,
+    pub side: Side,
+    /// `None`: closes whatever is open when it fires.
+    pub quantity: Option<Quantity>,
+    pub trigger: Price,
+    pub reason: FillReason,
+}
+
+/// A position as the venue reports it; `quantity` is signed (> 0 long).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VenuePosition {
+    pub symbol: Symbol,
+    pub quantity: Decimal,
+    pub entry_price: Decimal,
+}
+
+/// The account's money as the venue reports it, in the quote currency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    pub wallet: Decimal,
+    pub available: Decimal,
+}
+
+/// Something the venue did on its own: a resting order fired or was cancelled.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExecutionReport {
+    Filled(Fill),
+    Cancelled {
+        symbol: Symbol,
+        client_order_id: ClientOrderId,
+    },
+}
+
+/// One venue account.
+pub trait ExecutionVenue: Send + Sync + 'static {
+    /// A short name for logs and the API: `paper`, `binance-futures`.
+    fn name(&self) -> &'static str;
+
+    /// Places a market order and arms its protection (stop loss, take profit). Idempotent by client order id: the
+    /// same id never fills twice.
+    fn submit(&self, order: Approved<OrderRequest>, at: Timestamp) -> VenueFuture<Execution>;
+
+    /// Cancels a resting order.
+    fn cancel(&self, symbol: Symbol, client_order_id: ClientOrderId) -> VenueFuture<()>;
+
+    /// The fill of the order with this client order id, if it filled.
+    fn query(&self, symbol: Symbol, client_order_id: ClientOrderId) -> VenueFuture<Option<Fill>>;
+
+    /// Orders resting on the venue, for one symbol or all.
+    fn open_orders(&self, symbol: Option<Symbol>) -> VenueFuture<Vec<OpenOrder>>;
+
+    /// Open positions.
+    fn positions(&self) -> VenueFuture<Vec<VenuePosition>>;
+
+    /// The account's balance.
+    fn balance(&self) -> VenueFuture<Balance>;
+
+    /// The symbol's last price, and what it triggered there and then: paper fills resting orders at it, so the
+    /// signal that carried the price is decided on the position after them. A venue with its own market data
+    /// returns nothing and reports on `reports`.
+    fn mark(&self, symbol: &Symbol, price: Price, at: Timestamp) -> Vec<ExecutionReport>;
+
+    /// What the venue did on its own, in order: taken once, by the exchange actor. Bounded.
+    fn reports(&self) -> Option<mpsc::Receiver<ExecutionReport>>;
+
+    /// What this venue keeps that a restart needs (paper's book), for a snapshot; `Null` for a venue that is
+    /// itself the record.
+    fn state(&self) -> serde_json::Value;
+}
