@@ -2,6 +2,7 @@
 //!
 //! `run` starts the actors (see `sentinel_actors`) and the HTTP edge; everything is driven by a `Config`.
 
+pub mod adapters;
 pub mod auth;
 pub mod config;
 pub mod daemon;

@@ -295,6 +295,26 @@ fn journal(
     path: Option<PathBuf>,
     command: JournalCommand,
 ) -> anyhow::Result<()> {
+    match read_journal(config, path, command) {
+        // `sentinel journal export | head`: the reader had enough, which is not an error.
+        Err(e) if broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn read_journal(
+    config: &std::path::Path,
+    path: Option<PathBuf>,
+    command: JournalCommand,
+) -> anyhow::Result<()> {
     let path = match path {
         Some(path) => path,
         None => Config::load(config)?
@@ -303,11 +323,13 @@ fn journal(
             .context("the configured journal is in memory: there is nothing to read")?,
     };
     let reader = JournalReader::open(&path)?;
+    // Written, never printed: `println!` panics when the reader of a pipe goes away.
+    let mut stdout = std::io::stdout().lock();
     match command {
         JournalCommand::Tail { count } => {
             let mut rows = reader.signals(Page {
                 limit: Some(count),
-                before: None,
+                ..Page::default()
             })?;
             rows.reverse();
             for row in rows {
@@ -315,7 +337,8 @@ fn journal(
                 let reason = row["outcome"]["reason"]["code"]
                     .as_str()
                     .unwrap_or_default();
-                println!(
+                writeln!(
+                    stdout,
                     "{:>6}  {}  {:<10} {:<12} {:<8} {} {}",
                     row["seq"].as_i64().unwrap_or_default(),
                     signal["id"].as_str().unwrap_or_default(),
@@ -324,14 +347,14 @@ fn journal(
                     row["status"].as_str().unwrap_or_default(),
                     reason,
                     signal["source"].as_str().unwrap_or_default(),
-                );
+                )?;
             }
         }
         JournalCommand::Show { signal_id } => {
             let story = reader
                 .story(&signal_id)?
                 .with_context(|| format!("no signal {signal_id} in {}", path.display()))?;
-            println!("{}", serde_json::to_string_pretty(&story)?);
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&story)?)?;
         }
         JournalCommand::Export { out } => {
             let mut sink: Box<dyn std::io::Write> = match out {
@@ -339,11 +362,13 @@ fn journal(
                     std::fs::File::create(&file)
                         .with_context(|| format!("cannot create {}", file.display()))?,
                 )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                None => Box::new(std::io::BufWriter::new(stdout)),
             };
             reader.export(|line| writeln!(sink, "{line}"))?;
             sink.flush()?;
+            return Ok(());
         }
     }
+    stdout.flush()?;
     Ok(())
 }

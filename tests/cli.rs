@@ -175,7 +175,17 @@ async fn journal_commands_read_what_the_daemon_wrote() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["decision", "approval", "fill", "outcome"]);
+    assert_eq!(
+        kinds,
+        [
+            "signal_accepted",
+            "decided",
+            "risk_checked",
+            "order_sent",
+            "filled",
+            "signal_finished"
+        ]
+    );
     assert_eq!(story["status"], "filled");
 
     let export = run(&["export"]);
@@ -186,7 +196,7 @@ async fn journal_commands_read_what_the_daemon_wrote() {
     assert_eq!(lines.iter().filter(|l| l["type"] == "signal").count(), 2);
     assert!(lines
         .iter()
-        .any(|l| l["type"] == "event" && l["kind"] == "fill"));
+        .any(|l| l["type"] == "event" && l["kind"] == "filled"));
     assert!(
         !export.contains(common::PASSPHRASE),
         "no secret in the export"

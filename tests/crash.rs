@@ -269,7 +269,7 @@ fn acknowledged_signals_survive_sigkill_and_fill_once() {
     // Every acknowledged signal is in the journal with exactly one outcome.
     let mut outcomes = conn
         .prepare(
-            "SELECT s.signal_id, s.status, (SELECT COUNT(*) FROM events e WHERE e.signal_id = s.signal_id AND e.kind = 'outcome')
+            "SELECT s.signal_id, s.status, (SELECT COUNT(*) FROM events e WHERE e.signal_id = s.signal_id AND e.kind = 'signal_finished')
              FROM signals s",
         )
         .unwrap();
@@ -286,12 +286,13 @@ fn acknowledged_signals_survive_sigkill_and_fill_once() {
         assert_eq!(*count, 1, "{id} has {count} outcomes");
     }
 
-    // No client order id filled twice.
+    // No client order id filled twice: none recorded twice, and none refused as a second fill (a diagnostic).
     let duplicates: i64 = conn
         .query_row(
-            "SELECT COUNT(*) FROM events WHERE kind = 'duplicate_fill'
-             OR (kind = 'fill' AND client_order_id IN
-                 (SELECT client_order_id FROM events WHERE kind = 'fill' GROUP BY client_order_id HAVING COUNT(*) > 1))",
+            "SELECT (SELECT COUNT(*) FROM diagnostics WHERE kind = 'duplicate_fill')
+                  + (SELECT COUNT(*) FROM events WHERE kind = 'filled' AND client_order_id IN
+                        (SELECT client_order_id FROM events WHERE kind = 'filled'
+                         GROUP BY client_order_id HAVING COUNT(*) > 1))",
             [],
             |r| r.get(0),
         )
@@ -301,7 +302,7 @@ fn acknowledged_signals_survive_sigkill_and_fill_once() {
     // The positions equal a replay of the recorded fills.
     let mut replay = Portfolio::new(Decimal::from(100_000));
     let mut fills = conn
-        .prepare("SELECT data FROM events WHERE kind = 'fill' ORDER BY seq")
+        .prepare("SELECT data FROM events WHERE kind = 'filled' ORDER BY seq")
         .unwrap();
     let mut count = 0;
     for data in fills.query_map([], |r| r.get::<_, String>(0)).unwrap() {

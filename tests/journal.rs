@@ -163,7 +163,7 @@ async fn signals_and_orders_page_back_through_the_journal() {
         .as_array()
         .unwrap()
         .iter()
-        .all(|o| o["kind"] == "fill"));
+        .all(|o| o["kind"] == "filled"));
 
     // The payload is stored without its passphrase; the file can be read with any SQLite client.
     let conn = rusqlite::Connection::open(daemon.journal_path()).unwrap();
@@ -179,8 +179,8 @@ async fn signals_and_orders_page_back_through_the_journal() {
         .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
         .unwrap();
     assert!(
-        events >= 5 * 4,
-        "decision, approval, fill and outcome per signal: {events}"
+        events >= 5 * 6,
+        "accept, decision, risk check, order sent, fill and outcome per signal: {events}"
     );
 }
 
@@ -188,12 +188,16 @@ async fn signals_and_orders_page_back_through_the_journal() {
 /// the open (the close is known to the exchange by its client order id), not let risk refuse the close as new.
 #[actix_web::test]
 async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
+    use sentinel::journal::Journal;
+    use sentinel_actors::event::{Delivery, Event, Verdict};
+    use sentinel_actors::log::{EventLog, SystemClock};
     use sentinel_actors::order::{Fill, FillReason, OrderRequest, Protection};
     use sentinel_actors::signal::{Action, EntryParams, Intent, Signal};
     use sentinel_actors::types::{
         ClientOrderId, Leverage, Price, Quantity, Side, SignalId, Symbol, Timestamp,
     };
     use std::str::FromStr;
+    use std::sync::Arc;
 
     let daemon = Daemon::start(&free_config());
     let c = daemon.client();
@@ -206,16 +210,27 @@ async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
         .query_row("SELECT upto_event FROM snapshots", [], |r| r.get(0))
         .unwrap();
     let last_fill: i64 = conn
-        .query_row("SELECT MAX(seq) FROM events WHERE kind = 'fill'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT MAX(seq) FROM events WHERE kind = 'filled'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        snapshot_upto >= last_fill,
+        "the clean stop checkpointed every fill: {snapshot_upto} < {last_fill}"
+    );
+    let last_event: i64 = conn
+        .query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        snapshot_upto, last_fill,
-        "the clean stop snapshotted every fill"
+        snapshot_upto, last_event,
+        "a clean stop checkpoints the whole log: the next start folds nothing"
     );
+    drop(conn);
 
-    // What the journal holds after a crash mid-reverse: the signal, its decision, the close's fill, no outcome.
+    // What the journal holds after a crash mid-reverse: the signal, its decision, the close sent and filled, no
+    // outcome. Written through the journal itself, as the daemon wrote it before dying.
     let id = SignalId::new("tradingview:rev-1").unwrap();
     let btc = Symbol::new("BTCUSDT").unwrap();
     let price = Price::from_str("41000").unwrap();
@@ -254,27 +269,36 @@ async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
         reason: FillReason::Signal,
         at: Timestamp::now(),
     };
-    conn.execute(
-        "INSERT INTO signals (signal_id, source, symbol, action, received_at, delivery_key, payload, signal)
-         VALUES (?1, 'tradingview', 'BTCUSDT', 'reverse', ?2, 'id:tradingview:rev-1', '{}', ?3)",
-        rusqlite::params![id.as_str(), Timestamp::now().0, serde_json::to_string(&signal).unwrap()],
-    )
-    .unwrap();
-    for (kind, cid, data) in [
-        ("decision", None, json!({ "orders": [&close, &open] })),
-        (
-            "fill",
-            Some(close.client_order_id.as_str()),
-            json!({ "order": &close, "fill": &fill, "position": {} }),
-        ),
-    ] {
-        conn.execute(
-            "INSERT INTO events (at, kind, signal_id, symbol, client_order_id, data) VALUES (?1, ?2, ?3, 'BTCUSDT', ?4, ?5)",
-            rusqlite::params![Timestamp::now().0, kind, id.as_str(), cid, data.to_string()],
-        )
-        .unwrap();
-    }
-    drop(conn);
+    let (store, _) = sentinel::journal::open(Some(&path)).unwrap();
+    let journal = Journal::start(store, Arc::new(SystemClock), 16);
+    let crashed = vec![
+        Event::SignalAccepted {
+            signal,
+            delivery: Delivery {
+                keys: "id:tradingview:rev-1".into(),
+                payload: "{}".into(),
+            },
+        },
+        Event::Decided {
+            signal_id: id.clone(),
+            symbol: btc.clone(),
+            orders: vec![close.clone(), open.clone()],
+        },
+        Event::RiskChecked {
+            order: close.clone(),
+            verdict: Verdict::Approved,
+        },
+        Event::OrderSent {
+            order: close.clone(),
+        },
+        Event::Filled {
+            order: Some(close.clone()),
+            fill,
+        },
+    ];
+    let first = journal.append(crashed).durable().await.unwrap();
+    assert_eq!(first.0 as i64, last_event + 1);
+    drop(journal);
 
     let daemon = Daemon::start_at(dir, &free_config());
     let c = daemon.client();
@@ -291,7 +315,7 @@ async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|o| o["kind"] == "fill")
+        .filter(|o| o["kind"] == "filled")
         .collect();
     assert_eq!(
         fills.len(),

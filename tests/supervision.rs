@@ -24,10 +24,12 @@ async fn a_panicking_strategy_restarts_with_its_state() {
         )
         .await;
     assert_eq!(record["status"], "failed");
-    assert!(record["outcome"]["error"]
+    // Typed: the strategy panicked (and was restarted), with the panic's message.
+    assert_eq!(record["outcome"]["error"]["code"], "strategy_panicked");
+    assert!(record["outcome"]["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("restarted"));
+        .contains("fault injection"));
 
     // The restarted actor still knows it is paused...
     let record = c

@@ -1,176 +1,197 @@
-//! The exchange actor: the one caller of the account's `Gateway`; it records each fill durably and keeps the
-//! portfolio in step with the fills.
+//! The exchange actor: the one caller of the account's venue. It places approved orders, many at once (a slow call
+//! for one symbol never holds up another's), and records every fill in the log before it says the order filled.
 
 use std::sync::Arc;
 
+use std::pin::Pin;
+
+use actix::fut::wrap_future;
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
-use crate::gateway::{Execution, Gateway, GatewayError};
-use crate::messages::{Execute, FindFill, PriceUpdate, TakeSnapshot};
+use crate::event::{Event, Offset};
+use crate::log::{Clock, EventLog, Receipt};
+use crate::messages::{Execute, FindFill, PriceUpdate};
 use crate::order::{Fill, OrderRequest};
-use crate::portfolio::SharedPortfolio;
-use crate::recorder::Recorder;
-use crate::supervise::guard;
-use crate::types::Timestamp;
+use crate::venue::{Execution, ExecutionReport, ExecutionVenue, VenueError};
 
-/// New fills between two snapshots: bounds what a restart has to replay.
-pub const SNAPSHOT_EVERY: u32 = 1_000;
+/// A reply still on its way, with access to the actor when it gets there.
+type Reply<T> = Pin<Box<dyn ActorFuture<ExchangeActor, Output = T>>>;
 
 pub struct ExchangeActor {
-    gateway: Box<dyn Gateway>,
-    portfolio: SharedPortfolio,
-    recorder: Arc<dyn Recorder>,
-    fills_since_snapshot: u32,
+    venue: Arc<dyn ExecutionVenue>,
+    log: Arc<dyn EventLog>,
+    clock: Arc<dyn Clock>,
     /// Set when a fill could not be recorded: from then on no new order is placed (fail closed), since a fill the
-    /// journal does not know could be placed again after a restart.
+    /// log does not know could be placed again after a restart.
     unrecorded_fill: bool,
 }
 
 impl ExchangeActor {
-    /// `gateway` and `portfolio` must already hold what the journal recorded (see the daemon's recovery).
     pub fn new(
-        gateway: Box<dyn Gateway>,
-        portfolio: SharedPortfolio,
-        recorder: Arc<dyn Recorder>,
+        venue: Arc<dyn ExecutionVenue>,
+        log: Arc<dyn EventLog>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            gateway,
-            portfolio,
-            recorder,
-            fills_since_snapshot: 0,
+            venue,
+            log,
+            clock,
             unrecorded_fill: false,
         }
     }
 
-    /// Records a new fill durably, then counts it in the portfolio, so nobody sees a position that is not on disk.
-    fn book(&mut self, order: Option<&OrderRequest>, fill: &Fill) {
-        let after = {
-            let portfolio = self.portfolio.read().unwrap_or_else(|e| e.into_inner());
-            let mut position = portfolio
-                .positions
-                .get(&fill.symbol)
-                .cloned()
-                .unwrap_or_default();
-            position.apply(fill);
-            position
-        };
-        if let Err(e) = self.recorder.filled(order, fill, &after) {
-            // The fill happened, so the portfolio counts it; but nothing more is placed until a restart.
-            error!(client_order_id = %fill.client_order_id, error = %e, "fill could not be journaled; no new orders");
-            self.unrecorded_fill = true;
-        }
-        self.portfolio
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply_fill(fill);
-        self.fills_since_snapshot += 1;
-        if self.fills_since_snapshot >= SNAPSHOT_EVERY {
-            self.snapshot();
-        }
+    /// Appends a fill; the answer waits for it to be durable, so nobody counts a fill that is not in the log.
+    fn record(&self, order: Option<OrderRequest>, fill: Fill) -> Receipt {
+        info!(symbol = %fill.symbol, client_order_id = %fill.client_order_id, side = ?fill.side,
+              quantity = %fill.quantity, price = %fill.price, reason = ?fill.reason, "filled");
+        self.log.append(vec![Event::Filled { order, fill }])
     }
 
-    fn snapshot(&mut self) {
-        let portfolio = self
-            .portfolio
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let state =
-            serde_json::json!({ "portfolio": portfolio, "gateway": self.gateway.snapshot() });
-        self.recorder.snapshot(state);
-        self.fills_since_snapshot = 0;
+    /// Waits for a fill's record; a failure stops new orders.
+    fn recorded(receipt: Receipt) -> impl ActorFuture<Self, Output = Option<Offset>> {
+        wrap_future::<_, Self>(async move { receipt.durable().await }).map(|result, act: &mut Self, _| match result {
+                Ok(offset) => Some(offset),
+                Err(e) => {
+                    error!(error = %e, "a fill could not be recorded; no new orders until a restart");
+                    act.unrecorded_fill = true;
+                    None
+                }
+            })
     }
 }
 
 impl Actor for ExchangeActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // A venue with its own market data reports what its resting orders did on its own.
+        if let Some(reports) = self.venue.reports() {
+            ctx.add_stream(tokio_stream(reports));
+        }
+    }
+}
+
+fn tokio_stream(
+    mut rx: tokio::sync::mpsc::Receiver<ExecutionReport>,
+) -> impl futures_util::Stream<Item = ExecutionReport> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 impl Supervised for ExchangeActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        warn!(gateway = self.gateway.name(), "exchange actor restarted");
+        warn!(venue = self.venue.name(), "exchange actor restarted");
     }
 }
 
 impl Handler<Execute> for ExchangeActor {
-    type Result = Result<Fill, GatewayError>;
+    // Not atomic: while one venue call is in flight, others (other symbols') go ahead.
+    type Result = ResponseActFuture<Self, Result<(Fill, Option<Offset>), VenueError>>;
 
-    fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
-        let order = msg.order;
+    fn handle(&mut self, msg: Execute, _ctx: &mut Context<Self>) -> Self::Result {
         if self.unrecorded_fill {
-            return Err(GatewayError::Unavailable(
-                "a fill could not be journaled: no new orders until the daemon restarts with a working journal".into(),
-            ));
+            let error = VenueError::Unavailable {
+                detail: "a fill could not be recorded: no new orders until the daemon restarts with a working log"
+                    .into(),
+            };
+            return Box::pin(actix::fut::ready(Err(error)));
         }
-        match guard(|| self.gateway.submit(&order, Timestamp::now())) {
-            Ok(Ok(Execution::New(fill))) => {
-                self.book(Some(order.get()), &fill);
-                info!(symbol = %fill.symbol, client_order_id = %fill.client_order_id, side = ?fill.side,
-                      quantity = %fill.quantity, price = %fill.price, "order filled");
-                Ok(fill)
-            }
-            Ok(Ok(Execution::AlreadyFilled(fill))) => {
-                info!(client_order_id = %fill.client_order_id, "order had already filled; not placed again");
-                Ok(fill)
-            }
-            Ok(Err(e)) => {
-                self.recorder.rejected(order.get(), &e.to_string());
-                Err(e)
-            }
-            Err(panic) => {
-                error!(%panic, "gateway panicked; restarting the exchange actor");
-                ctx.stop();
-                Err(GatewayError::Unavailable(format!(
-                    "gateway failed: {panic}"
-                )))
-            }
-        }
+        let order = msg.order.get().clone();
+        // Not waited for: the fill, which is, comes after it in the log.
+        let _ = self.log.append(vec![Event::OrderSent {
+            order: order.clone(),
+        }]);
+        let submitted = self.venue.submit(msg.order, self.clock.now());
+        Box::pin(wrap_future::<_, Self>(submitted).then(move |result, act: &mut Self, _| {
+            let fut: Reply<Result<(Fill, Option<Offset>), VenueError>> = match result {
+                Ok(Execution::New(fill)) => {
+                    let receipt = act.record(Some(order), fill.clone());
+                    Box::pin(Self::recorded(receipt).map(move |offset, _, _| match offset {
+                        Some(offset) => Ok((fill, Some(offset))),
+                        None => Err(VenueError::Unknown {
+                            detail: "the order filled but its fill could not be recorded".into(),
+                        }),
+                    }))
+                }
+                Ok(Execution::AlreadyFilled(fill)) => {
+                    info!(client_order_id = %fill.client_order_id, "order had already filled; not placed again");
+                    Box::pin(actix::fut::ready(Ok((fill, None))))
+                }
+                Err(error) => {
+                    warn!(symbol = %order.symbol, client_order_id = %order.client_order_id, %error, "order not filled");
+                    let _ = act.log.append(vec![Event::Rejected {
+                        order,
+                        error: error.clone(),
+                    }]);
+                    Box::pin(actix::fut::ready(Err(error)))
+                }
+            };
+            fut
+        }))
     }
 }
 
 impl Handler<PriceUpdate> for ExchangeActor {
-    type Result = Vec<Fill>;
+    type Result = ResponseActFuture<Self, Option<Offset>>;
 
-    fn handle(&mut self, msg: PriceUpdate, ctx: &mut Context<Self>) -> Self::Result {
-        self.portfolio
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .mark(&msg.symbol, msg.price);
-        let fills = match guard(|| {
-            self.gateway
-                .on_price(&msg.symbol, msg.price, Timestamp::now())
-        }) {
-            Ok(fills) => fills,
-            Err(panic) => {
-                error!(%panic, "gateway panicked; restarting the exchange actor");
-                ctx.stop();
-                return Vec::new();
+    fn handle(&mut self, msg: PriceUpdate, _ctx: &mut Context<Self>) -> Self::Result {
+        let reports = self.venue.mark(&msg.symbol, msg.price, self.clock.now());
+        let mut last = None;
+        for report in reports {
+            if let ExecutionReport::Filled(fill) = report {
+                last = Some(self.record(None, fill));
             }
-        };
-        for fill in &fills {
-            self.book(None, fill);
-            info!(symbol = %fill.symbol, client_order_id = %fill.client_order_id, reason = ?fill.reason,
-                  price = %fill.price, "resting order filled");
         }
-        fills
+        match last {
+            // Appends are durable in order: the last one's durability covers them all.
+            Some(receipt) => Box::pin(Self::recorded(receipt)),
+            None => Box::pin(actix::fut::ready(None)),
+        }
     }
 }
 
 impl Handler<FindFill> for ExchangeActor {
-    type Result = Option<Fill>;
+    type Result = ResponseActFuture<Self, Option<(Fill, Offset)>>;
 
     fn handle(&mut self, msg: FindFill, _ctx: &mut Context<Self>) -> Self::Result {
-        self.gateway.find_fill(&msg.client_order_id)
+        let order = msg.order;
+        let asked = self
+            .venue
+            .query(order.symbol.clone(), order.client_order_id.clone());
+        Box::pin(wrap_future::<_, Self>(asked).then(move |found, act: &mut Self, _| {
+            let fut: Reply<Option<(Fill, Offset)>> = match found {
+                    Ok(Some(fill)) => {
+                        let receipt = act.record(Some(order), fill.clone());
+                        Box::pin(Self::recorded(receipt).map(move |offset, _, _| {
+                            offset.map(|offset| (fill, offset))
+                        }))
+                    }
+                    Ok(None) => Box::pin(actix::fut::ready(None)),
+                    Err(e) => {
+                        // Unknown is treated as not filled: the order is then placed, and the venue refuses a
+                        // second order with the same client order id.
+                        warn!(client_order_id = %order.client_order_id, error = %e, "could not ask the venue about an order");
+                        Box::pin(actix::fut::ready(None))
+                    }
+                };
+            fut
+        }))
     }
 }
 
-impl Handler<TakeSnapshot> for ExchangeActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: TakeSnapshot, _ctx: &mut Context<Self>) {
-        if self.fills_since_snapshot > 0 {
-            self.snapshot();
+impl StreamHandler<ExecutionReport> for ExchangeActor {
+    fn handle(&mut self, report: ExecutionReport, ctx: &mut Context<Self>) {
+        match report {
+            ExecutionReport::Filled(fill) => {
+                let receipt = self.record(None, fill);
+                ctx.spawn(Self::recorded(receipt).map(|_, _, _| ()));
+            }
+            ExecutionReport::Cancelled {
+                symbol,
+                client_order_id,
+            } => {
+                info!(%symbol, %client_order_id, "resting order cancelled by the venue");
+            }
         }
     }
 }

@@ -70,6 +70,17 @@ impl ArmedExits {
         })
     }
 
+    /// Takes the leg with this client order id off, leaving the other resting; whether it was resting.
+    pub fn cancel(&mut self, id: &ClientOrderId) -> bool {
+        for leg in [&mut self.stop_loss, &mut self.take_profit] {
+            if leg.as_ref().is_some_and(|(_, resting)| resting == id) {
+                *leg = None;
+                return true;
+            }
+        }
+        false
+    }
+
     /// The exit `price` crosses, if any; a stop wins over a target when both are crossed.
     pub fn crossed(&self, price: Price) -> Option<(FillReason, ClientOrderId)> {
         let long = self.side == PositionSide::Long;
@@ -102,6 +113,16 @@ pub fn after_fill(
     if position_after.is_zero() {
         *exits = None;
         return;
+    }
+    let side = if position_after.is_sign_positive() {
+        PositionSide::Long
+    } else {
+        PositionSide::Short
+    };
+    // Levels guard the position they were armed for: a fill that turned it to the other side leaves them nothing
+    // to guard, and a stop that fired would double the new position instead of closing it.
+    if exits.as_ref().is_some_and(|armed| armed.side != side) {
+        *exits = None;
     }
     if let Some(armed) = order.and_then(|o| ArmedExits::arm(o, fill.price, position_after)) {
         *exits = Some(armed);

@@ -124,10 +124,16 @@ impl Ledger {
             Event::StrategyStateChanged { symbol, paused } => {
                 self.paused.insert(symbol.clone(), *paused);
             }
-            Event::RiskChecked { .. }
-            | Event::OrderSent { .. }
-            | Event::Rejected { .. }
-            | Event::Cancelled { .. } => {}
+            Event::Cancelled {
+                symbol,
+                client_order_id,
+                ..
+            } => {
+                if let Some(armed) = self.exits.get_mut(symbol) {
+                    armed.cancel(client_order_id);
+                }
+            }
+            Event::RiskChecked { .. } | Event::OrderSent { .. } | Event::Rejected { .. } => {}
         }
     }
 

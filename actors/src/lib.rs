@@ -1,21 +1,20 @@
-//! Sentinel's domain types, the messages between its actors, and the actors: router, strategy, risk, exchange.
+//! Sentinel's domain types, its events, the messages between its actors, and the actors: ingress, strategy, risk,
+//! exchange, ledger.
 //!
-//! No HTTP, SQL or network code lives here: I/O comes in through the `Gateway` and `Recorder` traits.
+//! No HTTP, SQL or network code lives here: I/O comes in through two ports, the event log (`log::EventLog`) and the
+//! execution venue (`venue::ExecutionVenue`), which `src/` implements.
 
 pub mod amount;
 pub mod event;
 pub mod exchange;
 pub mod exits;
-pub mod gateway;
+pub mod ingress;
 pub mod ledger;
+pub mod ledger_actor;
 pub mod log;
 pub mod messages;
 pub mod order;
-#[cfg(test)]
-mod overflow_props;
-pub mod paper;
 pub mod portfolio;
-pub mod recorder;
 pub mod risk;
 pub mod risk_actor;
 pub mod router;

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::watch;
 
@@ -12,7 +14,8 @@ use crate::event::{Event, Offset, Stamped};
 use crate::types::Timestamp;
 
 /// Why the log could not take or give events.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[serde(tag = "code", content = "detail", rename_all = "snake_case")]
 pub enum LogError {
     /// The append queue is full: the caller should shed load (a webhook gets 503) and retry later.
     #[error("the event log is behind; retry shortly")]
@@ -51,6 +54,13 @@ impl Receipt {
     pub fn pending() -> (Settle, Receipt) {
         let (tx, rx) = watch::channel(None);
         (Settle(tx), Receipt(rx))
+    }
+
+    /// A receipt for events that are already durable (recovered from the log at start-up).
+    pub fn durable_at(offset: Offset) -> Receipt {
+        let (tx, rx) = watch::channel(Some(Ok(offset)));
+        drop(tx);
+        Receipt(rx)
     }
 
     /// A receipt that has already failed (the append was refused before it was queued).
@@ -120,32 +130,35 @@ impl Clock for SystemClock {
     }
 }
 
-/// Follows `log` from `from` on, handing each durable event to `apply` in order, until `apply` returns `false` or
-/// the log stops. Reads in batches of `batch`, so a consumer that fell behind catches up without one read per event.
-pub async fn follow(
+/// The log from `from` on, as a stream of batches of durable events (at most `batch` each): what a consumer
+/// follows. It catches up by reading, then waits on the head for more; it ends when the log stops.
+pub fn tail(
     log: Arc<dyn EventLog>,
     from: Offset,
     batch: usize,
-    mut apply: impl FnMut(&Stamped) -> bool,
-) -> Result<Offset, LogError> {
-    let mut next = from;
-    let mut head = log.head();
-    loop {
-        let events = log.read(next, batch)?;
-        if events.is_empty() {
-            // Caught up: wait until something new is durable.
-            if head.wait_for(|h| *h >= next).await.is_err() {
-                return Ok(next);
+) -> impl Stream<Item = Result<Vec<Stamped>, LogError>> {
+    let head = log.head();
+    futures_util::stream::unfold(
+        (log, from, head, false),
+        move |(log, next, mut head, failed)| async move {
+            if failed {
+                return None;
             }
-            continue;
-        }
-        for stamped in &events {
-            next = stamped.offset.next();
-            if !apply(stamped) {
-                return Ok(next);
+            loop {
+                match log.read(next, batch) {
+                    Ok(events) if events.is_empty() => {
+                        // Caught up: wait until something new is durable.
+                        head.wait_for(|h| *h >= next).await.ok()?;
+                    }
+                    Ok(events) => {
+                        let after = events.last().map_or(next, |e| e.offset.next());
+                        return Some((Ok(events), (log, after, head, false)));
+                    }
+                    Err(e) => return Some((Err(e), (log, next, head, true))),
+                }
             }
-        }
-    }
+        },
+    )
 }
 
 #[cfg(test)]

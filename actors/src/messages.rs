@@ -1,49 +1,107 @@
 //! Every message between the actors, with its sender, receiver and reply.
+//!
+//! Mailboxes are bounded: the ingress refuses a signal (503) rather than queue past `max_pending`, and each strategy's
+//! mailbox holds at least that many; `send` to risk and the exchange waits for room (back-pressure), never drops.
 
 use actix::Message;
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::gateway::GatewayError;
+use crate::event::{Delivery, Offset};
+use crate::log::{LogError, Receipt};
 use crate::order::{Fill, OrderOutcome, OrderRequest};
-use crate::recorder::RecordError;
 use crate::risk::{Approved, TradingState};
 use crate::signal::Signal;
-use crate::types::{ClientOrderId, Price, Symbol};
+use crate::types::{Price, Symbol};
+use crate::venue::VenueError;
 
-/// Router -> strategy actor of `signal.symbol`: an accepted signal to act on, in arrival order.
+/// HTTP edge -> ingress actor: an authenticated, parsed webhook. Replies with the receipt of its `SignalAccepted`
+/// event (answer the sender once it is durable), or why it was not admitted.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Receipt, AdmitError>")]
+pub struct Admit {
+    pub signal: Signal,
+    pub delivery: Delivery,
+}
+
+/// Why a signal was not admitted. Nothing of it was recorded; the sender may retry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// As many signals as allowed are accepted and unfinished: shed load rather than acknowledge what cannot be
+    /// processed promptly.
+    #[error("{pending} signals are waiting to be processed; retry shortly")]
+    Busy { pending: usize },
+    /// No strategy runs for the symbol, or it is not taking signals (shutting down).
+    #[error("no strategy is taking signals for {symbol}")]
+    NoStrategy { symbol: Symbol },
+    /// The log could not take the signal.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// What a restart knows of a signal that was acknowledged but did not finish.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recovered {
+    /// The orders decided for it, placed again (idempotently) instead of deciding anew.
+    pub decided: Option<Vec<OrderRequest>>,
+    /// Its orders that the log shows filled.
+    pub fills: Vec<Fill>,
+}
+
+/// Ingress actor (or the restart) -> strategy actor of `signal.symbol`: a signal to act on, in log order.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct SignalReceived {
     pub signal: Signal,
-    /// After a restart: the orders already decided for this signal before the crash, to place (again, idempotently
-    /// by client order id) instead of deciding anew.
-    pub decided: Option<Vec<OrderRequest>>,
+    /// Acted on only once this is durable; if it fails, the signal was never accepted and nothing happens.
+    pub accepted: Receipt,
+    /// Held until the signal is finished: the admission slot it takes.
+    pub admission: Option<OwnedSemaphorePermit>,
+    /// Set for a signal recovered after a restart.
+    pub recovered: Option<Recovered>,
 }
 
-/// Strategy actor -> risk actor: one order to check and, if approved, to place. Replies with what became of it.
+/// Strategy actor -> risk actor: one order to check and, if approved, to place.
 #[derive(Debug, Message)]
-#[rtype(result = "OrderOutcome")]
+#[rtype(result = "Placed")]
 pub struct Propose {
     pub order: OrderRequest,
 }
 
-/// Risk actor -> exchange actor: an approved order to place.
+/// What became of a proposed order, and where its fill is in the log (to wait for the ledger to count it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placed {
+    pub outcome: OrderOutcome,
+    pub recorded: Option<Offset>,
+}
+
+/// Risk actor -> exchange actor: an approved order to place. Replies with its fill and the fill's offset in the log
+/// (`None` when the venue had filled it before, and the log has it).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Fill, GatewayError>")]
+#[rtype(result = "Result<(Fill, Option<Offset>), VenueError>")]
 pub struct Execute {
     pub order: Approved<OrderRequest>,
 }
 
-/// Strategy actor -> exchange actor: the symbol's last price. Replies with the fills of resting orders it triggered.
+/// Strategy actor -> exchange actor: the symbol's last price. Replies with the offset of the last fill it triggered
+/// (a resting stop or target), if any.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<Fill>")]
+#[rtype(result = "Option<Offset>")]
 pub struct PriceUpdate {
     pub symbol: Symbol,
     pub price: Price,
 }
 
+/// Strategy actor -> exchange actor, after a restart: did the venue fill this order although the log does not say
+/// so? Asked before a recovered order goes to risk, whose checks assume the order is new. A fill found is recorded.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<(Fill, Offset)>")]
+pub struct FindFill {
+    pub order: OrderRequest,
+}
+
 /// Operator (HTTP API) -> risk actor: switch the account's trading state. Replies once the change is durable.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), RecordError>")]
+#[rtype(result = "Result<(), LogError>")]
 pub struct SetTradingState {
     pub state: TradingState,
 }
@@ -53,15 +111,7 @@ pub struct SetTradingState {
 #[rtype(result = "TradingState")]
 pub struct GetTradingState;
 
-/// Strategy actor -> exchange actor, after a restart: did an order with this client order id already fill? Asked
-/// before a recovered order goes to risk, whose checks assume the order is new.
+/// Daemon -> ledger actor, at a clean shutdown: store a checkpoint now, so the next start folds nothing.
 #[derive(Debug, Message)]
-#[rtype(result = "Option<Fill>")]
-pub struct FindFill {
-    pub client_order_id: ClientOrderId,
-}
-
-/// Daemon -> exchange actor, at a clean shutdown: write a snapshot now, so the next start replays nothing.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct TakeSnapshot;
+#[rtype(result = "Offset")]
+pub struct Checkpoint;

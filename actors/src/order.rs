@@ -3,9 +3,11 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::log::LogError;
 use crate::risk::DenyReason;
 use crate::signal::{Action, ExitLevel};
 use crate::types::{ClientOrderId, Leverage, Price, Quantity, Side, SignalId, Symbol, Timestamp};
+use crate::venue::VenueError;
 
 /// A market order a strategy wants placed. It reaches an exchange only inside `risk::Approved`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,8 +72,65 @@ pub enum OrderOutcome {
     },
     Rejected {
         order: OrderRequest,
-        error: String,
+        error: VenueError,
     },
+}
+
+/// Why a signal could not be acted on at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case", from = "FailureRepr")]
+pub enum Failure {
+    /// The strategy panicked on it and was restarted with its state; nothing was ordered.
+    StrategyPanicked { message: String },
+    /// An actor on its path was gone (shutting down).
+    ActorUnavailable { actor: String },
+    /// What the signal led to could not be recorded in the log.
+    NotRecorded { error: LogError },
+}
+
+/// Journals from before typed failures hold a text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FailureRepr {
+    Typed(FailureTagged),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+enum FailureTagged {
+    StrategyPanicked { message: String },
+    ActorUnavailable { actor: String },
+    NotRecorded { error: LogError },
+}
+
+impl From<FailureRepr> for Failure {
+    fn from(repr: FailureRepr) -> Self {
+        match repr {
+            FailureRepr::Typed(FailureTagged::StrategyPanicked { message }) => {
+                Failure::StrategyPanicked { message }
+            }
+            FailureRepr::Typed(FailureTagged::ActorUnavailable { actor }) => {
+                Failure::ActorUnavailable { actor }
+            }
+            FailureRepr::Typed(FailureTagged::NotRecorded { error }) => {
+                Failure::NotRecorded { error }
+            }
+            FailureRepr::Text(message) => Failure::StrategyPanicked { message },
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::StrategyPanicked { message } => {
+                write!(f, "the strategy failed and was restarted: {message}")
+            }
+            Failure::ActorUnavailable { actor } => write!(f, "the {actor} actor is unavailable"),
+            Failure::NotRecorded { error } => write!(f, "not recorded: {error}"),
+        }
+    }
 }
 
 /// How a signal ended.
@@ -91,8 +150,8 @@ pub enum SignalOutcome {
     Rejected { orders: Vec<OrderOutcome> },
     /// Nothing to do (already flat, paused, a tick, ...).
     Ignored { reason: IgnoreReason },
-    /// The strategy failed on it and was restarted; nothing was ordered.
-    Failed { error: String },
+    /// It could not be acted on; nothing was ordered.
+    Failed { error: Failure },
 }
 
 impl SignalOutcome {

@@ -1,7 +1,6 @@
 //! The account as the fills left it: balance, positions with entry prices, realized and unrealized PnL.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
 
 use rust_decimal::prelude::Signed;
 use rust_decimal::Decimal;
@@ -10,9 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::amount::add_to_total;
 use crate::order::Fill;
 use crate::types::{Price, Symbol};
-
-/// The portfolio, shared between the exchange actor (the only writer) and readers (strategies, risk, the HTTP API).
-pub type SharedPortfolio = Arc<RwLock<Portfolio>>;
 
 /// One symbol's position. `quantity` is signed: > 0 long, < 0 short, 0 flat.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,10 +108,6 @@ impl Portfolio {
             positions: BTreeMap::new(),
             marks: BTreeMap::new(),
         }
-    }
-
-    pub fn shared(self) -> SharedPortfolio {
-        Arc::new(RwLock::new(self))
     }
 
     pub fn apply_fill(&mut self, fill: &Fill) {

@@ -1,36 +1,39 @@
-//! The risk actor: checks each proposed order and hands approved ones to the exchange actor.
+//! The risk actor: checks each proposed order against the published ledger view and hands approved ones to the
+//! exchange actor. It owns the trading state (the kill switch).
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{error, info};
 
-use crate::messages::{Execute, GetTradingState, Propose, SetTradingState};
+use crate::event::{Event, Verdict};
+use crate::ledger_actor::ViewRx;
+use crate::log::{EventLog, LogError};
+use crate::messages::{Execute, GetTradingState, Placed, Propose, SetTradingState};
 use crate::order::OrderOutcome;
-use crate::portfolio::SharedPortfolio;
-use crate::recorder::{RecordError, Recorder};
 use crate::risk::{Exposure, RiskEngine, TradingState};
 use crate::supervise::guard;
+use crate::venue::VenueError;
 
 pub struct RiskActor {
     engine: RiskEngine,
-    portfolio: SharedPortfolio,
+    view: ViewRx,
     exchange: Recipient<Execute>,
-    recorder: Arc<dyn Recorder>,
+    log: Arc<dyn EventLog>,
 }
 
 impl RiskActor {
     pub fn new(
         engine: RiskEngine,
-        portfolio: SharedPortfolio,
+        view: ViewRx,
         exchange: Recipient<Execute>,
-        recorder: Arc<dyn Recorder>,
+        log: Arc<dyn EventLog>,
     ) -> Self {
         Self {
             engine,
-            portfolio,
+            view,
             exchange,
-            recorder,
+            log,
         }
     }
 }
@@ -42,43 +45,72 @@ impl Actor for RiskActor {
 impl Supervised for RiskActor {}
 
 impl Handler<Propose> for RiskActor {
-    type Result = ResponseFuture<OrderOutcome>;
+    // Not atomic: a slow venue call for one symbol does not hold up the checks of another's orders.
+    type Result = ResponseFuture<Placed>;
 
     fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Self::Result {
         let order = msg.order;
-        let checked = match guard(|| {
-            let exposure = Exposure::of(
-                &self.portfolio.read().unwrap_or_else(|e| e.into_inner()),
-                &order.symbol,
-            );
+        let checked = guard(|| {
+            let exposure = Exposure::of(&self.view.borrow().portfolio, &order.symbol);
             self.engine.check(order.clone(), exposure)
-        }) {
+        });
+        let checked = match checked {
             Ok(checked) => checked,
             Err(panic) => {
                 error!(%panic, "risk check panicked; restarting the risk actor");
                 ctx.stop();
-                let error = format!("risk check failed: {panic}");
-                return Box::pin(async move { OrderOutcome::Rejected { order, error } });
+                let error = VenueError::Unavailable {
+                    detail: "the risk check failed; the risk actor restarted".into(),
+                };
+                return Box::pin(async move {
+                    Placed {
+                        outcome: OrderOutcome::Rejected { order, error },
+                        recorded: None,
+                    }
+                });
             }
         };
-        self.recorder.risk_checked(&order, checked.as_ref().err());
+        let verdict = match &checked {
+            Ok(_) => Verdict::Approved,
+            Err(reason) => Verdict::Denied {
+                reason: reason.clone(),
+            },
+        };
+        // Not waited for: what the order led to, which is, comes after it in the log.
+        let _ = self.log.append(vec![Event::RiskChecked {
+            order: order.clone(),
+            verdict,
+        }]);
         match checked {
             Err(reason) => {
                 info!(symbol = %order.symbol, client_order_id = %order.client_order_id, %reason, "order denied");
-                Box::pin(async move { OrderOutcome::Denied { order, reason } })
+                Box::pin(async move {
+                    Placed {
+                        outcome: OrderOutcome::Denied { order, reason },
+                        recorded: None,
+                    }
+                })
             }
             Ok(approved) => {
                 let sent = self.exchange.send(Execute { order: approved });
                 Box::pin(async move {
                     match sent.await {
-                        Ok(Ok(fill)) => OrderOutcome::Filled { order, fill },
-                        Ok(Err(e)) => OrderOutcome::Rejected {
-                            order,
-                            error: e.to_string(),
+                        Ok(Ok((fill, recorded))) => Placed {
+                            outcome: OrderOutcome::Filled { order, fill },
+                            recorded,
                         },
-                        Err(e) => OrderOutcome::Rejected {
-                            order,
-                            error: format!("exchange actor unavailable: {e}"),
+                        Ok(Err(error)) => Placed {
+                            outcome: OrderOutcome::Rejected { order, error },
+                            recorded: None,
+                        },
+                        Err(e) => Placed {
+                            outcome: OrderOutcome::Rejected {
+                                order,
+                                error: VenueError::Unavailable {
+                                    detail: format!("exchange actor unavailable: {e}"),
+                                },
+                            },
+                            recorded: None,
                         },
                     }
                 })
@@ -91,7 +123,7 @@ impl Handler<SetTradingState> for RiskActor {
     /// Resolves once the new state is durable, so a kill switch that was answered stays on after a restart.
     /// Tightening (reducing, halted) takes effect at once, even before it is recorded; loosening back to active
     /// only once it is recorded, so a restart can never come back looser than what the operator was told.
-    type Result = AtomicResponse<Self, Result<(), RecordError>>;
+    type Result = AtomicResponse<Self, Result<(), LogError>>;
 
     fn handle(&mut self, msg: SetTradingState, _ctx: &mut Context<Self>) -> Self::Result {
         let state = msg.state;
@@ -100,16 +132,18 @@ impl Handler<SetTradingState> for RiskActor {
             info!(from = %self.engine.state(), to = %state, "trading state changed");
             self.engine.set_state(state);
         }
-        let recorded = self.recorder.trading_state_changed(state);
-        AtomicResponse::new(Box::pin(recorded.into_actor(self).map(
-            move |result, act, _| {
-                if result.is_ok() && !tightening {
-                    info!(from = %act.engine.state(), to = %state, "trading state changed");
-                    act.engine.set_state(state);
-                }
-                result
-            },
-        )))
+        let receipt = self.log.append(vec![Event::TradingStateChanged { state }]);
+        AtomicResponse::new(Box::pin(
+            async move { receipt.durable().await.map(|_| ()) }
+                .into_actor(self)
+                .map(move |result, act, _| {
+                    if result.is_ok() && !tightening {
+                        info!(from = %act.engine.state(), to = %state, "trading state changed");
+                        act.engine.set_state(state);
+                    }
+                    result
+                }),
+        ))
     }
 }
 

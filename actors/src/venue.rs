@@ -27,6 +27,9 @@ pub enum RejectReason {
     /// A reduce-only order would not reduce the position.
     #[error("a reduce-only order would not reduce the position")]
     WouldNotReduce,
+    /// No order with this client order id is resting: it filled, was cancelled, or never existed.
+    #[error("no order {client_order_id} is resting")]
+    UnknownOrder { client_order_id: ClientOrderId },
     /// The venue's own refusal, with its code and message.
     #[error("venue code {code}: {message}")]
     Venue { code: i64, message: String },
@@ -34,7 +37,7 @@ pub enum RejectReason {
 
 /// Why a venue call did not do what was asked, and what that means for retrying.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[serde(tag = "code", rename_all = "snake_case", from = "VenueErrorRepr")]
 pub enum VenueError {
     /// The venue refused: retrying the same order cannot help.
     #[error("the venue rejected the order: {reason}")]
@@ -47,6 +50,39 @@ pub enum VenueError {
     /// anything else.
     #[error("the order's fate at the venue is unknown: {detail}")]
     Unknown { detail: String },
+}
+
+/// Journals from before typed venue errors hold a text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum VenueErrorRepr {
+    Typed(VenueErrorTagged),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+enum VenueErrorTagged {
+    Rejected { reason: RejectReason },
+    Unavailable { detail: String },
+    Unknown { detail: String },
+}
+
+impl From<VenueErrorRepr> for VenueError {
+    fn from(repr: VenueErrorRepr) -> Self {
+        match repr {
+            VenueErrorRepr::Typed(VenueErrorTagged::Rejected { reason }) => {
+                VenueError::Rejected { reason }
+            }
+            VenueErrorRepr::Typed(VenueErrorTagged::Unavailable { detail }) => {
+                VenueError::Unavailable { detail }
+            }
+            VenueErrorRepr::Typed(VenueErrorTagged::Unknown { detail }) => {
+                VenueError::Unknown { detail }
+            }
+            VenueErrorRepr::Text(detail) => VenueError::Unavailable { detail },
+        }
+    }
 }
 
 impl VenueError {
@@ -142,4 +178,23 @@ pub trait ExecutionVenue: Send + Sync + 'static {
     /// What this venue keeps that a restart needs (paper's book), for a snapshot; `Null` for a venue that is
     /// itself the record.
     fn state(&self) -> serde_json::Value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_round_trip_and_old_texts_still_read() {
+        let typed = VenueError::rejected(RejectReason::WouldNotReduce);
+        let json = serde_json::to_string(&typed).unwrap();
+        assert_eq!(serde_json::from_str::<VenueError>(&json).unwrap(), typed);
+        let old: VenueError = serde_json::from_str("\"exchange unavailable: timeout\"").unwrap();
+        assert_eq!(
+            old,
+            VenueError::Unavailable {
+                detail: "exchange unavailable: timeout".into()
+            }
+        );
+    }
 }

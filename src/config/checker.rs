@@ -179,6 +179,19 @@ impl Checker<'_> {
             burst: NonZeroU32::new(burst as u32).unwrap_or(NonZeroU32::MIN),
         }
     }
+
+    /// A limit that is off unless one of its keys is set (the other then takes `defaults`' value).
+    pub(super) fn optional_rate(
+        &mut self,
+        paths: (&str, &str),
+        values: (Option<i64>, Option<i64>),
+        defaults: (u32, u32),
+    ) -> Option<RateLimit> {
+        if values.0.is_none() && values.1.is_none() {
+            return None;
+        }
+        Some(self.rate(paths, values, defaults))
+    }
 }
 
 pub(super) fn positive(value: Decimal) -> Result<(), String> {

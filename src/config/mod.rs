@@ -4,13 +4,14 @@ mod checker;
 mod raw;
 mod validate;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::adapters::paper::PaperCosts;
 use rust_decimal::Decimal;
-use sentinel_actors::paper::PaperCosts;
 use sentinel_actors::risk::{SymbolRules, TradingState};
 use sentinel_actors::strategy::SymbolSettings;
 use sentinel_actors::types::Symbol;
@@ -59,6 +60,9 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// How long a sender's delivery id is remembered for idempotency.
     pub delivery_id_retention: Duration,
+    /// Signals accepted and not yet finished, at most: past this, webhooks are answered 503 with `Retry-After`
+    /// before anything is recorded.
+    pub max_pending_signals: usize,
     pub tls: Option<TlsConfig>,
     /// Bearer token for the operator's write endpoints (`POST /api/trading-state`); `None`: they are off.
     pub admin_token: Option<Secret>,
@@ -97,7 +101,8 @@ pub struct SourceConfig {
     pub auth: SourceAuth,
     /// Client addresses allowed to use this source; empty: any.
     pub allow_ips: Allowlist,
-    pub rate_limit: RateLimit,
+    /// New signals from this source; `None`: not limited (admission control bounds them).
+    pub rate_limit: Option<RateLimit>,
     /// How long an identical body from this source counts as a duplicate (for senders without delivery ids).
     pub duplicate_window: Duration,
     /// The common name the client certificate must carry (`TradingView Webhooks`); `None`: no certificate needed.
@@ -112,12 +117,24 @@ pub enum ExchangeConfig {
     Paper {
         starting_balance: Decimal,
         costs: PaperCosts,
+        /// How long each order takes the simulated venue, as a real one's round trip would.
+        latency: Duration,
+        latency_by_symbol: HashMap<Symbol, Duration>,
     },
 }
 
 impl ExchangeConfig {
     pub fn is_paper(&self) -> bool {
         matches!(self, ExchangeConfig::Paper { .. })
+    }
+
+    /// What the account starts with before any fill.
+    pub fn starting_balance(&self) -> Decimal {
+        match self {
+            ExchangeConfig::Paper {
+                starting_balance, ..
+            } => *starting_balance,
+        }
     }
 }
 

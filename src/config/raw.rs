@@ -43,6 +43,7 @@ pub struct RawServer {
     pub max_connections: Option<i64>,
     pub keep_alive_secs: Option<i64>,
     pub delivery_id_retention_secs: Option<i64>,
+    pub max_pending_signals: Option<i64>,
     pub admin_token_env: Option<String>,
     #[serde(default)]
     pub api_hosts: Vec<String>,
@@ -101,6 +102,9 @@ pub struct RawExchange {
     pub starting_balance: Option<DecimalText>,
     pub fee_rate: Option<DecimalText>,
     pub slippage: Option<DecimalText>,
+    pub latency_ms: Option<i64>,
+    #[serde(default)]
+    pub latency_ms_by_symbol: std::collections::BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

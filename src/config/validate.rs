@@ -1,6 +1,6 @@
 //! One pass over the raw configuration that collects every problem, each with its key path.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use sentinel_actors::amount;
-use sentinel_actors::paper::PaperCosts;
 use sentinel_actors::risk::{SymbolRules, TradingState};
 use sentinel_actors::signal::{Action, ExitLevel, SizeSpec};
 use sentinel_actors::strategy::SymbolSettings;
@@ -28,6 +27,7 @@ use crate::secret::{self, Secret};
 
 pub use super::checker::Problem;
 use super::checker::{fraction, positive, Checker};
+use crate::adapters::paper::PaperCosts;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const MAX_SOURCE_NAME: usize = 64;
@@ -140,7 +140,22 @@ fn exchange(c: &mut Checker, raw: Option<RawExchange>) -> ExchangeConfig {
         starting_balance: None,
         fee_rate: None,
         slippage: None,
+        latency_ms: None,
+        latency_ms_by_symbol: Default::default(),
     });
+    let latency =
+        Duration::from_millis(c.whole("exchange.latency_ms", raw.latency_ms, 0, 0..=60_000));
+    let mut latency_by_symbol = HashMap::new();
+    for (name, ms) in &raw.latency_ms_by_symbol {
+        let path = format!("exchange.latency_ms_by_symbol.{name}");
+        let ms = c.whole(&path, Some(*ms), 0, 0..=60_000);
+        match Symbol::new(name) {
+            Ok(symbol) => {
+                latency_by_symbol.insert(symbol, Duration::from_millis(ms));
+            }
+            Err(e) => c.problem(path, e.to_string()),
+        }
+    }
     match raw.kind.as_deref() {
         None | Some("paper") => {}
         Some(other) => c.problem(
@@ -175,6 +190,8 @@ fn exchange(c: &mut Checker, raw: Option<RawExchange>) -> ExchangeConfig {
                 fraction,
             ),
         },
+        latency,
+        latency_by_symbol,
     }
 }
 
@@ -249,7 +266,9 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
                 raw.rate_limit_per_address_per_minute,
                 raw.rate_limit_per_address_burst,
             ),
-            (600, 60),
+            // Room for a candle-close burst from one sender's address before it has authenticated once; after
+            // that, admission control bounds it (see limits.rs).
+            (1200, 300),
         ),
         // Well above what an honest but misconfigured sender produces before someone looks, well below a flood.
         refusals_per_address: c.rate(
@@ -289,6 +308,12 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
             7 * 24 * 3600,
             60..=365 * 24 * 3600,
         )),
+        max_pending_signals: c.whole(
+            "server.max_pending_signals",
+            raw.max_pending_signals,
+            1024,
+            1..=1_000_000,
+        ) as usize,
         tls,
         admin_token: raw.admin_token_env.and_then(|name| {
             match (c.env)(&name).filter(|v| !v.is_empty()) {
@@ -493,10 +518,12 @@ fn source(
         name,
         auth,
         allow_ips,
-        rate_limit: c.rate(
+        // Off by default: an authenticated sender's volume is bounded by admission control, and a candle close can
+        // bring one alert per symbol within a second.
+        rate_limit: c.optional_rate(
             (&at("rate_limit_per_minute"), &at("rate_limit_burst")),
             (raw.rate_limit_per_minute, raw.rate_limit_burst),
-            (120, 20),
+            (600, 100),
         ),
         client_cert_subject: raw.client_cert_subject.clone(),
         allow_origins: raw

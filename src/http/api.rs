@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
 use sentinel_actors::messages::{GetTradingState, SetTradingState};
 use sentinel_actors::risk::TradingState;
+use sentinel_actors::types::Timestamp;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,7 +19,8 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn positions(state: web::Data<AppState>) -> HttpResponse {
-    let portfolio = state.portfolio.read().unwrap_or_else(|e| e.into_inner());
+    let view = state.view.borrow().clone();
+    let portfolio = &view.portfolio;
     let positions = portfolio
         .positions
         .iter()
@@ -46,27 +48,48 @@ pub async fn account(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .send(GetTradingState)
         .await
         .map_err(|e| ApiError::unavailable(format!("risk actor unavailable: {e}")))?;
-    let portfolio = state.portfolio.read().unwrap_or_else(|e| e.into_inner());
-    let realized = portfolio.realized_pnl();
-    let fees = portfolio.fees();
+    let view = state.view.borrow().clone();
+    let portfolio = &view.portfolio;
+    let oldest_age_ms = view
+        .oldest_pending
+        .map(|at| Timestamp::now().0.saturating_sub(at.0).max(0));
     Ok(HttpResponse::Ok().json(json!({
-        "exchange": "paper",
+        "exchange": state.venue,
         "starting_balance": portfolio.starting_balance,
         "balance": portfolio.balance,
         "equity": portfolio.equity(),
-        "realized_pnl": realized,
+        "realized_pnl": portfolio.realized_pnl(),
         "unrealized_pnl": portfolio.unrealized_pnl(),
-        "fees": fees,
+        "fees": portfolio.fees(),
         "trading_state": trading_state,
+        // Signals acknowledged and not finished: how many, how old the oldest, and the bound past which webhooks
+        // are answered 503.
+        "backlog": {
+            "pending": view.pending,
+            "oldest_age_ms": oldest_age_ms,
+            "admitted": state.admission.in_use(),
+            "limit": state.admission.limit(),
+        },
+        "log_offset": view.upto,
     })))
 }
 
-/// Signals from the journal, newest first: `?limit=N&before=SEQ` pages back.
+/// Signals from the journal, newest first: `?limit=N&before=SEQ` pages back, `?status=pending` (or any outcome)
+/// filters; `pending` counts every unfinished signal.
 pub async fn signals(
     state: web::Data<AppState>,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    read_page(&state, "signals", page.into_inner(), JournalReader::signals).await
+    let reader = state.reader.clone();
+    let page = page.into_inner();
+    let (rows, pending) =
+        web::block(move || Ok::<_, JournalError>((reader.signals(page)?, reader.pending_count()?)))
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let next_before = rows.last().map_or(Value::Null, |row| row["seq"].clone());
+    Ok(HttpResponse::Ok()
+        .json(json!({ "signals": rows, "next_before": next_before, "pending": pending })))
 }
 
 /// Fills, denials and rejections from the journal, newest first, paged like `signals`.
@@ -150,11 +173,18 @@ pub async fn set_trading_state(
 
 /// Refused webhooks per source and reason, and the size of the protection state.
 pub async fn security(state: web::Data<AppState>) -> HttpResponse {
-    let (commits, writes) = state.journal.stats();
+    let journal = state.journal.stats();
     HttpResponse::Ok().json(json!({
         "refusals": state.refusals.snapshot(),
         "remembered_deliveries": state.deduper.len(),
         "tracked_addresses": state.limits.per_address.tracked(),
-        "journal": { "commits": commits, "writes": writes },
+        // `writes` (appends) per commit is what group commit buys.
+        "journal": {
+            "commits": journal.commits,
+            "writes": journal.batches,
+            "events": journal.events,
+            "commit_micros_total": journal.commit_micros_total,
+            "commit_micros_max": journal.commit_micros_max,
+        },
     }))
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
-use sentinel_actors::portfolio::SharedPortfolio;
+use sentinel_actors::ingress::{Admission, IngressActor};
+use sentinel_actors::ledger_actor::ViewRx;
 use sentinel_actors::risk_actor::RiskActor;
-use sentinel_actors::router::Router;
 
 use crate::config::Config;
 use crate::journal::{Journal, JournalReader};
@@ -28,9 +28,15 @@ pub use operator::AdminGuard;
 pub struct AppState {
     pub config: Arc<Config>,
     pub symbols: SymbolMap,
-    pub router: Router,
+    /// Where webhooks enter the actor graph.
+    pub ingress: Addr<IngressActor>,
     pub risk: Addr<RiskActor>,
-    pub portfolio: SharedPortfolio,
+    /// The ledger's published view: the portfolio as the log has it.
+    pub view: ViewRx,
+    /// The bound on unfinished signals, for the backlog the API shows.
+    pub admission: Admission,
+    /// The venue's name.
+    pub venue: &'static str,
     pub journal: Arc<Journal>,
     pub reader: Arc<JournalReader>,
     pub limits: Arc<RateLimits>,

@@ -20,6 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use sentinel_actors::event::Delivery;
+use sentinel_actors::log::LogError;
+use sentinel_actors::messages::{Admit, AdmitError};
 use sentinel_actors::types::{SignalId, Timestamp};
 use serde_json::json;
 use tracing::{info, warn};
@@ -27,7 +30,6 @@ use tracing::{info, warn};
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{AuthError, Request};
-use crate::journal::DUPLICATE_SIGNAL;
 use crate::payload::{normalize, signal_id, Context, RawPayload};
 use crate::protect::dedupe::{DeliveryKey, MAX_DELIVERY_ID_BYTES};
 use crate::protect::failures::Throttled;
@@ -196,24 +198,39 @@ pub async fn receive(
         return Err(ApiError::too_many_requests(retry_after_secs(wait)));
     }
 
-    // Durable before the answer; the journal hands the signal to the router once it is on disk.
+    // Admitted (or shed with 503 before anything is recorded), appended, handed to its strategy; answered once
+    // the acceptance is durable.
     let signal_id = signal.id.clone();
-    let stored = state
-        .journal
-        .accept(&signal, stored_payload, key_text)
-        .await;
-    let in_journal = match &stored {
-        Ok(()) => true,
-        // The sender reused an id the idempotency index had already forgotten: the journal still knows it.
-        Err(e) => e.0 == DUPLICATE_SIGNAL,
+    let admit = Admit {
+        signal: signal.clone(),
+        delivery: Delivery {
+            keys: key_text,
+            payload: stored_payload,
+        },
     };
-    state.deduper.settle(claim, in_journal);
+    let stored = match state.ingress.send(admit).await {
+        Ok(Ok(receipt)) => receipt.durable().await.map_err(AdmitError::Log),
+        Ok(Err(refused)) => Err(refused),
+        Err(_) => Err(AdmitError::NoStrategy {
+            symbol: signal.symbol.clone(),
+        }),
+    };
+    // The sender reused an id the idempotency index had already forgotten: the log still knows it.
+    let in_log = matches!(
+        stored,
+        Ok(_) | Err(AdmitError::Log(LogError::DuplicateSignal))
+    );
+    state.deduper.settle(claim, in_log);
     match stored {
-        Ok(()) => {}
-        Err(_) if in_journal => {
+        Ok(_) => {}
+        Err(AdmitError::Log(LogError::DuplicateSignal)) => {
             return Ok(
                 HttpResponse::Ok().json(json!({ "status": "duplicate", "signal_id": signal_id }))
             );
+        }
+        Err(refused @ (AdmitError::Busy { .. } | AdmitError::Log(LogError::Full))) => {
+            state.refusals.record(&source.name, "overloaded");
+            return Err(ApiError::overloaded(refused.to_string()));
         }
         Err(e) => {
             return Err(ApiError::unavailable(format!(

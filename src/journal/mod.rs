@@ -1,35 +1,32 @@
-//! The durable journal: an append-only SQLite file (WAL, `synchronous=FULL`) that records every accepted signal and
-//! everything that followed from it. A webhook is acknowledged only once its row is on disk, and a restart rebuilds
-//! the daemon's state from it (see `recovery`). Schema: docs/journal.md.
+//! The durable journal: the daemon's event log (`sentinel_actors::log::EventLog`) in one SQLite file (WAL,
+//! `synchronous=FULL`). Every event is a row of `events` whose `seq` is its offset; the writer also keeps two
+//! projections in the same transaction (`signals` for the API and idempotency, `snapshots` for checkpoints), so the
+//! file stays readable with `sqlite3`. Layout, kinds and the v1 upgrade: docs/journal.md.
 
+mod lock;
+mod log;
+mod queue;
 mod read;
-mod recovery;
+mod ring;
 mod schema;
+mod upgrade;
 mod writer;
 
-use std::path::Path;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use sentinel_actors::order::{Fill, OrderRequest, SignalOutcome};
-use sentinel_actors::portfolio::Position;
-use sentinel_actors::recorder::{Durable, RecordError, Recorder};
-use sentinel_actors::risk::{DenyReason, TradingState};
-use sentinel_actors::router::Router;
-use sentinel_actors::signal::Signal;
-use sentinel_actors::types::{Symbol, Timestamp};
-use serde_json::json;
+use sentinel_actors::event::Offset;
 use thiserror::Error;
 
-pub use read::{JournalReader, Page};
-pub use recovery::{recover, Recovered};
-pub use writer::DUPLICATE_SIGNAL;
-use writer::{Ack, Batch, Op, WriterStats};
-
-/// Writes queued before submitters are made to wait (back-pressure rather than unbounded memory).
-const QUEUE: usize = 65_536;
+pub use lock::{lock, JournalLock};
+pub use log::{Journal, JournalStats, DEFAULT_QUEUE, DEFAULT_RING};
+pub use read::{JournalReader, Page, SignalStatus};
+pub use schema::VERSION as SCHEMA_VERSION;
 
 #[derive(Debug, Error)]
 pub enum JournalError {
@@ -42,18 +39,39 @@ pub enum JournalError {
     Query(#[from] rusqlite::Error),
     #[error("the journal holds unreadable data: {0}")]
     Corrupt(String),
+    #[error(
+        "the journal {path} has schema version {found}, this sentinel reads version {expected}: {}",
+        if found < expected { "run the daemon on it once to upgrade it" } else { "upgrade sentinel" }
+    )]
+    Version {
+        path: String,
+        found: i64,
+        expected: i64,
+    },
+    #[error("another sentinel{} is running on {}; stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), path.display())]
+    Locked { pid: Option<u32>, path: PathBuf },
+    #[error("cannot lock the journal {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing what was read failed (a closed pipe, a full disk): the journal itself is fine.
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
 }
 
-/// The handle every part of the daemon writes through. Cheap to share (`Arc`).
-pub struct Journal {
-    tx: SyncSender<Batch>,
-    dispatcher: Arc<OnceLock<Router>>,
-    stats: Arc<WriterStats>,
+/// An opened, migrated journal, ready for `Journal::start`: the writer's connection, and the connection the log
+/// reads old offsets and checkpoints through.
+pub struct Store {
+    writer: Connection,
+    reader: Connection,
+    /// The last offset handed out, where the log's head starts.
+    head: Offset,
 }
 
 /// Opens (creating if needed) and migrates the journal file at `path`, or an in-memory one for `None`; returns the
-/// writer's connection and a reader.
-pub fn open(path: Option<&Path>) -> Result<(Connection, JournalReader), JournalError> {
+/// store for `Journal::start` and a reader for the API. Take `lock(path)` first: one daemon per file.
+pub fn open(path: Option<&Path>) -> Result<(Store, JournalReader), JournalError> {
     static MEMORY: AtomicU64 = AtomicU64::new(0);
     let (target, flags) = match path {
         Some(path) => (path.display().to_string(), OpenFlags::empty()),
@@ -70,7 +88,7 @@ pub fn open(path: Option<&Path>) -> Result<(Connection, JournalReader), JournalE
         path: target.clone(),
         source,
     };
-    let mut conn = Connection::open_with_flags(
+    let mut writer = Connection::open_with_flags(
         &target,
         flags
             | OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -83,252 +101,34 @@ pub fn open(path: Option<&Path>) -> Result<(Connection, JournalReader), JournalE
         // FULL: a commit is on disk (WAL fsynced) before it returns, so an acknowledged webhook survives a crash
         // or power loss.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
         schema::migrate(conn)
     };
-    setup(&mut conn).map_err(failed)?;
-    let reader = Connection::open_with_flags(&target, flags | OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(failed)?;
-    reader
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(failed)?;
-    Ok((conn, JournalReader::from_connection(reader)))
+    setup(&mut writer).map_err(failed)?;
+    let head = writer::last_offset(&writer).map_err(failed)?;
+    let read_only = || -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &target,
+            flags | OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(conn)
+    };
+    let reader = read_only().map_err(failed)?;
+    let api = read_only().map_err(failed)?;
+    Ok((
+        Store {
+            writer,
+            reader,
+            head,
+        },
+        JournalReader::from_connection(api),
+    ))
 }
 
-impl Journal {
-    /// Starts the writer thread on an open connection.
-    pub fn start(conn: Connection) -> Arc<Journal> {
-        let (tx, rx) = sync_channel(QUEUE);
-        let dispatcher = Arc::new(OnceLock::new());
-        let stats = Arc::new(WriterStats::default());
-        let (for_writer, stats_for_writer) = (dispatcher.clone(), stats.clone());
-        std::thread::Builder::new()
-            .name("journal-writer".into())
-            .spawn(move || writer::run(conn, rx, for_writer, stats_for_writer))
-            .expect("can start the journal writer thread");
-        Arc::new(Journal {
-            tx,
-            dispatcher,
-            stats,
-        })
-    }
-
-    /// Commits so far and the writes they carried.
-    pub fn stats(&self) -> (u64, u64) {
-        (
-            self.stats.commits.load(Ordering::Relaxed),
-            self.stats.writes.load(Ordering::Relaxed),
-        )
-    }
-
-    /// From now on, signals are handed to `router` once durable.
-    pub fn set_router(&self, router: Router) {
-        let _ = self.dispatcher.set(router);
-    }
-
-    fn send(&self, ops: Vec<Op>, ack: Ack) -> Result<(), RecordError> {
-        self.tx
-            .send(Batch { ops, ack })
-            .map_err(|_| RecordError("the journal writer has stopped".into()))
-    }
-
-    /// Queues `ops` (waiting for room in the queue) and resolves once they are durable.
-    fn durable(&self, ops: Vec<Op>) -> Durable {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.send(ops, Ack::Async(tx));
-        Self::acknowledged(sent, rx)
-    }
-
-    /// Like `durable`, but a full queue is an immediate error, so an HTTP worker is never blocked: the sender gets
-    /// a 503 and retries.
-    fn durable_or_busy(&self, ops: Vec<Op>) -> Durable {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self
-            .tx
-            .try_send(Batch {
-                ops,
-                ack: Ack::Async(tx),
-            })
-            .map_err(|e| match e {
-                TrySendError::Full(_) => RecordError("the journal is behind; retry shortly".into()),
-                TrySendError::Disconnected(_) => {
-                    RecordError("the journal writer has stopped".into())
-                }
-            });
-        Self::acknowledged(sent, rx)
-    }
-
-    fn acknowledged(
-        sent: Result<(), RecordError>,
-        rx: tokio::sync::oneshot::Receiver<Result<(), String>>,
-    ) -> Durable {
-        Box::pin(async move {
-            sent?;
-            match rx.await {
-                Ok(result) => result.map_err(RecordError),
-                Err(_) => Err(RecordError("the journal writer has stopped".into())),
-            }
-        })
-    }
-
-    fn blocking(&self, ops: Vec<Op>) -> Result<(), RecordError> {
-        let (tx, rx) = sync_channel(1);
-        self.send(ops, Ack::Blocking(tx))?;
-        rx.recv()
-            .map_err(|_| RecordError("the journal writer has stopped".into()))?
-            .map_err(RecordError)
-    }
-
-    fn later(&self, op: Op) {
-        if let Err(e) = self.send(vec![op], Ack::None) {
-            tracing::error!(error = %e, "journal write dropped");
-        }
-    }
-
-    /// Records an accepted signal; resolves once it is on disk, after which the router gets it.
-    /// `payload` is the body with its secret fields removed.
-    pub fn accept(&self, signal: &Signal, payload: String, delivery_key: String) -> Durable {
-        let signal_json = match serde_json::to_string(signal) {
-            Ok(json) => json,
-            Err(e) => return Box::pin(async move { Err(RecordError(e.to_string())) }),
-        };
-        self.durable_or_busy(vec![Op::Accept {
-            signal: Box::new(signal.clone()),
-            payload,
-            delivery_key,
-            signal_json,
-        }])
-    }
-
-    /// Resolves once everything queued before it is on disk (writes are committed in order).
-    pub fn flush(&self) -> Durable {
-        self.durable(Vec::new())
-    }
-
-    /// Deletes finished signals and events older than `before` that no restart needs.
-    pub fn prune(&self, before: Timestamp) {
-        self.later(Op::Prune { before: before.0 });
-    }
-
-    fn event(
-        &self,
-        kind: &'static str,
-        signal: Option<&str>,
-        symbol: Option<&str>,
-        order: Option<&str>,
-        data: serde_json::Value,
-    ) -> Op {
-        Op::Event {
-            at: Timestamp::now().0,
-            kind,
-            signal_id: signal.map(str::to_string),
-            symbol: symbol.map(str::to_string),
-            client_order_id: order.map(str::to_string),
-            data: data.to_string(),
-        }
-    }
-}
-
-impl Recorder for Journal {
-    fn decided(&self, signal: &Signal, orders: &[OrderRequest]) -> Durable {
-        let op = self.event(
-            "decision",
-            Some(signal.id.as_str()),
-            Some(signal.symbol.as_str()),
-            None,
-            json!({ "orders": orders }),
-        );
-        self.durable(vec![op])
-    }
-
-    fn risk_checked(&self, order: &OrderRequest, denial: Option<&DenyReason>) {
-        let (kind, data) = match denial {
-            None => ("approval", json!({ "order": order })),
-            Some(reason) => ("denial", json!({ "order": order, "reason": reason })),
-        };
-        let op = self.event(
-            kind,
-            Some(order.signal_id.as_str()),
-            Some(order.symbol.as_str()),
-            Some(order.client_order_id.as_str()),
-            data,
-        );
-        self.later(op);
-    }
-
-    fn filled(
-        &self,
-        order: Option<&OrderRequest>,
-        fill: &Fill,
-        position: &Position,
-    ) -> Result<(), RecordError> {
-        let op = self.event(
-            "fill",
-            order.map(|o| o.signal_id.as_str()),
-            Some(fill.symbol.as_str()),
-            Some(fill.client_order_id.as_str()),
-            json!({ "order": order, "fill": fill, "position": position }),
-        );
-        self.blocking(vec![op])
-    }
-
-    fn rejected(&self, order: &OrderRequest, error: &str) {
-        let op = self.event(
-            "rejection",
-            Some(order.signal_id.as_str()),
-            Some(order.symbol.as_str()),
-            Some(order.client_order_id.as_str()),
-            json!({ "order": order, "error": error }),
-        );
-        self.later(op);
-    }
-
-    fn signal_finished(&self, signal: &Signal, outcome: &SignalOutcome) {
-        self.later(Op::Finish {
-            signal_id: signal.id.to_string(),
-            status: outcome.status(),
-            outcome: serde_json::to_string(outcome).unwrap_or_default(),
-            at: Timestamp::now().0,
-        });
-    }
-
-    fn strategy_state_changed(&self, symbol: &Symbol, paused: bool) {
-        let at = Timestamp::now().0;
-        let event = self.event(
-            "strategy_state",
-            None,
-            Some(symbol.as_str()),
-            None,
-            json!({ "paused": paused }),
-        );
-        let state = Op::State {
-            key: format!("paused:{symbol}"),
-            value: paused.to_string(),
-            at,
-        };
-        if let Err(e) = self.send(vec![event, state], Ack::None) {
-            tracing::error!(error = %e, "journal write dropped");
-        }
-    }
-
-    fn trading_state_changed(&self, state: TradingState) -> Durable {
-        let at = Timestamp::now().0;
-        let event = self.event("trading_state", None, None, None, json!({ "state": state }));
-        let value = serde_json::to_string(&state).unwrap_or_default();
-        self.durable(vec![
-            event,
-            Op::State {
-                key: "trading_state".into(),
-                value,
-                at,
-            },
-        ])
-    }
-
-    fn snapshot(&self, state: serde_json::Value) {
-        self.later(Op::Snapshot {
-            state: state.to_string(),
-            at: Timestamp::now().0,
-        });
-    }
+/// Where a journal's lock lives: next to it, `<file name>.lock`.
+fn lock_path(journal: &Path) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }

@@ -1,19 +1,24 @@
-//! Reading the journal for the operator: the API's signal and order pages, and `sentinel journal`.
+//! Reading the journal for the operator: the API's signal and order pages, `sentinel journal`, and the idempotency
+//! keys a start-up loads. Rows are JSON objects: an event row is `seq`, `at`, `kind`, `signal_id`, `symbol`,
+//! `client_order_id` and the event's own fields.
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use serde::Deserialize;
+use sentinel_actors::types::{SignalId, Timestamp};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::JournalError;
+use super::{schema, JournalError};
 
-/// A page request: the newest `limit` rows with `seq < before`.
+/// A page request: the newest `limit` rows with `seq < before`; for signals, only those with `status`.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 pub struct Page {
     pub limit: Option<usize>,
     pub before: Option<i64>,
+    /// Signals only (orders ignore it).
+    pub status: Option<SignalStatus>,
 }
 
 impl Page {
@@ -28,25 +33,65 @@ impl Page {
     }
 }
 
+/// Where a signal stands: `pending` until its `signal_finished` event, then how it ended
+/// (`SignalOutcome::status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalStatus {
+    Pending,
+    Filled,
+    Partial,
+    Denied,
+    Rejected,
+    Ignored,
+    Failed,
+}
+
+impl SignalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalStatus::Pending => "pending",
+            SignalStatus::Filled => "filled",
+            SignalStatus::Partial => "partial",
+            SignalStatus::Denied => "denied",
+            SignalStatus::Rejected => "rejected",
+            SignalStatus::Ignored => "ignored",
+            SignalStatus::Failed => "failed",
+        }
+    }
+}
+
 /// A read-only connection, shared (queries are short).
 pub struct JournalReader {
     conn: Mutex<Connection>,
 }
 
-fn json_or_null(text: Option<String>) -> Value {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null)
-}
+const SIGNAL_COLUMNS: &str = "seq, signal, status, outcome, payload, received_at, finished_at";
+const EVENT_COLUMNS: &str = "seq, at, kind, signal_id, symbol, client_order_id, data";
+/// The orders page's kinds: the `events_orders` index's WHERE, which a query must repeat to use that index.
+const ORDER_EVENTS: &str = "(kind IN ('filled', 'rejected') \
+     OR (kind = 'risk_checked' AND json_extract(data, '$.verdict.verdict') = 'denied'))";
 
 impl JournalReader {
+    /// Opens a journal file to read, refusing one whose schema this Sentinel does not read (an old file is upgraded
+    /// by the daemon, never by a reader).
     pub fn open(path: &Path) -> Result<JournalReader, JournalError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| JournalError::Open {
+        let failed = |source| JournalError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(failed)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(failed)?;
+        let found = schema::version(&conn).map_err(failed)?;
+        if found != schema::VERSION {
+            return Err(JournalError::Version {
                 path: path.display().to_string(),
-                source,
-            },
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                found,
+                expected: schema::VERSION,
+            });
+        }
         Ok(Self::from_connection(conn))
     }
 
@@ -63,20 +108,55 @@ impl JournalReader {
     /// Signals, newest first, each with its status (`pending` until done) and outcome.
     pub fn signals(&self, page: Page) -> Result<Vec<Value>, JournalError> {
         let conn = self.conn();
+        let (filter, status) = match page.status {
+            None => ("1", None),
+            // The partial index `signals_pending` answers this one.
+            Some(SignalStatus::Pending) => ("status IS NULL", None),
+            Some(status) => ("status = ?3", Some(status.as_str())),
+        };
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SIGNAL_COLUMNS} FROM signals WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2"
+            "SELECT {SIGNAL_COLUMNS} FROM signals WHERE {filter} AND seq < ?1 ORDER BY seq DESC LIMIT ?2"
         ))?;
-        let rows = stmt.query_map(params![page.before(), page.limit()], signal_json)?;
+        let rows = match status {
+            None => stmt.query_map(params![page.before(), page.limit()], signal_json)?,
+            Some(status) => {
+                stmt.query_map(params![page.before(), page.limit(), status], signal_json)?
+            }
+        };
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many signals are acknowledged but not finished.
+    pub fn pending_count(&self) -> Result<u64, JournalError> {
+        let count: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM signals WHERE status IS NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// When the oldest unfinished signal was received, if any is unfinished.
+    pub fn oldest_pending(&self) -> Result<Option<Timestamp>, JournalError> {
+        let at = self
+            .conn()
+            .query_row(
+                "SELECT received_at FROM signals WHERE status IS NULL ORDER BY seq LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(at.map(Timestamp))
     }
 
     /// Order events (fills, denials, rejections), newest first.
     pub fn orders(&self, page: Page) -> Result<Vec<Value>, JournalError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, at, kind, signal_id, symbol, client_order_id, data FROM events
-             WHERE kind IN ('fill', 'denial', 'rejection') AND seq < ?1 ORDER BY seq DESC LIMIT ?2",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            // Named: left to itself, SQLite merges two scans of `events_kind` and sorts every fill ever made.
+            "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_orders
+             WHERE {ORDER_EVENTS} AND seq < ?1 ORDER BY seq DESC LIMIT ?2"
+        ))?;
         let rows = stmt.query_map(params![page.before(), page.limit()], event_json)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -94,9 +174,9 @@ impl JournalReader {
         let Some(mut signal) = signal else {
             return Ok(None);
         };
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, at, kind, signal_id, symbol, client_order_id, data FROM events WHERE signal_id = ?1 ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE signal_id = ?1 ORDER BY seq"
+        ))?;
         let events = stmt
             .query_map(params![signal_id], event_json)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -104,7 +184,33 @@ impl JournalReader {
         Ok(Some(signal))
     }
 
-    /// Every signal and event, oldest first, one JSON object per call of `out`.
+    /// Idempotency keys of the signals received since `since`, oldest first: (keys as `Delivery::keys` held them,
+    /// signal id, received at).
+    pub fn deliveries_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(String, SignalId, Timestamp)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT delivery_key, signal_id, received_at FROM signals WHERE received_at >= ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![since.0], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (keys, id, at) = row?;
+            let id = SignalId::new(&id)
+                .map_err(|e| JournalError::Corrupt(format!("signal id {id:?}: {e}")))?;
+            Ok((keys, id, Timestamp(at)))
+        })
+        .collect()
+    }
+
+    /// Every signal, event and diagnostic, oldest first, one JSON object per call of `out` (`type` says which).
     pub fn export(
         &self,
         mut out: impl FnMut(Value) -> std::io::Result<()>,
@@ -126,27 +232,47 @@ impl JournalReader {
                 "outcome": json_or_null(row.get(6)?),
                 "finished_at": row.get::<_, Option<i64>>(7)?,
             });
-            out(line).map_err(|e| JournalError::Corrupt(format!("export: {e}")))?;
+            out(line).map_err(JournalError::Output)?;
         }
-        let mut events = conn.prepare("SELECT seq, at, kind, signal_id, symbol, client_order_id, data FROM events ORDER BY seq")?;
+        let mut events =
+            conn.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"))?;
         let mut rows = events.query([])?;
         while let Some(row) = rows.next()? {
             let mut line = event_json(row)?;
             line["type"] = Value::from("event");
-            out(line).map_err(|e| JournalError::Corrupt(format!("export: {e}")))?;
+            out(line).map_err(JournalError::Output)?;
+        }
+        let mut diagnostics = conn.prepare(
+            "SELECT id, at, kind, signal_id, client_order_id, data FROM diagnostics ORDER BY id",
+        )?;
+        let mut rows = diagnostics.query([])?;
+        while let Some(row) = rows.next()? {
+            let line = json!({
+                "type": "diagnostic",
+                "id": row.get::<_, i64>(0)?,
+                "at": row.get::<_, i64>(1)?,
+                "kind": row.get::<_, String>(2)?,
+                "signal_id": row.get::<_, Option<String>>(3)?,
+                "client_order_id": row.get::<_, Option<String>>(4)?,
+                "data": json_or_null(row.get(5)?),
+            });
+            out(line).map_err(JournalError::Output)?;
         }
         Ok(())
     }
 }
 
-const SIGNAL_COLUMNS: &str = "seq, signal, status, outcome, payload, received_at, finished_at";
+fn json_or_null(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
 
 /// A row of `SIGNAL_COLUMNS` as the API and `sentinel journal` show it.
 fn signal_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     Ok(json!({
         "seq": row.get::<_, i64>(0)?,
         "signal": json_or_null(row.get(1)?),
-        "status": row.get::<_, Option<String>>(2)?.unwrap_or_else(|| "pending".into()),
+        "status": row.get::<_, Option<String>>(2)?.unwrap_or_else(|| SignalStatus::Pending.as_str().into()),
         "outcome": json_or_null(row.get(3)?),
         "payload": json_or_null(row.get(4)?),
         "received_at": row.get::<_, i64>(5)?,
@@ -154,6 +280,7 @@ fn signal_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     }))
 }
 
+/// A row of `EVENT_COLUMNS`: the columns, then the event's own fields.
 fn event_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     let mut data = json_or_null(row.get(6)?);
     let mut event = json!({
@@ -165,6 +292,8 @@ fn event_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
         "client_order_id": row.get::<_, Option<String>>(5)?,
     });
     if let (Some(event), Some(data)) = (event.as_object_mut(), data.as_object_mut()) {
+        // The columns win: they say the same, and a row stays one shape whatever the event holds.
+        data.retain(|key, _| !event.contains_key(key));
         event.append(data);
     }
     Ok(event)

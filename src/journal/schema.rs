@@ -2,9 +2,12 @@
 
 use rusqlite::Connection;
 
-/// Each entry upgrades the schema from version `index` to `index + 1`. Append only; never edit a released one.
+use super::upgrade;
+
+/// Each entry upgrades the schema from version `index` to `index + 1`, in one transaction. Append only; never edit a
+/// released one: files in the field were made by them.
 const MIGRATIONS: &[&str] = &[
-    // 1: signals, events, snapshots, state.
+    // 1: signals, events (string kinds), snapshots, state. What Sentinel 0.1 wrote.
     r#"
     CREATE TABLE signals (
         seq          INTEGER PRIMARY KEY,
@@ -50,23 +53,39 @@ const MIGRATIONS: &[&str] = &[
         at    INTEGER NOT NULL
     );
     "#,
+    // 2: the typed event log: every event a row (seq = offset), accepts included; no `state` table.
+    upgrade::TO_V2,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The schema version of an open file.
+pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
 /// Brings the schema up to `VERSION`. Refuses a journal written by a newer Sentinel.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    migrate_to(conn, VERSION)
+}
+
+/// Brings the schema up to `target` (tests make old files with it).
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> rusqlite::Result<()> {
+    let current = version(conn)?;
     if current > VERSION {
         return Err(rusqlite::Error::InvalidParameterName(format!(
             "the journal has schema version {current}, newer than this Sentinel's {VERSION}: upgrade Sentinel"
         )));
     }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    let upto = MIGRATIONS.iter().take(target.clamp(0, VERSION) as usize);
+    for (version, sql) in upto.enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
+        if current > 0 {
+            tracing::info!(version = version + 1, "journal schema upgraded");
+        }
     }
     Ok(())
 }

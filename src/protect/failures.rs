@@ -97,7 +97,7 @@ impl FailureBudgets {
         }
     }
 
-    fn is_vouched(&self, client: ClientKey) -> bool {
+    pub(super) fn is_vouched(&self, client: ClientKey) -> bool {
         self.vouched
             .get(&client)
             .is_some_and(|at| at.elapsed() < VOUCHED_FOR)

@@ -106,7 +106,7 @@ impl RateLimits {
             per_address: Limiter::new(server.per_address.per_minute, server.per_address.burst),
             per_source: sources
                 .iter()
-                .map(|s| (s.name.clone(), SharedLimiter::new(s.rate_limit)))
+                .filter_map(|s| Some((s.name.clone(), SharedLimiter::new(s.rate_limit?))))
                 .collect(),
             failures: FailureBudgets::new(server.refusals_per_address, server.failed_auth),
         }
@@ -118,10 +118,14 @@ impl RateLimits {
     pub fn admit(&self, client: ClientKey) -> Result<Attempt<'_>, Throttled> {
         // The refusal budget first: a client turned away for it does not also use up its request rate.
         self.failures.check_client(client)?;
-        self.per_address.check(&client).map_err(|wait| Throttled {
-            throttle: Throttle::Rate,
-            wait,
-        })?;
+        // A client that authenticated lately is bounded by admission control instead: a candle close brings one
+        // alert per symbol at once from the same few addresses.
+        if !self.failures.is_vouched(client) {
+            self.per_address.check(&client).map_err(|wait| Throttled {
+                throttle: Throttle::Rate,
+                wait,
+            })?;
+        }
         Ok(Attempt::new(&self.failures, client))
     }
 

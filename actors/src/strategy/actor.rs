@@ -1,96 +1,97 @@
-//! The supervised actor that runs one symbol's `StrategyBook`, one signal at a time.
+//! The supervised actor that runs one symbol's `StrategyBook`, one signal at a time, in log order.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
-use crate::messages::{FindFill, PriceUpdate, Propose, SignalReceived};
-use crate::order::{OrderOutcome, OrderRequest, SignalOutcome};
-use crate::portfolio::SharedPortfolio;
-use crate::recorder::Recorder;
+use crate::event::{Event, Offset};
+use crate::ledger_actor::{view_after, ViewRx};
+use crate::log::EventLog;
+use crate::messages::{FindFill, Placed, PriceUpdate, Propose, Recovered, SignalReceived};
+use crate::order::{Failure, OrderOutcome, OrderRequest, SignalOutcome};
 use crate::signal::Signal;
 use crate::strategy::book::{Decision, MarketView, StrategyBook};
 use crate::supervise::guard;
 
+/// Where a signal goes after its strategy.
+#[derive(Clone)]
+pub struct Downstream {
+    pub risk: Recipient<Propose>,
+    pub prices: Recipient<PriceUpdate>,
+    pub fills: Recipient<FindFill>,
+    pub log: Arc<dyn EventLog>,
+}
+
 pub struct StrategyActor {
     book: StrategyBook,
-    portfolio: SharedPortfolio,
-    risk: Recipient<Propose>,
-    prices: Recipient<PriceUpdate>,
-    fills: Recipient<FindFill>,
-    recorder: Arc<dyn Recorder>,
+    view: ViewRx,
+    downstream: Downstream,
+    /// Signals queued at most: the ingress admits no more than this many unfinished signals in all.
+    mailbox: usize,
     /// How often this actor was restarted after a panic.
     restarts: u32,
 }
 
 impl StrategyActor {
-    pub fn new(
-        book: StrategyBook,
-        portfolio: SharedPortfolio,
-        risk: Recipient<Propose>,
-        prices: Recipient<PriceUpdate>,
-        fills: Recipient<FindFill>,
-        recorder: Arc<dyn Recorder>,
-    ) -> Self {
+    pub fn new(book: StrategyBook, view: ViewRx, downstream: Downstream, mailbox: usize) -> Self {
         Self {
             book,
-            portfolio,
-            risk,
-            prices,
-            fills,
-            recorder,
+            view,
+            downstream,
+            mailbox,
             restarts: 0,
         }
     }
 
-    fn view(&self) -> MarketView {
-        let portfolio = self.portfolio.read().unwrap_or_else(|e| e.into_inner());
+    fn market(&self) -> MarketView {
+        let view = self.view.borrow();
         let symbol = self.book.symbol();
         MarketView {
-            position: portfolio.position_quantity(symbol),
-            equity: portfolio.equity(),
-            last_price: portfolio.last_price(symbol),
+            position: view.portfolio.position_quantity(symbol),
+            equity: view.portfolio.equity(),
+            last_price: view.portfolio.last_price(symbol),
         }
     }
 
-    /// Decides on a signal; a panic is recorded as the signal's outcome and restarts the actor. Reading the
-    /// portfolio is inside the guard too: a panic there must not take the actor and its mailbox down.
-    fn decide(&mut self, signal: &Signal, ctx: &mut Context<Self>) -> Option<Vec<OrderRequest>> {
+    /// Decides on a signal: the orders to place, or how it ended. A panic restarts the actor.
+    fn decide(
+        &mut self,
+        signal: &Signal,
+        ctx: &mut Context<Self>,
+    ) -> Result<Vec<OrderRequest>, SignalOutcome> {
         let was_paused = self.book.is_paused();
+        // Reading the view is inside the guard too: a panic there must not take the actor and its mailbox down.
         match guard(|| {
-            let view = self.view();
-            self.book.on_signal(signal, &view)
+            let market = self.market();
+            self.book.on_signal(signal, &market)
         }) {
-            Ok(Decision::Orders(orders)) => Some(orders),
+            Ok(Decision::Orders(orders)) => Ok(orders),
             Ok(Decision::Deny(reason)) => {
                 info!(symbol = %signal.symbol, signal_id = %signal.id, %reason, "signal denied");
-                let outcome = SignalOutcome::Denied {
+                Err(SignalOutcome::Denied {
                     reason,
                     orders: Vec::new(),
-                };
-                self.recorder.signal_finished(signal, &outcome);
-                None
+                })
             }
             Ok(Decision::Ignore(reason)) => {
                 if self.book.is_paused() != was_paused {
-                    self.recorder
-                        .strategy_state_changed(self.book.symbol(), self.book.is_paused());
+                    let _ = self
+                        .downstream
+                        .log
+                        .append(vec![Event::StrategyStateChanged {
+                            symbol: self.book.symbol().clone(),
+                            paused: self.book.is_paused(),
+                        }]);
                 }
-                self.recorder
-                    .signal_finished(signal, &SignalOutcome::Ignored { reason });
-                None
+                Err(SignalOutcome::Ignored { reason })
             }
             Err(panic) => {
                 error!(symbol = %signal.symbol, signal_id = %signal.id, %panic, "strategy panicked; restarting it");
-                self.recorder.signal_finished(
-                    signal,
-                    &SignalOutcome::Failed {
-                        error: format!("strategy failed and was restarted: {panic}"),
-                    },
-                );
                 ctx.stop();
-                None
+                Err(SignalOutcome::Failed {
+                    error: Failure::StrategyPanicked { message: panic },
+                })
             }
         }
     }
@@ -98,6 +99,10 @@ impl StrategyActor {
 
 impl Actor for StrategyActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
 }
 
 impl Supervised for StrategyActor {
@@ -112,43 +117,83 @@ impl Handler<SignalReceived> for StrategyActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: SignalReceived, _ctx: &mut Context<Self>) -> Self::Result {
-        let SignalReceived { signal, decided } = msg;
-        let price_update = signal.price.map(|price| {
-            self.prices.send(PriceUpdate {
-                symbol: signal.symbol.clone(),
-                price,
-            })
-        });
+        let SignalReceived {
+            signal,
+            accepted,
+            admission,
+            recovered,
+        } = msg;
+        let downstream = self.downstream.clone();
+        let mut view = self.view.clone();
+        let price = signal.price;
+        let symbol = signal.symbol.clone();
         let fut = async move {
-            if let Some(update) = price_update {
-                if let Err(e) = update.await {
-                    warn!(error = %e, "price update did not reach the exchange actor");
+            // A signal whose acceptance was not recorded was refused to its sender: it never happened.
+            if let Err(e) = accepted.durable().await {
+                warn!(%symbol, error = %e, "signal not recorded; not acted on");
+                return false;
+            }
+            // The price first: a stop it crosses fires before the signal is decided on the position after it.
+            if let Some(price) = price {
+                let update = downstream.prices.send(PriceUpdate {
+                    symbol: symbol.clone(),
+                    price,
+                });
+                match update.await {
+                    Ok(Some(offset)) => {
+                        view_after(&mut view, offset).await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %e, "price update did not reach the exchange actor"),
                 }
             }
+            true
         }
         .into_actor(self)
-        .then(move |_, act, ctx| {
-            // After a restart, the orders decided before the crash are placed again: the exchange knows their
-            // client order ids, so those that filled are not filled twice.
-            let (orders, already_durable) = match decided {
-                Some(orders) => (Some(orders), true),
-                None => (act.decide(&signal, ctx), false),
+        .then(move |accepted, act, ctx| {
+            let signal_id = signal.id.clone();
+            let decided = if !accepted {
+                None
+            } else {
+                let was_recovered = recovered.is_some();
+                Some(match recovered {
+                    // After a restart, orders decided before it are placed again: the log and the venue know
+                    // their client order ids, so those that filled are not filled twice.
+                    Some(Recovered {
+                        decided: Some(orders),
+                        fills,
+                    }) => Ok((orders, fills, true, false)),
+                    recovered => act.decide(&signal, ctx).map(|orders| {
+                        let fills = recovered.map(|r| r.fills).unwrap_or_default();
+                        (orders, fills, was_recovered, true)
+                    }),
+                })
             };
-            let (risk, fills) = (act.risk.clone(), act.fills.clone());
-            let recorder = act.recorder.clone();
+            let downstream = act.downstream.clone();
+            let view = act.view.clone();
             async move {
-                let Some(orders) = orders else { return };
-                if !already_durable {
-                    if let Err(e) = recorder.decided(&signal, &orders).await {
-                        error!(signal_id = %signal.id, error = %e, "decision not durable; nothing ordered");
-                        let outcome = SignalOutcome::Failed { error: e.to_string() };
-                        recorder.signal_finished(&signal, &outcome);
-                        return;
+                let Some(decided) = decided else { return };
+                let outcome = match decided {
+                    Err(outcome) => outcome,
+                    Ok((orders, fills, recovered, record)) => {
+                        if record {
+                            let _ = downstream.log.append(vec![Event::Decided {
+                                signal_id: signal.id.clone(),
+                                symbol: signal.symbol.clone(),
+                                orders: orders.clone(),
+                            }]);
+                        }
+                        place(&downstream, view, orders, fills, recovered).await
                     }
-                }
-                let outcome = place(&risk, &fills, orders, already_durable).await;
-                info!(symbol = %signal.symbol, signal_id = %signal.id, status = outcome.status(), "signal done");
-                recorder.signal_finished(&signal, &outcome);
+                };
+                info!(symbol = %signal.symbol, %signal_id, status = outcome.status(), "signal done");
+                let _ = downstream.log.append(vec![Event::SignalFinished {
+                    signal_id,
+                    symbol: signal.symbol.clone(),
+                    outcome,
+                }]);
+                // Its admission slot is free once its outcome is queued.
+                drop(admission);
             }
             .into_actor(act)
         });
@@ -156,46 +201,74 @@ impl Handler<SignalReceived> for StrategyActor {
     }
 }
 
-/// Proposes a signal's orders one after the other; stops at the first that does not fill, since later legs (the
-/// open after a close) assume it did.
+/// Places a signal's orders one after the other; stops at the first that does not fill, since later legs (the open
+/// after a close) assume it did. Before each leg, waits for the ledger to count the fills so far, so risk checks
+/// the position as it is.
 async fn place(
-    risk: &Recipient<Propose>,
-    fills: &Recipient<FindFill>,
+    downstream: &Downstream,
+    mut view: ViewRx,
     orders: Vec<OrderRequest>,
+    fills: Vec<crate::order::Fill>,
     recovered: bool,
 ) -> SignalOutcome {
     let mut outcomes = Vec::with_capacity(orders.len());
+    let mut counted = Offset::START;
     for order in orders {
-        // A recovered order may have filled before the crash: then it is done, and risk, which judges orders
+        view_after(&mut view, counted).await;
+        // A recovered order may have filled before the restart: then it is done, and risk, which judges orders
         // against the current position, must not see it as new.
-        let known = if recovered {
-            let asked = FindFill {
-                client_order_id: order.client_order_id.clone(),
-            };
-            fills.send(asked).await.ok().flatten()
-        } else {
-            None
-        };
-        let outcome = match known {
-            Some(fill) => OrderOutcome::Filled { order, fill },
-            None => match risk
-                .send(Propose {
-                    order: order.clone(),
-                })
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(e) => OrderOutcome::Rejected {
-                    order,
-                    error: format!("risk actor unavailable: {e}"),
-                },
+        let known = fills
+            .iter()
+            .find(|f| f.client_order_id == order.client_order_id)
+            .cloned();
+        let placed = match known {
+            Some(fill) => Placed {
+                outcome: OrderOutcome::Filled { order, fill },
+                recorded: None,
             },
+            None => {
+                let found = if recovered {
+                    let asked = FindFill {
+                        order: order.clone(),
+                    };
+                    downstream.fills.send(asked).await.ok().flatten()
+                } else {
+                    None
+                };
+                match found {
+                    Some((fill, offset)) => Placed {
+                        outcome: OrderOutcome::Filled { order, fill },
+                        recorded: Some(offset),
+                    },
+                    None => match downstream
+                        .risk
+                        .send(Propose {
+                            order: order.clone(),
+                        })
+                        .await
+                    {
+                        Ok(placed) => placed,
+                        Err(_) => {
+                            return SignalOutcome::Failed {
+                                error: Failure::ActorUnavailable {
+                                    actor: "risk".into(),
+                                },
+                            }
+                        }
+                    },
+                }
+            }
         };
-        let filled = matches!(outcome, OrderOutcome::Filled { .. });
-        outcomes.push(outcome);
+        if let Some(offset) = placed.recorded {
+            counted = counted.max(offset);
+        }
+        let filled = matches!(placed.outcome, OrderOutcome::Filled { .. });
+        outcomes.push(placed.outcome);
         if !filled {
             break;
         }
     }
+    // The next signal of this symbol is decided on a view that counts these fills.
+    view_after(&mut view, counted).await;
     SignalOutcome::from_orders(outcomes)
 }

@@ -4,5 +4,5 @@ mod actor;
 mod book;
 mod sizing;
 
-pub use actor::StrategyActor;
+pub use actor::{Downstream, StrategyActor};
 pub use book::{Decision, MarketView, StrategyBook, SymbolSettings};

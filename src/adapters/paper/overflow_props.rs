@@ -1,5 +1,5 @@
 //! Property tests over the bounds: for any amounts within them and any sequence of signals and ticks, sizing, risk,
-//! the paper exchange and the portfolio never panic, and whatever is out of bounds comes back as a typed denial.
+//! the paper venue and the portfolio never panic, and whatever is out of bounds comes back as a typed denial.
 //!
 //! The operations run directly, as the actors run them, with no `catch_unwind`: a panic fails the test.
 
@@ -8,14 +8,20 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::amount::{MAX_ACCOUNT_TOTAL, MAX_PRICE, MAX_QUANTITY, MAX_QUOTE, MIN_PRICE};
-use crate::gateway::{Execution, Gateway};
-use crate::paper::{PaperCosts, PaperGateway};
-use crate::portfolio::Portfolio;
-use crate::risk::{DenyReason, Exposure, RiskEngine, SymbolRules, TradingState};
-use crate::signal::{Action, EntryParams, ExitLevel, Intent, Signal, SizeSpec, TargetPosition};
-use crate::strategy::{Decision, MarketView, StrategyBook, SymbolSettings};
-use crate::types::{Leverage, PositionSide, Price, Quantity, SignalId, Symbol, Timestamp};
+use sentinel_actors::amount::{MAX_ACCOUNT_TOTAL, MAX_PRICE, MAX_QUANTITY, MAX_QUOTE, MIN_PRICE};
+use sentinel_actors::portfolio::Portfolio;
+use sentinel_actors::risk::{DenyReason, Exposure, RiskEngine, SymbolRules, TradingState};
+use sentinel_actors::signal::{
+    Action, EntryParams, ExitLevel, Intent, Signal, SizeSpec, TargetPosition,
+};
+use sentinel_actors::strategy::{Decision, MarketView, StrategyBook, SymbolSettings};
+use sentinel_actors::types::{
+    Leverage, PositionSide, Price, Quantity, SignalId, Symbol, Timestamp,
+};
+use sentinel_actors::venue::Execution;
+
+use super::book::Book;
+use super::PaperCosts;
 
 const SYMBOLS: [&str; 2] = ["SHIBUSDT", "BTCUSDT"];
 
@@ -110,7 +116,7 @@ fn setup() -> impl Strategy<Value = (PaperCosts, Decimal, Decimal)> {
 struct Account {
     books: Vec<StrategyBook>,
     risk: RiskEngine,
-    paper: PaperGateway,
+    paper: Book,
     portfolio: Portfolio,
     clock: i64,
 }
@@ -142,7 +148,7 @@ impl Account {
         Self {
             books,
             risk: RiskEngine::new(rules, TradingState::Active),
-            paper: PaperGateway::new(costs),
+            paper: Book::new(costs, balance),
             portfolio: Portfolio::new(balance),
             clock: 0,
         }
@@ -157,7 +163,7 @@ impl Account {
     fn tick(&mut self, symbol: &Symbol, price: Price) {
         self.portfolio.mark(symbol, price);
         let at = self.now();
-        for fill in self.paper.on_price(symbol, price, at) {
+        if let Some(fill) = self.paper.mark(symbol, price, at) {
             self.portfolio.apply_fill(&fill);
         }
     }
@@ -191,7 +197,7 @@ impl Account {
                     break;
                 };
                 let at = self.now();
-                match self.paper.submit(&approved, at) {
+                match self.paper.submit(approved.get(), at) {
                     Ok(Execution::New(fill)) => self.portfolio.apply_fill(&fill),
                     Ok(Execution::AlreadyFilled(_)) | Err(_) => break,
                 }

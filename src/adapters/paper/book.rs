@@ -1,0 +1,255 @@
+//! The paper account as plain synchronous logic: market orders fill at the last price, stop-loss and take-profit
+//! levels rest and fire when a later price crosses them. The venue wraps it for the async port; tests drive it
+//! directly.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::prelude::Signed;
+use rust_decimal::Decimal;
+
+use sentinel_actors::exits::{self, ArmedExits};
+use sentinel_actors::ledger::Ledger;
+use sentinel_actors::order::{Fill, FillReason, OrderRequest};
+use sentinel_actors::portfolio::Portfolio;
+use sentinel_actors::types::{ClientOrderId, Price, Quantity, Side, Symbol, Timestamp};
+use sentinel_actors::venue::{
+    Balance, Execution, OpenOrder, RejectReason, VenueError, VenuePosition,
+};
+
+use super::costs::PaperCosts;
+use super::fills::{FillMemory, REMEMBERED_FILLS};
+
+/// A market order to fill now: an order as submitted, or an exit a price crossed.
+struct Market {
+    id: ClientOrderId,
+    symbol: Symbol,
+    side: Side,
+    quantity: Quantity,
+    reason: FillReason,
+}
+
+/// One simulated account.
+#[derive(Debug)]
+pub struct Book {
+    costs: PaperCosts,
+    /// Positions, wallet balance and last prices (`marks`), kept by the same fold of the same fills as the ledger's
+    /// portfolio, so that the two agree to the last digit and a restart can start from the ledger's.
+    account: Portfolio,
+    /// Levels resting per symbol, armed and dropped by `exits::after_fill`, which the ledger folds with too.
+    exits: BTreeMap<Symbol, ArmedExits>,
+    /// Past fills by client order id: a second submit of the same id gets the first fill back, as a real venue's
+    /// order lookup would give it.
+    filled: FillMemory,
+}
+
+impl Book {
+    /// An account that has never traded.
+    pub fn new(costs: PaperCosts, starting_balance: Decimal) -> Self {
+        Self {
+            costs,
+            account: Portfolio::new(starting_balance),
+            exits: BTreeMap::new(),
+            filled: FillMemory::new(REMEMBERED_FILLS),
+        }
+    }
+
+    /// The account the log describes. The fills of unfinished signals are remembered, however many, so that a
+    /// recovered order placed again is answered `AlreadyFilled`; finished signals place nothing again.
+    pub fn restore(costs: PaperCosts, ledger: &Ledger) -> Self {
+        let recovered: Vec<&Fill> = ledger.pending().flat_map(|p| &p.fills).collect();
+        let mut filled = FillMemory::new(REMEMBERED_FILLS.max(recovered.len()));
+        for fill in recovered {
+            filled.remember(fill.clone());
+        }
+        Self {
+            costs,
+            account: ledger.portfolio.clone(),
+            exits: ledger.exits.clone(),
+            filled,
+        }
+    }
+
+    /// Remembers at most `capacity` fills, to see the bound at work without 65,536 orders.
+    #[cfg(test)]
+    pub fn remembering(mut self, capacity: usize) -> Self {
+        self.filled = FillMemory::new(capacity);
+        self
+    }
+
+    #[cfg(test)]
+    pub fn account(&self) -> &Portfolio {
+        &self.account
+    }
+
+    #[cfg(test)]
+    pub fn exits(&self) -> &BTreeMap<Symbol, ArmedExits> {
+        &self.exits
+    }
+
+    /// Fills a market order at the last price, cutting a reduce-only one to what is open, and arms the entry's
+    /// exits. The same client order id fills once.
+    pub fn submit(&mut self, order: &OrderRequest, at: Timestamp) -> Result<Execution, VenueError> {
+        if let Some(fill) = self.filled.get(&order.client_order_id) {
+            return Ok(Execution::AlreadyFilled(fill.clone()));
+        }
+        let last = self.account.last_price(&order.symbol).ok_or_else(|| {
+            VenueError::rejected(RejectReason::NoPrice {
+                symbol: order.symbol.clone(),
+            })
+        })?;
+        let mut quantity = order.quantity;
+        if order.reduce_only {
+            let open = self.account.position_quantity(&order.symbol);
+            if open.is_zero() || open.signum() == order.side.sign() {
+                return Err(VenueError::rejected(RejectReason::WouldNotReduce));
+            }
+            // As exchanges do, a reduce-only order is cut to what is open.
+            quantity = Quantity::new(quantity.get().min(open.abs())).unwrap_or(quantity);
+        }
+        let market = Market {
+            id: order.client_order_id.clone(),
+            symbol: order.symbol.clone(),
+            side: order.side,
+            quantity,
+            reason: FillReason::Signal,
+        };
+        let fill = self.fill(market, last, at);
+        self.book(Some(order), &fill);
+        Ok(Execution::New(fill))
+    }
+
+    /// Records the symbol's last price and fires the exit it crosses, at that price: a stop wins over a target.
+    pub fn mark(&mut self, symbol: &Symbol, price: Price, at: Timestamp) -> Option<Fill> {
+        self.account.mark(symbol, price);
+        let (reason, id) = self.exits.get(symbol)?.crossed(price)?;
+        let open = self.account.position_quantity(symbol);
+        let Ok(quantity) = Quantity::new(open.abs()) else {
+            // Levels outlive their position only in a log from before they were dropped with it: nothing to close.
+            self.exits.remove(symbol);
+            return None;
+        };
+        // The exit closes what is open, so its side comes from the position, never from the levels: a fill that
+        // flipped the position without arming new levels must not make a stop double it.
+        let side = if open.is_sign_positive() {
+            Side::Sell
+        } else {
+            Side::Buy
+        };
+        let market = Market {
+            id,
+            symbol: symbol.clone(),
+            side,
+            quantity,
+            reason,
+        };
+        let fill = self.fill(market, price, at);
+        self.book(None, &fill);
+        Some(fill)
+    }
+
+    /// Takes a resting stop loss or take profit off the book; the other leg stays.
+    pub fn cancel(&mut self, symbol: &Symbol, id: &ClientOrderId) -> Result<(), VenueError> {
+        if self
+            .exits
+            .get_mut(symbol)
+            .is_some_and(|armed| armed.cancel(id))
+        {
+            return Ok(());
+        }
+        Err(VenueError::rejected(RejectReason::UnknownOrder {
+            client_order_id: id.clone(),
+        }))
+    }
+
+    /// The fill of the order with this client order id on `symbol`, while it is remembered.
+    pub fn query(&self, symbol: &Symbol, id: &ClientOrderId) -> Option<Fill> {
+        self.filled
+            .get(id)
+            .filter(|fill| fill.symbol == *symbol)
+            .cloned()
+    }
+
+    /// The resting exits, by symbol.
+    pub fn open_orders(&self, symbol: Option<&Symbol>) -> Vec<OpenOrder> {
+        let mut orders = Vec::new();
+        for (on, armed) in &self.exits {
+            if symbol.is_some_and(|s| s != on) {
+                continue;
+            }
+            // An exit closes the position: it trades against the side it guards.
+            let side = armed.side.entry_side().opposite();
+            let legs = [
+                (&armed.stop_loss, FillReason::StopLoss),
+                (&armed.take_profit, FillReason::TakeProfit),
+            ];
+            for (leg, reason) in legs {
+                if let Some((trigger, id)) = leg {
+                    orders.push(OpenOrder {
+                        client_order_id: id.clone(),
+                        symbol: on.clone(),
+                        side,
+                        quantity: None,
+                        trigger: *trigger,
+                        reason,
+                    });
+                }
+            }
+        }
+        orders
+    }
+
+    /// The positions that are open.
+    pub fn positions(&self) -> Vec<VenuePosition> {
+        self.account
+            .positions
+            .iter()
+            .filter(|(_, p)| !p.is_flat())
+            .map(|(symbol, p)| VenuePosition {
+                symbol: symbol.clone(),
+                quantity: p.quantity,
+                entry_price: p.entry_price,
+            })
+            .collect()
+    }
+
+    /// The wallet is what the fills left: the starting balance plus realized PnL minus fees. Paper holds no margin,
+    /// so all of it is available.
+    pub fn balance(&self) -> Balance {
+        Balance {
+            wallet: self.account.balance,
+            available: self.account.balance,
+        }
+    }
+
+    /// Fills a market order against the last price, with slippage and fee.
+    fn fill(&self, market: Market, last: Price, at: Timestamp) -> Fill {
+        let price = self.costs.fill_price(market.side, last);
+        Fill {
+            client_order_id: market.id,
+            symbol: market.symbol,
+            side: market.side,
+            quantity: market.quantity,
+            price,
+            fee: self.costs.fee(price, market.quantity),
+            reason: market.reason,
+            at,
+        }
+    }
+
+    /// Counts a fill in the account and its exits, exactly as the ledger folds `Event::Filled`, and remembers it.
+    fn book(&mut self, order: Option<&OrderRequest>, fill: &Fill) {
+        self.account.apply_fill(fill);
+        let after = self.account.position_quantity(&fill.symbol);
+        let mut armed = self.exits.remove(&fill.symbol);
+        exits::after_fill(&mut armed, order, fill, after);
+        if let Some(armed) = armed {
+            self.exits.insert(fill.symbol.clone(), armed);
+        }
+        self.filled.remember(fill.clone());
+    }
+}
+
+/// A cancel of an order that is not resting: it fired, was cancelled, or never existed.
+// The port has no typed reason for this yet; `Venue` keeps it a rejection (retrying cannot help) until it has.
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,467 @@
+//! The paper book's behaviour, ported from the synchronous paper gateway with its numbers unchanged, plus what the
+//! port adds: typed rejections, cancels, open orders, balance, restore from a ledger, the bound on remembered fills.
+
+use std::str::FromStr;
+
+use super::*;
+use crate::adapters::paper::testkit::{btc, costs, d, percent, price, symbol, Order};
+use sentinel_actors::event::{Delivery, Event, Offset, Stamped};
+use sentinel_actors::order::{Protection, SignalOutcome};
+use sentinel_actors::signal::{ExitLevel, Intent, Signal};
+use sentinel_actors::types::SignalId;
+
+fn paper() -> Book {
+    Book::new(costs(), d("10000"))
+}
+
+fn new(result: Result<Execution, VenueError>) -> Fill {
+    match result {
+        Ok(Execution::New(fill)) => fill,
+        other => panic!("expected a new fill, got {other:?}"),
+    }
+}
+
+fn submit(book: &mut Book, order: &Order, at: i64) -> Result<Execution, VenueError> {
+    book.submit(&order.request(), Timestamp(at))
+}
+
+fn resting(book: &Book, symbol: &Symbol) -> (Option<Price>, Option<Price>) {
+    book.exits().get(symbol).map_or((None, None), |e| {
+        (
+            e.stop_loss.as_ref().map(|s| s.0),
+            e.take_profit.as_ref().map(|t| t.0),
+        )
+    })
+}
+
+#[test]
+fn market_buy_fills_at_last_price_plus_slippage_with_fee() {
+    let mut book = paper();
+    book.mark(&btc(), price("45000"), Timestamp(1));
+    let fill = new(submit(&mut book, &Order::buy("a", "0.1"), 2));
+    // 45000 * 1.0005 = 45022.5; fee = 45022.5 * 0.1 * 0.0004 = 1.8009
+    assert_eq!(fill.price.get(), d("45022.5"));
+    assert_eq!(fill.fee, d("1.8009"));
+    assert_eq!(fill.reason, FillReason::Signal);
+    let sell = new(submit(&mut book, &Order::sell("b", "0.1").reduce_only(), 3));
+    // 45000 * 0.9995 = 44977.5
+    assert_eq!(sell.price.get(), d("44977.5"));
+}
+
+#[test]
+fn no_price_no_fill_and_the_same_client_order_id_fills_once() {
+    let mut book = paper();
+    let order = Order::buy("a", "0.1");
+    assert_eq!(
+        submit(&mut book, &order, 1),
+        Err(VenueError::rejected(RejectReason::NoPrice {
+            symbol: btc()
+        }))
+    );
+    book.mark(&btc(), price("100"), Timestamp(2));
+    let first = new(submit(&mut book, &order, 3));
+    book.mark(&btc(), price("200"), Timestamp(4));
+    assert_eq!(
+        submit(&mut book, &order, 5),
+        Ok(Execution::AlreadyFilled(first.clone())),
+        "the first fill, not one at the new price"
+    );
+    assert_eq!(
+        book.account().position_quantity(&btc()),
+        d("0.1"),
+        "filled once"
+    );
+    assert_eq!(
+        book.query(&btc(), &first.client_order_id),
+        Some(first.clone())
+    );
+    assert_eq!(
+        book.query(&symbol("ETHUSDT"), &first.client_order_id),
+        None,
+        "an order is looked up on its own symbol"
+    );
+}
+
+#[test]
+fn percent_stop_loss_rests_and_fires_on_a_crossing_tick() {
+    let mut book = paper();
+    book.mark(&btc(), price("45000"), Timestamp(1));
+    let entry = Order::buy("a", "0.1").protected(percent(Some("2"), Some("6")));
+    let fill = new(submit(&mut book, &entry, 2));
+    // Entry 45022.5: stop 2% below = 44122.05, target 6% above = 47723.85.
+    assert_eq!(
+        resting(&book, &btc()),
+        (Some(price("44122.05")), Some(price("47723.85")))
+    );
+    assert_eq!(fill.price, price("45022.5"));
+    assert_eq!(
+        book.mark(&btc(), price("44200"), Timestamp(3)),
+        None,
+        "above the stop"
+    );
+    let stop = book
+        .mark(&btc(), price("44100"), Timestamp(4))
+        .expect("the stop fires");
+    assert_eq!(stop.reason, FillReason::StopLoss);
+    assert_eq!(stop.side, Side::Sell);
+    assert_eq!(stop.quantity, Quantity::from_str("0.1").unwrap());
+    assert_eq!(stop.price, price("44077.95")); // 44100 * 0.9995
+    assert_eq!(stop.at, Timestamp(4));
+    assert_eq!(resting(&book, &btc()), (None, None));
+    assert!(book.account().position_quantity(&btc()).is_zero());
+    assert_eq!(
+        book.mark(&btc(), price("40000"), Timestamp(5)),
+        None,
+        "fires once"
+    );
+    // Its fill is looked up by its own client order id, like any other.
+    assert_eq!(book.query(&btc(), &stop.client_order_id), Some(stop));
+}
+
+#[test]
+fn short_take_profit_at_an_absolute_price() {
+    let mut book = paper();
+    book.mark(&btc(), price("2000"), Timestamp(1));
+    let protection = Protection {
+        stop_loss: None,
+        take_profit: Some(ExitLevel::Price(price("1900"))),
+    };
+    new(submit(
+        &mut book,
+        &Order::sell("a", "1").protected(protection),
+        2,
+    ));
+    assert_eq!(book.mark(&btc(), price("1950"), Timestamp(3)), None);
+    let target = book.mark(&btc(), price("1899"), Timestamp(4)).unwrap();
+    assert_eq!(target.reason, FillReason::TakeProfit);
+    assert_eq!(target.side, Side::Buy);
+    assert_eq!(target.price, price("1899.9495")); // 1899 * 1.0005
+}
+
+#[test]
+fn a_stop_wins_when_one_price_crosses_both() {
+    let mut book = Book::new(PaperCosts::FREE, d("10000"));
+    book.mark(&btc(), price("100"), Timestamp(1));
+    let protection = Protection {
+        stop_loss: Some(ExitLevel::Price(price("110"))),
+        take_profit: Some(ExitLevel::Price(price("105"))),
+    };
+    new(submit(
+        &mut book,
+        &Order::buy("a", "1").protected(protection),
+        2,
+    ));
+    let fill = book.mark(&btc(), price("104"), Timestamp(3)).unwrap();
+    assert_eq!(fill.reason, FillReason::StopLoss);
+}
+
+#[test]
+fn reduce_only_orders_never_open_or_grow_and_are_cut_to_what_is_open() {
+    let mut book = paper();
+    book.mark(&btc(), price("100"), Timestamp(1));
+    let would_not_reduce = Err(VenueError::rejected(RejectReason::WouldNotReduce));
+    assert_eq!(
+        submit(&mut book, &Order::sell("a", "1").reduce_only(), 2),
+        would_not_reduce,
+        "nothing open"
+    );
+    new(submit(
+        &mut book,
+        &Order::buy("b", "1").protected(percent(Some("5"), None)),
+        3,
+    ));
+    assert_eq!(
+        submit(&mut book, &Order::buy("c", "1").reduce_only(), 4),
+        would_not_reduce,
+        "the same side grows it"
+    );
+    // A partial close keeps the stop resting for what is left.
+    let part = new(submit(&mut book, &Order::sell("d", "0.4").reduce_only(), 5));
+    assert_eq!(part.quantity, Quantity::from_str("0.4").unwrap());
+    assert!(resting(&book, &btc()).0.is_some());
+    // More than is open closes what is open, and the stop goes with the position.
+    let rest = new(submit(&mut book, &Order::sell("e", "5").reduce_only(), 6));
+    assert_eq!(rest.quantity, Quantity::from_str("0.6").unwrap());
+    assert!(book.account().position_quantity(&btc()).is_zero());
+    assert!(book.open_orders(None).is_empty());
+}
+
+#[test]
+fn prices_at_the_bounds_fill_and_protect_within_them() {
+    let mut book = paper();
+    book.mark(&btc(), price("10000000000"), Timestamp(1));
+    // Slippage would take the fill above the highest price: it fills at the last price.
+    let protection = percent(Some("99.999999999999"), Some("50"));
+    let buy = new(submit(
+        &mut book,
+        &Order::buy("a", "0.1").protected(protection),
+        2,
+    ));
+    assert_eq!(buy.price, price("10000000000"));
+    // The stop (1e10 x 1e-14 = 1e-4) rests; a target above the highest price could never be crossed, so none is.
+    assert_eq!(resting(&book, &btc()), (Some(price("0.0001")), None));
+
+    let mut book = paper();
+    book.mark(&btc(), price("0.00000001"), Timestamp(1));
+    let protection = percent(Some("50"), None);
+    let sell = new(submit(
+        &mut book,
+        &Order::sell("b", "20000").protected(protection),
+        2,
+    ));
+    assert_eq!(sell.price, price("0.00000001"));
+    // 1e-8 x 20000 x 0.0004 = 8e-8
+    assert_eq!(sell.fee, d("0.00000008"));
+    // 1.5e-8, kept to the paper venue's 8 places.
+    assert_eq!(resting(&book, &btc()), (Some(price("0.00000002")), None));
+}
+
+#[test]
+fn the_wallet_is_the_starting_balance_plus_realized_minus_fees() {
+    let mut book = paper();
+    book.mark(&btc(), price("45000"), Timestamp(1));
+    // The README's example: 0.111 at 45022.5, fee 1.998999.
+    new(submit(&mut book, &Order::buy("a", "0.111"), 2));
+    assert_eq!(
+        book.balance(),
+        Balance {
+            wallet: d("9998.001001"),
+            available: d("9998.001001"),
+        }
+    );
+    assert_eq!(
+        book.positions(),
+        [VenuePosition {
+            symbol: btc(),
+            quantity: d("0.111"),
+            entry_price: d("45022.5"),
+        }]
+    );
+    book.mark(&btc(), price("46000"), Timestamp(3));
+    // Out at 46000 x 0.9995 = 45977: (45977 - 45022.5) x 0.111 = 105.9495 realized, fee 2.0413788.
+    new(submit(
+        &mut book,
+        &Order::sell("b", "0.111").reduce_only(),
+        4,
+    ));
+    // 10000 - 1.998999 + 105.9495 - 2.0413788
+    assert_eq!(book.balance().wallet, d("10101.9091222"));
+    assert!(book.positions().is_empty(), "a flat position is not listed");
+}
+
+#[test]
+fn cancelling_one_leg_leaves_the_other_resting() {
+    let mut book = paper();
+    book.mark(&btc(), price("100"), Timestamp(1));
+    let entry = Order::buy("a", "1").protected(percent(Some("10"), Some("10")));
+    new(submit(&mut book, &entry, 2));
+    let open = book.open_orders(Some(&btc()));
+    let signal = SignalId::new("a").unwrap();
+    let stop_id = ClientOrderId::derive(&signal, exits::STOP_LOSS_LEG);
+    let target_id = ClientOrderId::derive(&signal, exits::TAKE_PROFIT_LEG);
+    assert_eq!(
+        open,
+        [
+            OpenOrder {
+                client_order_id: stop_id.clone(),
+                symbol: btc(),
+                side: Side::Sell,
+                quantity: None,
+                trigger: price("90.045"), // 100.05 less 10 %
+                reason: FillReason::StopLoss,
+            },
+            OpenOrder {
+                client_order_id: target_id.clone(),
+                symbol: btc(),
+                side: Side::Sell,
+                quantity: None,
+                trigger: price("110.055"),
+                reason: FillReason::TakeProfit,
+            },
+        ]
+    );
+    assert!(book.open_orders(Some(&symbol("ETHUSDT"))).is_empty());
+
+    assert_eq!(book.cancel(&btc(), &stop_id), Ok(()));
+    assert!(
+        matches!(
+            book.cancel(&btc(), &stop_id),
+            Err(VenueError::Rejected { .. })
+        ),
+        "no longer resting"
+    );
+    assert!(
+        book.cancel(&symbol("ETHUSDT"), &target_id).is_err(),
+        "not on that symbol"
+    );
+    assert_eq!(
+        book.mark(&btc(), price("80"), Timestamp(3)),
+        None,
+        "the stop is gone"
+    );
+    let target = book.mark(&btc(), price("111"), Timestamp(4)).unwrap();
+    assert_eq!(target.client_order_id, target_id);
+}
+
+#[test]
+fn an_exit_closes_what_is_open_and_never_grows_it() {
+    let mut book = Book::new(PaperCosts::FREE, d("10000"));
+    book.mark(&btc(), price("100"), Timestamp(1));
+    new(submit(
+        &mut book,
+        &Order::buy("a", "1").protected(percent(Some("10"), None)),
+        2,
+    ));
+    // A plain sell of 2 turns the long into a short of 1 and arms nothing.
+    new(submit(&mut book, &Order::sell("b", "2"), 3));
+    book.mark(&btc(), price("80"), Timestamp(4));
+    assert!(book.account().position_quantity(&btc()).abs() <= d("1"));
+}
+
+#[test]
+fn fills_are_remembered_up_to_the_bound() {
+    let mut book = Book::new(PaperCosts::FREE, d("10000")).remembering(2);
+    book.mark(&btc(), price("100"), Timestamp(1));
+    let orders = [
+        Order::buy("a", "1"),
+        Order::buy("b", "1"),
+        Order::buy("c", "1"),
+    ];
+    let fills: Vec<Fill> = orders
+        .iter()
+        .map(|order| new(submit(&mut book, order, 2)))
+        .collect();
+    assert_eq!(
+        book.query(&btc(), &fills[0].client_order_id),
+        None,
+        "forgotten"
+    );
+    for (order, fill) in orders.iter().zip(&fills).skip(1) {
+        assert_eq!(
+            submit(&mut book, order, 3),
+            Ok(Execution::AlreadyFilled(fill.clone()))
+        );
+    }
+}
+
+/// Trades on a book and writes the log the daemon would write for it, to fold into a ledger.
+struct Session {
+    book: Book,
+    events: Vec<Event>,
+}
+
+impl Session {
+    /// A signal carrying `price`; its orders placed, and the signal finished unless `finish` is false.
+    fn signal(&mut self, id: &str, on: Symbol, at: &str, orders: &[Order], finish: bool) {
+        let signal_id = SignalId::new(id).unwrap();
+        self.events.push(Event::SignalAccepted {
+            signal: Signal {
+                id: signal_id.clone(),
+                source: "test".into(),
+                symbol: on.clone(),
+                received_at: Timestamp(0),
+                sent_at: None,
+                price: Some(price(at)),
+                intent: Intent::Tick,
+                comment: None,
+            },
+            delivery: Delivery {
+                keys: String::new(),
+                payload: "{}".into(),
+            },
+        });
+        if let Some(fill) = self.book.mark(&on, price(at), Timestamp(0)) {
+            self.events.push(Event::Filled { order: None, fill });
+        }
+        let requests: Vec<OrderRequest> = orders.iter().map(Order::request).collect();
+        self.events.push(Event::Decided {
+            signal_id: signal_id.clone(),
+            symbol: on.clone(),
+            orders: requests.clone(),
+        });
+        for order in requests {
+            let fill = new(self.book.submit(&order, Timestamp(0)));
+            self.events.push(Event::Filled {
+                order: Some(order),
+                fill,
+            });
+        }
+        if finish {
+            self.events.push(Event::SignalFinished {
+                signal_id,
+                symbol: on,
+                outcome: SignalOutcome::Filled { orders: vec![] },
+            });
+        }
+    }
+
+    fn ledger(&self) -> Ledger {
+        let mut ledger = Ledger::new(d("10000"));
+        for (i, event) in self.events.iter().enumerate() {
+            ledger.apply(&Stamped {
+                offset: Offset(i as u64 + 1),
+                at: Timestamp(0),
+                event: event.clone(),
+            });
+        }
+        ledger
+    }
+}
+
+#[test]
+fn restored_from_the_ledger_the_book_is_the_one_trading_left() {
+    let eth = symbol("ETHUSDT");
+    let mut session = Session {
+        book: paper(),
+        events: Vec::new(),
+    };
+    let long = Order::buy("a", "0.5").protected(percent(Some("2"), Some("6")));
+    session.signal("a", btc(), "45000", &[long], true);
+    session.signal(
+        "b",
+        btc(),
+        "45500",
+        &[Order::sell("b", "0.2").reduce_only()],
+        true,
+    );
+    let short = Order::sell("c", "3")
+        .on(eth.clone())
+        .protected(percent(Some("5"), None));
+    session.signal("c", eth.clone(), "2500", &[short], true);
+    // The ETH stop fires on the next price; BTC's levels stay.
+    session.signal("d", eth.clone(), "2700", &[], true);
+    // A signal that was not finished when the daemon stopped: its order filled.
+    let unfinished = Order::buy("e", "1")
+        .on(eth.clone())
+        .protected(percent(None, Some("10")));
+    session.signal("e", eth.clone(), "2600", &[unfinished], false);
+
+    let ledger = session.ledger();
+    let restored = Book::restore(costs(), &ledger);
+    assert_eq!(restored.account(), session.book.account());
+    assert_eq!(restored.exits(), session.book.exits());
+    assert_eq!(restored.balance(), session.book.balance());
+    assert_eq!(restored.open_orders(None), session.book.open_orders(None));
+    assert_eq!(
+        restored.exits().len(),
+        2,
+        "BTC's stop and target, ETH's new target"
+    );
+
+    let mut restored = restored;
+    let retried = Order::buy("e", "1").on(eth.clone()).request();
+    assert!(
+        matches!(
+            restored.submit(&retried, Timestamp(9)),
+            Ok(Execution::AlreadyFilled(_))
+        ),
+        "the unfinished signal's order is not placed twice"
+    );
+    // Both go on alike: the same price fires the same target with the same fill.
+    let target = restored.mark(&eth, price("2900"), Timestamp(10));
+    assert!(target.is_some());
+    assert_eq!(
+        target,
+        session.book.mark(&eth, price("2900"), Timestamp(10))
+    );
+}

@@ -1,0 +1,158 @@
+//! The actor graph: the ledger folded from the log, then the ledger, exchange, risk, strategy and ingress actors, and
+//! the unfinished signals handed back to their strategies. A restart is this same start: consumers resume from the
+//! log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Addr, Arbiter, Supervisor};
+use anyhow::Context as _;
+use sentinel_actors::exchange::ExchangeActor;
+use sentinel_actors::ingress::{Admission, IngressActor};
+use sentinel_actors::ledger::Ledger;
+use sentinel_actors::ledger_actor::{LedgerActor, ViewRx};
+use sentinel_actors::log::{Clock, EventLog, Receipt};
+use sentinel_actors::messages::{Recovered, SignalReceived};
+use sentinel_actors::risk::RiskEngine;
+use sentinel_actors::risk_actor::RiskActor;
+use sentinel_actors::router::Strategies;
+use sentinel_actors::strategy::{Downstream, StrategyBook};
+use tracing::{info, warn};
+
+use crate::adapters;
+use crate::config::Config;
+
+/// Events between two checkpoints: bounds what a restart folds.
+const CHECKPOINT_EVERY: u64 = 10_000;
+/// Events read per batch while folding at start-up.
+const FOLD_BATCH: usize = 4096;
+
+/// The running actors, and what the HTTP edge reads of them.
+pub struct Core {
+    pub ingress: Addr<IngressActor>,
+    pub risk: Addr<RiskActor>,
+    pub ledger: Addr<LedgerActor>,
+    pub view: ViewRx,
+    pub admission: Admission,
+    /// The venue's name, for the API.
+    pub venue: &'static str,
+    arbiter: Arbiter,
+}
+
+impl Core {
+    pub fn stop(self) {
+        self.arbiter.stop();
+    }
+}
+
+/// Folds the log from its last checkpoint to its head.
+pub fn fold(log: &dyn EventLog, config: &Config) -> anyhow::Result<Ledger> {
+    let mut ledger = match log.last_checkpoint()? {
+        Some((_, state)) => {
+            Ledger::from_checkpoint(state).context("the journal's checkpoint is unreadable")?
+        }
+        None => Ledger::new(config.exchange.starting_balance()),
+    };
+    loop {
+        let events = log.read(ledger.upto.next(), FOLD_BATCH)?;
+        if events.is_empty() {
+            return Ok(ledger);
+        }
+        for stamped in &events {
+            ledger.apply(stamped);
+        }
+    }
+}
+
+/// Starts the actors on `ledger`, the log folded up to its head. Must be called inside an actix `System`.
+pub fn start(
+    config: &Config,
+    ledger: Ledger,
+    log: Arc<dyn EventLog>,
+    clock: Arc<dyn Clock>,
+) -> Core {
+    let started = Instant::now();
+    let venue = adapters::venue(&config.exchange, &ledger);
+    let venue_name = venue.name();
+    // One thread for the actors, off the HTTP workers; the venue's calls and the log's writes are asynchronous, so
+    // nothing here blocks it.
+    let arbiter = Arbiter::new();
+    let on = arbiter.handle();
+
+    let (ledger_actor, view) = LedgerActor::new(ledger.clone(), log.clone(), CHECKPOINT_EVERY);
+    let ledger_addr = Supervisor::start_in_arbiter(&on, move |_| ledger_actor);
+    let exchange = {
+        let (log, clock) = (log.clone(), clock.clone());
+        Supervisor::start_in_arbiter(&on, move |_| ExchangeActor::new(venue, log, clock))
+    };
+    let risk = {
+        let rules = config
+            .symbols
+            .iter()
+            .map(|s| (s.symbol().clone(), s.rules.clone()))
+            .collect();
+        // A kill switch set before the restart stays on.
+        let state = ledger.trading_state.unwrap_or(config.risk.trading_state);
+        let engine = RiskEngine::new(rules, state);
+        let (view, exchange, log) = (view.clone(), exchange.clone().recipient(), log.clone());
+        Supervisor::start_in_arbiter(&on, move |_| RiskActor::new(engine, view, exchange, log))
+    };
+    let admission = Admission::new(config.server.max_pending_signals);
+    let books = config
+        .symbols
+        .iter()
+        .map(|s| {
+            let paused = ledger.paused.get(s.symbol()).copied().unwrap_or(false);
+            StrategyBook::new(s.settings.clone()).with_paused(paused)
+        })
+        .collect();
+    let downstream = Downstream {
+        risk: risk.clone().recipient(),
+        prices: exchange.clone().recipient(),
+        fills: exchange.clone().recipient(),
+        log: log.clone(),
+    };
+    // A strategy's mailbox holds every signal the ingress may admit, and some room for the recovered ones.
+    let mailbox = config.server.max_pending_signals + 16;
+    let strategies = Strategies::start(&on, books, view.clone(), downstream, mailbox);
+
+    // Acknowledged but unfinished signals first, in log order, before any new webhook is taken.
+    let mut recovered = 0usize;
+    for pending in ledger.pending() {
+        let msg = SignalReceived {
+            signal: pending.signal.clone(),
+            accepted: Receipt::durable_at(pending.offset),
+            admission: admission.try_take(),
+            recovered: Some(Recovered {
+                decided: pending.decided.clone(),
+                fills: pending.fills.clone(),
+            }),
+        };
+        if strategies.recover(msg) {
+            recovered += 1;
+        } else {
+            warn!(signal_id = %pending.signal.id, symbol = %pending.signal.symbol,
+                  "an unfinished signal's symbol is no longer configured; it stays unfinished");
+        }
+    }
+    let ingress = {
+        let (log, admission) = (log, admission.clone());
+        Supervisor::start_in_arbiter(&on, move |_| IngressActor::new(log, strategies, admission))
+    };
+    info!(
+        upto = %ledger.upto,
+        recovered,
+        venue = venue_name,
+        took_ms = started.elapsed().as_millis() as u64,
+        "actors started from the log"
+    );
+    Core {
+        ingress,
+        risk,
+        ledger: ledger_addr,
+        view,
+        admission,
+        venue: venue_name,
+        arbiter,
+    }
+}

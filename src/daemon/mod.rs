@@ -1,0 +1,131 @@
+//! Wiring: takes the journal (one daemon per journal), folds it, starts the actors and the HTTP server, and runs
+//! until `shutdown`.
+
+mod core;
+mod housekeeping;
+mod server;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::web;
+use sentinel_actors::ledger_actor::view_after;
+use sentinel_actors::log::{Clock, EventLog, SystemClock};
+use sentinel_actors::messages::Checkpoint;
+use sentinel_actors::types::Timestamp;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::http::{AdminGuard, AppState};
+use crate::journal::{self, Journal};
+use crate::payload::SymbolMap;
+use crate::protect::counters::RefusalCounters;
+use crate::protect::dedupe::{Deduper, DeliveryKey, Windows};
+use crate::protect::limits::RateLimits;
+
+pub use self::core::fold;
+
+/// Batches the journal's queue holds before appends wait (or, for webhooks, are answered 503).
+const JOURNAL_QUEUE: usize = 4096;
+
+/// Runs the daemon on `listener` until `shutdown` completes. Must be called inside an actix `System`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    let config = Arc::new(config);
+    let server_config = &config.server;
+
+    // Two daemons on one journal would place every order twice.
+    let _lock = match &config.journal.path {
+        Some(path) => Some(journal::lock(path)?),
+        None => None,
+    };
+    let (conn, reader) = journal::open(config.journal.path.as_deref())?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let journal = Journal::start(conn, clock.clone(), JOURNAL_QUEUE);
+    let log: Arc<dyn EventLog> = journal.clone();
+    let ledger = fold(&*log, &config)?;
+
+    let deduper = Arc::new(Deduper::new(
+        server_config.delivery_id_retention,
+        config
+            .sources
+            .iter()
+            .map(|s| {
+                let windows = Windows {
+                    body: s.duplicate_window,
+                    replay: s.auth.replay_window().unwrap_or_default(),
+                };
+                (s.name.clone(), windows)
+            })
+            .collect(),
+    ));
+    let since =
+        Timestamp(Timestamp::now().0 - server_config.delivery_id_retention.as_millis() as i64);
+    let deliveries = reader.deliveries_since(since)?;
+    for (keys, signal_id, at) in &deliveries {
+        for key in DeliveryKey::split(keys) {
+            deduper.restore(key, signal_id.clone(), *at);
+        }
+    }
+    info!(deliveries = deliveries.len(), "idempotency keys restored");
+
+    let core = core::start(&config, ledger, log, clock);
+
+    let limits = Arc::new(RateLimits::new(server_config, &config.sources));
+    let refusals = Arc::new(RefusalCounters::default());
+    let chores = actix_web::rt::spawn(housekeeping::housekeeping(
+        limits.clone(),
+        refusals.clone(),
+        deduper.clone(),
+        journal.clone(),
+        config.journal.retention,
+    ));
+    let state = web::Data::new(AppState {
+        symbols: SymbolMap::new(&config.symbols),
+        config: config.clone(),
+        ingress: core.ingress.clone(),
+        risk: core.risk.clone(),
+        view: core.view.clone(),
+        admission: core.admission.clone(),
+        venue: core.venue,
+        journal: journal.clone(),
+        reader: Arc::new(reader),
+        limits,
+        deduper,
+        refusals,
+        admin: AdminGuard::default(),
+    });
+    let server = server::serve(&config, state, listener)?;
+    let handle = server.handle();
+
+    tokio::select! {
+        result = server => result.map_err(anyhow::Error::from)?,
+        () = shutdown => {
+            info!("shutting down");
+            handle.stop(true).await;
+        }
+    }
+    chores.abort();
+    // A clean stop leaves a fresh checkpoint and nothing queued: the next start folds nothing.
+    if let Err(e) = journal.flush().await {
+        warn!(error = %e, "the journal could not be flushed at shutdown");
+    }
+    let head = *journal.head().borrow();
+    let mut view = core.view.clone();
+    view_after(&mut view, head).await;
+    if core.ledger.send(Checkpoint).await.is_err() {
+        warn!("no checkpoint at shutdown: the ledger actor is gone");
+    }
+    if let Err(e) = journal.flush().await {
+        warn!(error = %e, "the journal could not be flushed at shutdown");
+    }
+    core.stop();
+    Ok(())
+}

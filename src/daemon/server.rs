@@ -1,0 +1,128 @@
+//! The HTTP server: the connection cap and its headroom, keep-alive, timeouts, TLS, and the routes.
+
+use std::any::Any;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Extensions, Server, Service as _};
+use actix_web::http::{ConnectionType, KeepAlive};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::http::{routes, AppState};
+use crate::protect::connections::{connection_cap, raise_fd_limit, BodyHold, ConnectionGauge};
+use crate::tls;
+
+/// Builds the server on `listener`; it runs once awaited.
+pub fn serve(
+    config: &Config,
+    state: web::Data<AppState>,
+    listener: TcpListener,
+) -> anyhow::Result<Server> {
+    let server_config = &config.server;
+    let address = listener.local_addr().context("listener has no address")?;
+    let max_connections = max_connections(server_config.max_connections);
+    let gauge = Arc::new(ConnectionGauge::new(max_connections));
+    // Every connection is counted while it is open, and its client certificate recorded, if it presented one.
+    let on_connect = {
+        let gauge = gauge.clone();
+        move |connection: &dyn Any, data: &mut Extensions| {
+            data.insert(gauge.opened());
+            tls::record_client_cert(connection, data);
+        }
+    };
+    // actix caps connections per worker.
+    let per_worker = (max_connections / server_config.workers).max(1);
+    let keep_alive = match server_config.keep_alive {
+        idle if idle.is_zero() => KeepAlive::Disabled,
+        idle => KeepAlive::Timeout(idle),
+    };
+    let server = HttpServer::new(move || {
+        let gauge = gauge.clone();
+        App::new()
+            .app_data(state.clone())
+            // The top of the connection cap is headroom for new clients: once it is in use, answers close their
+            // connection instead of keeping it idle. An unread body closes it too, rather than being drained.
+            .wrap_fn(move |mut req, service| {
+                let body = BodyHold::take(&mut req);
+                let response = service.call(req);
+                let gauge = gauge.clone();
+                async move {
+                    let mut response = response.await?;
+                    if !gauge.may_keep_alive() {
+                        response
+                            .response_mut()
+                            .head_mut()
+                            .set_connection_type(ConnectionType::Close);
+                    }
+                    Ok(body.until_sent(response))
+                }
+            })
+            .configure(routes)
+    })
+    .workers(server_config.workers)
+    .disable_signals()
+    // Past the cap, new connections wait in the kernel's backlog, costing the daemon no descriptor.
+    .max_connections(per_worker)
+    // TLS handshakes in progress per worker: they cost CPU before a client has shown anything.
+    .max_connection_rate(per_worker.min(256))
+    // A client must send its request head within this, or it is cut off (slowloris).
+    .client_request_timeout(server_config.header_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    // An idle connection holds a descriptor and a slot under the cap.
+    .keep_alive(keep_alive)
+    .on_connect(on_connect);
+    let server = match &server_config.tls {
+        Some(tls) => {
+            let client_ca = tls.client_ca.as_ref().map(|ca| config.resolve(ca));
+            let rustls = tls::server_config(
+                &config.resolve(&tls.cert),
+                &config.resolve(&tls.key),
+                client_ca.as_deref(),
+            )?;
+            server.listen_rustls_0_23(listener, rustls)
+        }
+        None => server.listen(listener),
+    }
+    .context("cannot serve on the listener")?
+    .run();
+    let scheme = if server_config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    info!(%address, scheme, sources = config.sources.len(), symbols = config.symbols.len(), max_connections,
+          keep_alive_secs = server_config.keep_alive.as_secs(), "sentinel is listening");
+    Ok(server)
+}
+
+/// The connection cap: `configured` or derived from the open file limit, which is first raised to the hard limit.
+fn max_connections(configured: Option<usize>) -> usize {
+    let fd_limit = match raise_fd_limit() {
+        Ok(limit) => {
+            info!(
+                before = limit.before,
+                now = limit.now,
+                hard = limit.hard,
+                "open file limit"
+            );
+            limit.now
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open file limit: connections are capped by server.max_connections alone");
+            u64::MAX
+        }
+    };
+    connection_cap(configured, fd_limit).unwrap_or_else(|cap| {
+        warn!(
+            configured = ?configured,
+            cap,
+            fd_limit,
+            "server.max_connections lowered to leave descriptors for the daemon itself; raise `ulimit -Hn`"
+        );
+        cap
+    })
+}
