@@ -100,6 +100,23 @@ async fn a_full_backlog_answers_503_and_loses_nothing_acknowledged() {
     // A shed webhook sent again once the backlog drained is accepted.
     let (status, _, _) = post(&http, &daemon.base, &bodies[shed[0]]).await;
     assert_eq!(status, StatusCode::ACCEPTED);
+
+    // The daemon's own histograms counted every acknowledged signal, and each fill took the venue's second.
+    let latency = c.get("/api/latency").await;
+    assert_eq!(
+        latency["ack"]["count"],
+        accepted.len() as u64 + 1,
+        "{latency}"
+    );
+    assert!(latency["signal_to_fill"]["count"].as_u64().unwrap() >= accepted.len() as u64);
+    assert!(
+        latency["signal_to_fill"]["p50"].as_u64().unwrap() >= 1_000_000,
+        "{latency}"
+    );
+    assert!(
+        latency["signal_to_order"]["p50"].as_u64().unwrap()
+            <= latency["signal_to_fill"]["p50"].as_u64().unwrap()
+    );
 }
 
 #[actix_web::test]

@@ -74,7 +74,11 @@ impl Handler<Admit> for IngressActor {
 
 impl IngressActor {
     fn admit(&mut self, msg: Admit) -> Result<Receipt, AdmitError> {
-        let Admit { signal, delivery } = msg;
+        let Admit {
+            signal,
+            delivery,
+            arrived,
+        } = msg;
         // Nothing is recorded past the bound: a sender is never told "accepted" for what cannot be processed soon.
         let slot = self.admission.try_take().ok_or(AdmitError::Busy {
             pending: self.admission.in_use(),
@@ -96,6 +100,7 @@ impl IngressActor {
             accepted: receipt.clone(),
             admission: Some(slot),
             recovered: None,
+            arrived: Some(arrived),
         });
         if let Err(e) = handed {
             // Recorded but not handed over: it is processed at the next start, like any unfinished signal.

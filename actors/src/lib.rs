@@ -9,6 +9,7 @@ pub mod event;
 pub mod exchange;
 pub mod exits;
 pub mod ingress;
+pub mod latency;
 pub mod ledger;
 pub mod ledger_actor;
 pub mod log;

@@ -3,6 +3,8 @@
 //! Mailboxes are bounded: the ingress refuses a signal (503) rather than queue past `max_pending`, and each strategy's
 //! mailbox holds at least that many; `send` to risk and the exchange waits for room (back-pressure), never drops.
 
+use std::time::Instant;
+
 use actix::Message;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -21,6 +23,8 @@ use crate::venue::VenueError;
 pub struct Admit {
     pub signal: Signal,
     pub delivery: Delivery,
+    /// When the webhook arrived, for the latency histograms.
+    pub arrived: Instant,
 }
 
 /// Why a signal was not admitted. Nothing of it was recorded; the sender may retry.
@@ -58,6 +62,8 @@ pub struct SignalReceived {
     pub admission: Option<OwnedSemaphorePermit>,
     /// Set for a signal recovered after a restart.
     pub recovered: Option<Recovered>,
+    /// When its webhook arrived (`None` after a restart), for the latency histograms.
+    pub arrived: Option<Instant>,
 }
 
 /// Strategy actor -> risk actor: one order to check and, if approved, to place.

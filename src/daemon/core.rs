@@ -9,6 +9,7 @@ use actix::{Addr, Arbiter, Supervisor};
 use anyhow::Context as _;
 use sentinel_actors::exchange::ExchangeActor;
 use sentinel_actors::ingress::{Admission, IngressActor};
+use sentinel_actors::latency::Latencies;
 use sentinel_actors::ledger::Ledger;
 use sentinel_actors::ledger_actor::{LedgerActor, ViewRx};
 use sentinel_actors::log::{Clock, EventLog, Receipt};
@@ -70,6 +71,7 @@ pub fn start(
     ledger: Ledger,
     log: Arc<dyn EventLog>,
     clock: Arc<dyn Clock>,
+    latencies: Arc<Latencies>,
 ) -> Core {
     let started = Instant::now();
     let venue = adapters::venue(&config.exchange, &ledger);
@@ -111,6 +113,7 @@ pub fn start(
         prices: exchange.clone().recipient(),
         fills: exchange.clone().recipient(),
         log: log.clone(),
+        latencies: latencies.clone(),
     };
     // A strategy's mailbox holds every signal the ingress may admit, and some room for the recovered ones.
     let mailbox = config.server.max_pending_signals + 16;
@@ -127,6 +130,7 @@ pub fn start(
                 decided: pending.decided.clone(),
                 fills: pending.fills.clone(),
             }),
+            arrived: None,
         };
         if strategies.recover(msg) {
             recovered += 1;

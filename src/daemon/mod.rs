@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::web;
+use sentinel_actors::latency::Latencies;
 use sentinel_actors::ledger_actor::view_after;
 use sentinel_actors::log::{Clock, EventLog, SystemClock};
 use sentinel_actors::messages::Checkpoint;
@@ -76,7 +77,8 @@ pub async fn run(
     }
     info!(deliveries = deliveries.len(), "idempotency keys restored");
 
-    let core = core::start(&config, ledger, log, clock);
+    let latencies = Arc::new(Latencies::default());
+    let core = core::start(&config, ledger, log, clock, latencies.clone());
 
     let limits = Arc::new(RateLimits::new(server_config, &config.sources));
     let refusals = Arc::new(RefusalCounters::default());
@@ -101,6 +103,7 @@ pub async fn run(
         deduper,
         refusals,
         admin: AdminGuard::default(),
+        latencies,
     });
     let server = server::serve(&config, state, listener)?;
     let handle = server.handle();

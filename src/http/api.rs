@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
+use sentinel_actors::latency::Span;
 use sentinel_actors::messages::{GetTradingState, SetTradingState};
 use sentinel_actors::risk::TradingState;
 use sentinel_actors::types::Timestamp;
@@ -186,5 +187,15 @@ pub async fn security(state: web::Data<AppState>) -> HttpResponse {
             "commit_micros_total": journal.commit_micros_total,
             "commit_micros_max": journal.commit_micros_max,
         },
+    }))
+}
+
+/// The daemon's own latency histograms, in microseconds: webhook to 202, to its first order, to its first fill.
+pub async fn latency(state: web::Data<AppState>) -> HttpResponse {
+    let l = &state.latencies;
+    HttpResponse::Ok().json(json!({
+        "ack": l.summary(Span::Ack),
+        "signal_to_order": l.summary(Span::SignalToOrder),
+        "signal_to_fill": l.summary(Span::SignalToFill),
     }))
 }

@@ -11,6 +11,7 @@ use actix::Addr;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use sentinel_actors::ingress::{Admission, IngressActor};
+use sentinel_actors::latency::Latencies;
 use sentinel_actors::ledger_actor::ViewRx;
 use sentinel_actors::risk_actor::RiskActor;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub refusals: Arc<RefusalCounters>,
     /// Limits on guessing the admin token.
     pub admin: AdminGuard,
+    /// Ack, signal-to-order and signal-to-fill latency.
+    pub latencies: Arc<Latencies>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -66,6 +69,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(get("/signals", api::signals))
                 .service(get("/orders", api::orders))
                 .service(get("/security", api::security))
+                .service(get("/latency", api::latency))
                 .service(
                     web::resource("/trading-state")
                         .route(web::get().to(api::trading_state))

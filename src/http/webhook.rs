@@ -16,11 +16,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use sentinel_actors::event::Delivery;
+use sentinel_actors::latency::Span;
 use sentinel_actors::log::LogError;
 use sentinel_actors::messages::{Admit, AdmitError};
 use sentinel_actors::types::{SignalId, Timestamp};
@@ -42,6 +44,7 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let arrived = Instant::now();
     let server = &state.config.server;
     let peer = req
         .peer_addr()
@@ -207,6 +210,7 @@ pub async fn receive(
             keys: key_text,
             payload: stored_payload,
         },
+        arrived,
     };
     let stored = match state.ingress.send(admit).await {
         Ok(Ok(receipt)) => receipt.durable().await.map_err(AdmitError::Log),
@@ -238,6 +242,7 @@ pub async fn receive(
             )))
         }
     }
+    state.latencies.record(Span::Ack, arrived.elapsed());
     info!(source = %source.name, symbol = %signal.symbol, %signal_id, action = %signal.intent.action(), "signal accepted");
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "signal_id": signal_id })))
 }

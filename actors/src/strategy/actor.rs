@@ -1,11 +1,13 @@
 //! The supervised actor that runs one symbol's `StrategyBook`, one signal at a time, in log order.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
 use crate::event::{Event, Offset};
+use crate::latency::{Latencies, Span};
 use crate::ledger_actor::{view_after, ViewRx};
 use crate::log::EventLog;
 use crate::messages::{FindFill, Placed, PriceUpdate, Propose, Recovered, SignalReceived};
@@ -21,6 +23,7 @@ pub struct Downstream {
     pub prices: Recipient<PriceUpdate>,
     pub fills: Recipient<FindFill>,
     pub log: Arc<dyn EventLog>,
+    pub latencies: Arc<Latencies>,
 }
 
 pub struct StrategyActor {
@@ -122,6 +125,7 @@ impl Handler<SignalReceived> for StrategyActor {
             accepted,
             admission,
             recovered,
+            arrived,
         } = msg;
         let downstream = self.downstream.clone();
         let mut view = self.view.clone();
@@ -183,7 +187,7 @@ impl Handler<SignalReceived> for StrategyActor {
                                 orders: orders.clone(),
                             }]);
                         }
-                        place(&downstream, view, orders, fills, recovered).await
+                        place(&downstream, view, orders, fills, recovered, arrived).await
                     }
                 };
                 info!(symbol = %signal.symbol, %signal_id, status = outcome.status(), "signal done");
@@ -210,6 +214,7 @@ async fn place(
     orders: Vec<OrderRequest>,
     fills: Vec<crate::order::Fill>,
     recovered: bool,
+    arrived: Option<Instant>,
 ) -> SignalOutcome {
     let mut outcomes = Vec::with_capacity(orders.len());
     let mut counted = Offset::START;
@@ -240,22 +245,19 @@ async fn place(
                         outcome: OrderOutcome::Filled { order, fill },
                         recorded: Some(offset),
                     },
-                    None => match downstream
-                        .risk
-                        .send(Propose {
-                            order: order.clone(),
-                        })
-                        .await
-                    {
-                        Ok(placed) => placed,
-                        Err(_) => {
-                            return SignalOutcome::Failed {
-                                error: Failure::ActorUnavailable {
-                                    actor: "risk".into(),
-                                },
+                    None => {
+                        let first = outcomes.is_empty();
+                        match propose(downstream, order, arrived.filter(|_| first)).await {
+                            Some(placed) => placed,
+                            None => {
+                                return SignalOutcome::Failed {
+                                    error: Failure::ActorUnavailable {
+                                        actor: "risk".into(),
+                                    },
+                                }
                             }
                         }
-                    },
+                    }
                 }
             }
         };
@@ -271,4 +273,25 @@ async fn place(
     // The next signal of this symbol is decided on a view that counts these fills.
     view_after(&mut view, counted).await;
     SignalOutcome::from_orders(outcomes)
+}
+
+/// Hands one order to risk (and through it to the venue); with `arrived`, records how long the signal took to its
+/// order and to its fill. `None` if risk is gone.
+async fn propose(
+    downstream: &Downstream,
+    order: OrderRequest,
+    arrived: Option<Instant>,
+) -> Option<Placed> {
+    if let Some(arrived) = arrived {
+        downstream
+            .latencies
+            .record(Span::SignalToOrder, arrived.elapsed());
+    }
+    let placed = downstream.risk.send(Propose { order }).await.ok()?;
+    if let (Some(arrived), OrderOutcome::Filled { .. }) = (arrived, &placed.outcome) {
+        downstream
+            .latencies
+            .record(Span::SignalToFill, arrived.elapsed());
+    }
+    Some(placed)
 }
