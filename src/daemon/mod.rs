@@ -29,6 +29,9 @@ pub use self::core::fold;
 
 /// Batches the journal's queue holds before appends wait (or, for webhooks, are answered 503).
 const JOURNAL_QUEUE: usize = 4096;
+/// Recent events the journal keeps in memory for the consumers following the head (the ledger reads in batches of
+/// 1024 and keeps up); older ones are read from SQLite. Bounds the memory of a burst of large payloads.
+const JOURNAL_RING: usize = 4096;
 
 /// Runs the daemon on `listener` until `shutdown` completes. Must be called inside an actix `System`.
 pub async fn run(
@@ -49,7 +52,7 @@ pub async fn run(
     };
     let (conn, reader) = journal::open(config.journal.path.as_deref())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let journal = Journal::start(conn, clock.clone(), JOURNAL_QUEUE);
+    let journal = Journal::start_with_ring(conn, clock.clone(), JOURNAL_QUEUE, JOURNAL_RING);
     let log: Arc<dyn EventLog> = journal.clone();
     let ledger = fold(&*log, &config)?;
 
