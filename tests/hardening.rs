@@ -41,28 +41,13 @@ duplicate_window_secs = {window}
     base.replacen("workers = 1\n", &format!("workers = 1\n{server}\n"), 1)
 }
 
-fn stamped(ts: i64, body: &str) -> Vec<(String, String)> {
-    let scheme = sentinel::auth::HmacScheme {
-        secrets: vec![sentinel::secret::Secret::new(HMAC_SECRET)],
-        signature_header: "x-webhook-signature".into(),
-        timestamp_header: Some("x-webhook-timestamp".into()),
-        tolerance_secs: 300,
-    };
-    scheme.sign(body.as_bytes(), ts)
-}
-
 async fn post(
     c: &common::Client,
     path: &str,
     body: &str,
     headers: &[(String, String)],
 ) -> (StatusCode, Value) {
-    let mut all: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    all.push(JSON);
-    c.post(path, body, &all).await
+    c.post_json(path, body, headers).await
 }
 
 /// One request over a fresh connection, headers as given (`Host` included): the status and the body.
@@ -99,7 +84,7 @@ async fn a_signed_request_is_accepted_once_for_as_long_as_it_would_pass() {
     let daemon = Daemon::start(&config("", ""));
     let c = daemon.client();
     // No id, no body window: only the signature can tell the replay.
-    let headers = stamped(now() - 200, ORDER);
+    let headers = common::stamped_headers(HMAC_SECRET, now() - 200, ORDER);
     let (status, first) = post(&c, "stamped", ORDER, &headers).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     c.done(first["signal_id"].as_str().unwrap()).await;
@@ -121,7 +106,13 @@ async fn a_signed_request_is_accepted_once_for_as_long_as_it_would_pass() {
     );
     assert_eq!(position(&c).await, "0.01", "one order");
     // Signed anew by the sender: a new signal.
-    let (status, _) = post(&c, "stamped", ORDER, &stamped(now(), ORDER)).await;
+    let (status, _) = post(
+        &c,
+        "stamped",
+        ORDER,
+        &common::stamped_headers(HMAC_SECRET, now(), ORDER),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
 
@@ -132,7 +123,7 @@ async fn a_replay_after_the_body_window_is_still_a_duplicate() {
         &config("", "").replace("duplicate_window_secs = 0", "duplicate_window_secs = 1"),
     );
     let c = daemon.client();
-    let headers = stamped(now(), ORDER);
+    let headers = common::stamped_headers(HMAC_SECRET, now(), ORDER);
     let (status, first) = post(&c, "stamped", ORDER, &headers).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;

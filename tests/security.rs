@@ -70,28 +70,13 @@ fn standard_headers(id: &str, ts: i64, body: &str) -> Headers {
     ]
 }
 
-fn stamped_headers(secret: &str, ts: i64, body: &str) -> Headers {
-    let scheme = sentinel::auth::HmacScheme {
-        secrets: vec![sentinel::secret::Secret::new(secret)],
-        signature_header: "x-webhook-signature".into(),
-        timestamp_header: Some("x-webhook-timestamp".into()),
-        tolerance_secs: 300,
-    };
-    scheme.sign(body.as_bytes(), ts)
-}
-
 async fn post(
     c: &common::Client,
     path: &str,
     body: &str,
     headers: &[(String, String)],
 ) -> (StatusCode, Value) {
-    let mut all: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    all.push(JSON);
-    c.post(path, body, &all).await
+    c.post_json(path, body, headers).await
 }
 
 #[actix_web::test]
@@ -118,7 +103,7 @@ async fn every_source_kind_accepts_an_honest_request() {
 
     // No id in the body: a replay inside the tolerance is recognised by the signature itself.
     let b = ORDER.replace("0.01", "0.02");
-    let stamped = stamped_headers(HMAC_SECRET, now(), &b);
+    let stamped = common::stamped_headers(HMAC_SECRET, now(), &b);
     let (status, _) = post(&c, "stamped", &b, &stamped).await;
     assert_eq!(status, StatusCode::ACCEPTED, "hmac with a signed timestamp");
     let (status, answer) = post(&c, "stamped", &b, &stamped).await;
@@ -189,12 +174,12 @@ rate_limit_burst = 2
         ),
         (
             "stamped".into(),
-            stamped_headers(HMAC_SECRET, old, ORDER),
+            common::stamped_headers(HMAC_SECRET, old, ORDER),
             "stale_timestamp",
         ),
         (
             "stamped".into(),
-            stamped_headers("wrong", now(), ORDER),
+            common::stamped_headers("wrong", now(), ORDER),
             "bad_signature",
         ),
         (

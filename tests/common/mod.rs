@@ -77,6 +77,17 @@ pub fn test_env(name: &str) -> Option<String> {
     }
 }
 
+/// The headers that sign `body` at Unix time `ts` for an hmac source with `timestamp_header = "X-Webhook-Timestamp"`.
+pub fn stamped_headers(secret: &str, ts: i64, body: &str) -> Vec<(String, String)> {
+    let scheme = sentinel::auth::HmacScheme {
+        secrets: vec![sentinel::secret::Secret::new(secret)],
+        signature_header: "x-webhook-signature".into(),
+        timestamp_header: Some("x-webhook-timestamp".into()),
+        tolerance_secs: 300,
+    };
+    scheme.sign(body.as_bytes(), ts)
+}
+
 /// A running daemon with its journal in a temporary folder; stopped when dropped.
 pub struct Daemon {
     pub base: String,
@@ -192,6 +203,21 @@ impl Client {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// POSTs a JSON body to `/webhook/{path}` with `headers` besides the content type.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(String, String)],
+    ) -> (StatusCode, Value) {
+        let mut all: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        all.push(("content-type", "application/json"));
+        self.post(path, body, &all).await
     }
 
     /// POSTs a TradingView-style JSON body (the passphrase is added).
