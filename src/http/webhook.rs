@@ -27,7 +27,7 @@ use sentinel_actors::log::LogError;
 use sentinel_actors::messages::{Admit, AdmitError};
 use sentinel_actors::types::{SignalId, Timestamp};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::error::ApiError;
 use super::AppState;
@@ -243,7 +243,8 @@ pub async fn receive(
         }
     }
     state.latencies.record(Span::Ack, arrived.elapsed());
-    info!(source = %source.name, symbol = %signal.symbol, %signal_id, action = %signal.intent.action(), "signal accepted");
+    // Per webhook, so at debug: its outcome is logged when it is done.
+    debug!(source = %source.name, symbol = %signal.symbol, %signal_id, action = %signal.intent.action(), "signal accepted");
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "signal_id": signal_id })))
 }
 

@@ -101,6 +101,10 @@ pub fn open(path: Option<&Path>) -> Result<(Store, JournalReader), JournalError>
         // FULL: a commit is on disk (WAL fsynced) before it returns, so an acknowledged webhook survives a crash
         // or power loss.
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Checkpointing the WAL into the database costs the writer a few percent under load (profiled): every 16 MiB
+        // of WAL instead of every 4 MiB, and the WAL file is cut back to that size afterwards.
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+        conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         schema::migrate(conn)
     };

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::event::{Event, Offset};
 use crate::latency::{Latencies, Span};
@@ -190,7 +190,12 @@ impl Handler<SignalReceived> for StrategyActor {
                         place(&downstream, view, orders, fills, recovered, arrived).await
                     }
                 };
-                info!(symbol = %signal.symbol, %signal_id, status = outcome.status(), "signal done");
+                // A tick or a no-op is routine; what traded or was refused is worth a line.
+                if matches!(outcome, SignalOutcome::Ignored { .. }) {
+                    debug!(symbol = %signal.symbol, %signal_id, status = outcome.status(), "signal done");
+                } else {
+                    info!(symbol = %signal.symbol, %signal_id, status = outcome.status(), "signal done");
+                }
                 let _ = downstream.log.append(vec![Event::SignalFinished {
                     signal_id,
                     symbol: signal.symbol.clone(),
