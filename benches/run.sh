@@ -14,7 +14,7 @@
 # SERVER_CPU (0) and LOAD_CPU (1), PORT (18080) and BARE_PORT (18090) on 127.0.0.1, SENTINEL_BENCH_SECRET (the hmac
 # source's secret; a fixed one by default), PERF=1 (record a call-graph profile of the daemon in the busiest cell;
 # needs perf), KEEP=1 (keep the work folder: configs, journals, logs, profile), BUILD=0 (measure the binaries as last
-# built, to repeat a run without compiling).
+# built, to repeat a run without compiling), BARE=0 (skip the bare handler, e.g. for a long overload run).
 # Needs: cargo, curl, taskset (util-linux).
 set -euo pipefail
 
@@ -205,9 +205,11 @@ done
 if [[ "$IDLE_INTERVAL_MS" != 0 ]]; then
     daemon_cell 1 100 "$IDLE_INTERVAL_MS"
 fi
-for conns in $CONNECTIONS; do
-    bare_cell "$conns"
-done
+if [[ "${BARE:-1}" != 0 ]]; then
+    for conns in $CONNECTIONS; do
+        bare_cell "$conns"
+    done
+fi
 
 echo
 echo "== results ($DURATION s per cell; latency from the load generator, send to last byte of the answer)"
