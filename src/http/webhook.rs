@@ -33,7 +33,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::auth::{AuthError, Request};
 use crate::payload::{normalize, signal_id, Context, RawPayload};
-use crate::protect::dedupe::{DeliveryKey, MAX_DELIVERY_ID_BYTES};
+use crate::protect::dedupe::{DeliveryKey, Refused, MAX_DELIVERY_ID_BYTES};
 use crate::protect::failures::Throttled;
 use crate::protect::limits::retry_after_secs;
 use crate::protect::network::{client_ip, ClientKey};
@@ -182,15 +182,21 @@ pub async fn receive(
     let claim = match state.deduper.claim(keys, signal.id.clone(), now) {
         Ok(claim) => claim,
         // Answered only once the first copy is on disk: a `duplicate` is as binding as a 202.
-        Err(first) if first.durable().await => {
+        Err(Refused::Duplicate(first)) if first.durable().await => {
             info!(source = %source.name, signal_id = %first.signal_id, "duplicate delivery");
             return Ok(HttpResponse::Ok()
                 .json(json!({ "status": "duplicate", "signal_id": first.signal_id })));
         }
-        Err(_) => {
+        Err(Refused::Duplicate(_)) => {
             return Err(ApiError::unavailable(
                 "the first copy of this delivery could not be stored; retry",
             ))
+        }
+        Err(Refused::Full) => {
+            state.refusals.record(&source.name, "overloaded");
+            return Err(ApiError::overloaded(
+                "too many recent deliveries are remembered to recognise a replay of this one; retry shortly",
+            ));
         }
     };
     let key_text = claim.keys_text();

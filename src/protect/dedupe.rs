@@ -9,6 +9,7 @@
 //! restore them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::mapref::entry::Entry;
@@ -128,17 +129,37 @@ enum Durability {
 pub struct Accepted {
     pub signal_id: SignalId,
     pub at: Timestamp,
-    durability: watch::Receiver<Durability>,
+    /// While the first delivery is being recorded; `None` once it is durable (most entries: no channel kept).
+    durability: Option<watch::Receiver<Durability>>,
 }
 
 impl Accepted {
     /// Waits until the first delivery is on disk (`true`) or could not be stored (`false`, the sender should retry).
     /// A duplicate answered before this would acknowledge a signal that might never be processed.
     pub async fn durable(&self) -> bool {
-        let mut rx = self.durability.clone();
+        let Some(rx) = &self.durability else {
+            return true;
+        };
+        let mut rx = rx.clone();
         let settled = rx.wait_for(|d| *d != Durability::Pending).await;
         settled.is_ok_and(|d| *d == Durability::Durable)
     }
+
+    fn claimed_by(&self, claim: &watch::Receiver<Durability>) -> bool {
+        self.durability
+            .as_ref()
+            .is_some_and(|rx| rx.same_channel(claim))
+    }
+}
+
+/// Why a delivery may not be claimed.
+#[derive(Debug)]
+pub enum Refused {
+    /// A key of it was claimed already: this is the first acceptance.
+    Duplicate(Accepted),
+    /// As many signatures and body digests as the bound allows are remembered within their windows; one more
+    /// could not be recognised as a replay, so the delivery is shed (503) rather than taken unguarded.
+    Full,
 }
 
 /// The right to record a new delivery; settle it with `Deduper::settle`. Dropped unsettled, it counts as failed.
@@ -155,11 +176,20 @@ impl Claim {
     }
 }
 
+/// Delivery ids remembered at most. Past this the oldest are forgotten (at each prune): safe, since an id also makes
+/// the signal's id, which the journal refuses twice, so a forgotten id sent again is still answered `duplicate`.
+pub const MAX_REMEMBERED_IDS: usize = 50_000;
+/// Signatures and body digests remembered at most. Forgetting one would let its replay through, so past this new
+/// deliveries that need one are shed instead.
+pub const MAX_REMEMBERED_IN_WINDOWS: usize = 50_000;
+
 pub struct Deduper {
     seen: DashMap<DeliveryKey, Accepted>,
     id_retention: Duration,
     /// Each source's windows; a source not listed has none.
     windows: HashMap<String, Windows>,
+    /// Signature and body keys remembered, as of the last prune.
+    in_windows: AtomicUsize,
 }
 
 impl Deduper {
@@ -168,6 +198,7 @@ impl Deduper {
             seen: DashMap::new(),
             id_retention,
             windows,
+            in_windows: AtomicUsize::new(0),
         }
     }
 
@@ -189,12 +220,16 @@ impl Deduper {
         keys: Vec<DeliveryKey>,
         signal_id: SignalId,
         now: Timestamp,
-    ) -> Result<Claim, Accepted> {
+    ) -> Result<Claim, Refused> {
+        let windowed = keys.iter().any(|k| !matches!(k, DeliveryKey::Id { .. }));
+        if windowed && self.in_windows.load(Ordering::Relaxed) >= MAX_REMEMBERED_IN_WINDOWS {
+            return Err(Refused::Full);
+        }
         let (tx, rx) = watch::channel(Durability::Pending);
         let accepted = Accepted {
             signal_id,
             at: now,
-            durability: rx,
+            durability: Some(rx),
         };
         for (i, key) in keys.iter().enumerate() {
             let ttl = self.ttl(key);
@@ -207,7 +242,7 @@ impl Deduper {
                     for earlier in &keys[..i] {
                         self.seen.insert(earlier.clone(), first.clone());
                     }
-                    return Err(first);
+                    return Err(Refused::Duplicate(first));
                 }
                 Entry::Occupied(mut expired) => {
                     expired.insert(accepted.clone());
@@ -225,15 +260,21 @@ impl Deduper {
 
     /// Records how a claimed delivery ended: durable, or not (then its keys are forgotten, so a retry is new).
     pub fn settle(&self, claim: Claim, durable: bool) {
+        let mine = claim.durability.subscribe();
         if durable {
             let _ = claim.durability.send(Durability::Durable);
+            // Durable for good: the entry keeps no channel (duplicates already waiting hold their own receiver).
+            for key in &claim.keys {
+                if let Some(mut accepted) = self.seen.get_mut(key) {
+                    if accepted.claimed_by(&mine) {
+                        accepted.durability = None;
+                    }
+                }
+            }
         } else {
             for key in &claim.keys {
-                self.seen.remove_if(key, |_, accepted| {
-                    accepted
-                        .durability
-                        .same_channel(&claim.durability.subscribe())
-                });
+                self.seen
+                    .remove_if(key, |_, accepted| accepted.claimed_by(&mine));
             }
             let _ = claim.durability.send(Durability::Failed);
         }
@@ -241,21 +282,38 @@ impl Deduper {
 
     /// Puts back a key the journal recorded (at start-up).
     pub fn restore(&self, key: DeliveryKey, signal_id: SignalId, at: Timestamp) {
-        let (_, durability) = watch::channel(Durability::Durable);
         self.seen.insert(
             key,
             Accepted {
                 signal_id,
                 at,
-                durability,
+                durability: None,
             },
         );
     }
 
-    /// Drops expired entries.
+    /// Drops expired entries, then the oldest delivery ids past `MAX_REMEMBERED_IDS`, and counts what is left in
+    /// the windows.
     pub fn prune(&self, now: Timestamp) {
         self.seen
             .retain(|key, accepted| now.0 - accepted.at.0 < self.ttl(key));
+        let mut id_ages = Vec::new();
+        let mut in_windows = 0;
+        for entry in self.seen.iter() {
+            match entry.key() {
+                DeliveryKey::Id { .. } => id_ages.push(entry.value().at.0),
+                _ => in_windows += 1,
+            }
+        }
+        if id_ages.len() > MAX_REMEMBERED_IDS {
+            let excess = id_ages.len() - MAX_REMEMBERED_IDS;
+            let (_, cutoff, _) = id_ages.select_nth_unstable(excess - 1);
+            let cutoff = *cutoff;
+            self.seen.retain(|key, accepted| {
+                !matches!(key, DeliveryKey::Id { .. }) || accepted.at.0 > cutoff
+            });
+        }
+        self.in_windows.store(in_windows, Ordering::Relaxed);
     }
 
     pub fn len(&self) -> usize {
@@ -314,6 +372,10 @@ mod tests {
 
     fn claim(d: &Deduper, key: DeliveryKey, signal: &str, at: i64) -> Result<Claim, Accepted> {
         d.claim(vec![key], id(signal), Timestamp(at))
+            .map_err(|refused| match refused {
+                Refused::Duplicate(first) => first,
+                Refused::Full => panic!("full"),
+            })
     }
 
     #[test]
@@ -389,14 +451,17 @@ mod tests {
             .claim(vec![sig(1), body.clone()], id("one"), Timestamp(0))
             .is_ok());
         // Re-signed with another timestamp, same body: a duplicate of the first.
-        let first = d
-            .claim(vec![sig(2), body.clone()], id("two"), Timestamp(1))
-            .unwrap_err();
+        let Err(Refused::Duplicate(first)) =
+            d.claim(vec![sig(2), body.clone()], id("two"), Timestamp(1))
+        else {
+            panic!("not a duplicate")
+        };
         assert_eq!(first.signal_id, id("one"));
         // And that second signature now answers the same.
-        let again = d
-            .claim(vec![sig(2)], id("three"), Timestamp(2))
-            .unwrap_err();
+        let Err(Refused::Duplicate(again)) = d.claim(vec![sig(2)], id("three"), Timestamp(2))
+        else {
+            panic!("not a duplicate")
+        };
         assert_eq!(again.signal_id, id("one"));
     }
 
@@ -439,6 +504,47 @@ mod tests {
         d.settle(mine, false);
         assert!(!first.durable().await, "the duplicate is told to retry");
         assert!(claim(&d, key("a"), "three", 2).is_ok(), "the retry is new");
+    }
+
+    #[test]
+    fn remembered_keys_are_bounded() {
+        let d = deduper();
+        for i in 0..(MAX_REMEMBERED_IDS + 500) {
+            let c = claim(&d, key(&format!("k{i}")), "s", i as i64).unwrap();
+            d.settle(c, true);
+        }
+        d.prune(Timestamp(1_000));
+        assert_eq!(d.len(), MAX_REMEMBERED_IDS, "the oldest ids are forgotten");
+        assert!(claim(&d, key("k0"), "s", 1_001).is_ok(), "forgotten");
+        assert!(claim(
+            &d,
+            key(&format!("k{}", MAX_REMEMBERED_IDS + 499)),
+            "s",
+            1_001
+        )
+        .is_err());
+
+        // Signatures cannot be forgotten inside their window: past the bound, new ones are refused.
+        let d = deduper();
+        for i in 0..MAX_REMEMBERED_IN_WINDOWS {
+            let mut sig = [0u8; 32];
+            sig[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let key = DeliveryKey::Signature {
+                source: "signed".into(),
+                signature: sig,
+            };
+            assert!(claim(&d, key, "s", 0).is_ok());
+        }
+        d.prune(Timestamp(1));
+        let one_more = DeliveryKey::Signature {
+            source: "signed".into(),
+            signature: [9; 32],
+        };
+        assert!(matches!(
+            d.claim(vec![one_more], id("s"), Timestamp(2)),
+            Err(Refused::Full)
+        ));
+        assert!(claim(&d, key("an-id"), "s", 2).is_ok(), "ids still go");
     }
 
     #[test]
