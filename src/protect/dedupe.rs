@@ -178,7 +178,7 @@ impl Claim {
 
 /// Delivery ids remembered at most. Past this the oldest are forgotten (at each prune): safe, since an id also makes
 /// the signal's id, which the journal refuses twice, so a forgotten id sent again is still answered `duplicate`.
-pub const MAX_REMEMBERED_IDS: usize = 50_000;
+pub const MAX_REMEMBERED_IDS: usize = 10_000;
 /// Signatures and body digests remembered at most. Forgetting one would let its replay through, so past this new
 /// deliveries that need one are shed instead.
 pub const MAX_REMEMBERED_IN_WINDOWS: usize = 50_000;
