@@ -107,9 +107,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// The offset of the last durable event, updated as batches become durable: consumers wait on it.
     fn head(&self) -> watch::Receiver<Offset>;
 
-    /// Stores `state`, a fold of every event up to and including `upto`, so a restart reads only what came after.
+    /// Stores `state`, a fold of every event up to and including `upto` as JSON text, so a restart reads only what
+    /// came after.
     /// Queued behind the appends before it; not waited for.
-    fn checkpoint(&self, upto: Offset, state: serde_json::Value);
+    fn checkpoint(&self, upto: Offset, state: String);
 
     /// The last stored checkpoint, if any.
     fn last_checkpoint(&self) -> Result<Option<(Offset, serde_json::Value)>, LogError>;

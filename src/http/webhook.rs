@@ -87,6 +87,17 @@ pub async fn receive(
             return Err(ApiError::forbidden());
         }
     }
+    // A full backlog sheds a known sender's webhook before its body is read, verified and parsed: that work, for
+    // webhooks the ingress would refuse anyway, is what starved the signals already accepted (measured with one
+    // symbol under overload). Strangers go on to authentication; the ingress sheds them after it.
+    if attempt.vouched() && state.admission.in_use() >= state.admission.limit() {
+        attempt.shed();
+        state.refusals.record(&source.name, "overloaded");
+        return Err(ApiError::overloaded(format!(
+            "{} signals are waiting to be processed; retry shortly",
+            state.admission.in_use()
+        )));
+    }
     // TradingView, exchanges and scripts send no `Origin`; a browser always does on a cross-site POST, and a
     // `text/plain` one needs no CORS preflight. So a web page cannot make its visitors' browsers post webhooks.
     if !origin_allowed(req.headers(), &source.allow_origins) {

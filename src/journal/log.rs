@@ -225,11 +225,8 @@ impl EventLog for Journal {
         self.head.clone()
     }
 
-    fn checkpoint(&self, upto: Offset, state: serde_json::Value) {
-        self.queue.push(Job::Checkpoint {
-            upto,
-            state: state.to_string(),
-        });
+    fn checkpoint(&self, upto: Offset, state: String) {
+        self.queue.push(Job::Checkpoint { upto, state });
     }
 
     fn last_checkpoint(&self) -> Result<Option<(Offset, serde_json::Value)>, LogError> {

@@ -128,13 +128,13 @@ async fn appended_events_are_read_back_stamped_in_order_and_survive_a_restart() 
     assert_eq!(signals[0]["status"], "ignored");
     assert_eq!(signals[0]["outcome"]["reason"]["code"], "price_update");
 
-    journal.checkpoint(Offset(4), json!({"upto": 4}));
+    journal.checkpoint(Offset(4), json!({"upto": 4}).to_string());
     assert_eq!(journal.flush().await, Ok(Offset(4)));
     assert_eq!(
         journal.last_checkpoint().unwrap(),
         Some((Offset(4), json!({"upto": 4})))
     );
-    journal.checkpoint(Offset(4), json!({"again": true}));
+    journal.checkpoint(Offset(4), json!({"again": true}).to_string());
     journal.flush().await.unwrap();
     assert_eq!(
         count(&path, "SELECT COUNT(*) FROM snapshots"),
@@ -459,7 +459,7 @@ async fn retention_keeps_what_a_restart_needs() {
         .durable()
         .await
         .unwrap();
-    journal.checkpoint(Offset(3), json!({}));
+    journal.checkpoint(Offset(3), json!({}).to_string());
     at.0.store(5_000, Ordering::Relaxed);
     journal
         .append(vec![trading(TradingState::Active)])

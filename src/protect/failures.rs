@@ -186,6 +186,16 @@ impl<'a> Attempt<'a> {
         }
     }
 
+    /// Whether the client authenticated lately (or is let in by an allowlist: see `may_verify`).
+    pub fn vouched(&self) -> bool {
+        self.budgets.is_vouched(self.client)
+    }
+
+    /// The request was shed for load, not refused for anything the client did: it costs the client nothing.
+    pub fn shed(&self) {
+        self.authenticated.set(true);
+    }
+
     /// The request authenticated: it is no refusal, and its client is vouched for from now on.
     pub fn authenticated(&self) {
         self.authenticated.set(true);
