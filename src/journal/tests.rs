@@ -487,7 +487,7 @@ async fn retention_keeps_what_a_restart_needs() {
         .durable()
         .await
         .unwrap(); // 6
-    journal.checkpoint(Offset(6), json!({}));
+    journal.checkpoint(Offset(6), json!({}).to_string());
     journal.prune(Timestamp(10_000));
     journal.flush().await.unwrap();
     assert_eq!(count(&path, "SELECT COUNT(*) FROM events"), 1);
