@@ -14,6 +14,9 @@ use crate::protect::limits::RateLimits;
 
 /// How often housekeeping runs; also the window over which refusals are summed up in the log.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
+/// How often the idempotency index is pruned: often, so that what arrives between two prunes stays small next to its
+/// bound (measured: at 10 s, the index's tables grew by a step of about 14 MiB under sustained overload).
+const PRUNE_DELIVERIES_EVERY: Duration = Duration::from_secs(1);
 
 /// Forgets expired idempotency keys and recovered rate-limit state, logs the refusals that were not logged one by
 /// one, and prunes old journal rows.
@@ -24,10 +27,17 @@ pub async fn housekeeping(
     journal: Arc<Journal>,
     retention: Duration,
 ) {
-    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    let mut tick = tokio::time::interval(PRUNE_DELIVERIES_EVERY);
+    let per_chore = (HOUSEKEEPING_EVERY.as_secs() / PRUNE_DELIVERIES_EVERY.as_secs()).max(1);
     let mut ticks = 0u64;
     loop {
         tick.tick().await;
+        let now = Timestamp::now();
+        deduper.prune(now);
+        ticks += 1;
+        if ticks % per_chore != 1 {
+            continue;
+        }
         for unlogged in refusals.take_unlogged() {
             warn!(
                 source = %unlogged.source,
@@ -38,10 +48,8 @@ pub async fn housekeeping(
             );
         }
         limits.prune();
-        let now = Timestamp::now();
-        deduper.prune(now);
-        ticks += 1;
-        if ticks % 360 == 1 {
+        // Hourly.
+        if ticks % (3600 / PRUNE_DELIVERIES_EVERY.as_secs()) == 1 {
             journal.prune(Timestamp(now.0 - retention.as_millis() as i64));
         }
     }
