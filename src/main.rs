@@ -162,6 +162,9 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // A closed log pipe (`sentinel run 2>&1 | head`, a collector that died) must not stop the daemon: the
+        // subscriber's own report of a failed write would panic on the same closed stderr.
+        .log_internal_errors(false)
         .init();
 }
 
