@@ -143,22 +143,39 @@ fn client(
             .timeout(Duration::from_secs(5))
             .finish();
         let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
+        'signals: while !stop.load(Ordering::Relaxed) {
             let id = format!("{name}-{n}");
             let body = body(&id, n);
             n += 1;
-            let sent = http
-                .post(format!("{base}/webhook/tradingview"))
-                .insert_header(("content-type", "application/json"))
-                .send_body(body.clone())
-                .await;
-            match sent {
-                Ok(res) if res.status().is_success() => acked
-                    .lock()
-                    .unwrap()
-                    .push((format!("tradingview:{id}"), body)),
-                Ok(res) => panic!("{id}: unexpected status {}", res.status()),
-                Err(_) => break, // killed
+            loop {
+                let sent = http
+                    .post(format!("{base}/webhook/tradingview"))
+                    .insert_header(("content-type", "application/json"))
+                    .send_body(body.clone())
+                    .await;
+                match sent {
+                    Ok(res) if res.status().is_success() => {
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((format!("tradingview:{id}"), body));
+                        break;
+                    }
+                    // The backlog is full (recovered signals fill it after a kill): nothing was recorded, and
+                    // the sender does what a 503 with Retry-After asks, sends the same delivery again shortly.
+                    Ok(res) if res.status() == 503 => {
+                        assert!(
+                            res.headers().contains_key("retry-after"),
+                            "{id}: 503 without Retry-After"
+                        );
+                        if stop.load(Ordering::Relaxed) {
+                            break 'signals;
+                        }
+                        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Ok(res) => panic!("{id}: unexpected status {}", res.status()),
+                    Err(_) => break 'signals, // killed
+                }
             }
         }
     });
