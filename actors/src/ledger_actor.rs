@@ -2,7 +2,6 @@
 //! the `Ledger`, and publishes a read-only `View` after each batch; strategies, risk and the API read that view and
 //! never the state itself. It also stores checkpoints, so a restart folds only what came after the last one.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -10,13 +9,12 @@ use tokio::sync::watch;
 use tracing::{error, warn};
 
 use crate::event::{Offset, Stamped};
-use crate::exits::ArmedExits;
 use crate::ledger::Ledger;
 use crate::log::{tail, EventLog, LogError};
 use crate::messages::Checkpoint;
 use crate::portfolio::Portfolio;
 use crate::supervise::guard;
-use crate::types::{Symbol, Timestamp};
+use crate::types::Timestamp;
 
 /// Events read per batch while following the log.
 const BATCH: usize = 1024;
@@ -27,7 +25,6 @@ pub struct View {
     /// The last event counted in.
     pub upto: Offset,
     pub portfolio: Portfolio,
-    pub exits: BTreeMap<Symbol, ArmedExits>,
     /// Signals acknowledged and not finished, and when the oldest of them arrived.
     pub pending: usize,
     pub oldest_pending: Option<Timestamp>,
@@ -39,7 +36,6 @@ impl View {
         View {
             upto: ledger.upto,
             portfolio: ledger.portfolio.clone(),
-            exits: ledger.exits.clone(),
             pending,
             oldest_pending,
         }

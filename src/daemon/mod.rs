@@ -22,7 +22,7 @@ use crate::http::{AdminGuard, AppState};
 use crate::journal::{self, Journal};
 use crate::payload::SymbolMap;
 use crate::protect::counters::RefusalCounters;
-use crate::protect::dedupe::{Deduper, DeliveryKey, Windows};
+use crate::protect::dedupe::{Deduper, Windows};
 use crate::protect::limits::RateLimits;
 
 pub use self::core::fold;
@@ -73,12 +73,17 @@ pub async fn run(
     let since =
         Timestamp(Timestamp::now().0 - server_config.delivery_id_retention.as_millis() as i64);
     let deliveries = reader.deliveries_since(since)?;
-    for (keys, signal_id, at) in &deliveries {
-        for key in DeliveryKey::split(keys) {
-            deduper.restore(key, signal_id.clone(), *at);
-        }
-    }
-    info!(deliveries = deliveries.len(), "idempotency keys restored");
+    deduper.restore(
+        deliveries
+            .iter()
+            .map(|(keys, id, at)| (keys.as_str(), id, *at)),
+        Timestamp::now(),
+    );
+    info!(
+        deliveries = deliveries.len(),
+        remembered = deduper.len(),
+        "idempotency keys restored"
+    );
 
     let latencies = Arc::new(Latencies::default());
     let core = core::start(&config, ledger, log, clock, latencies.clone());

@@ -280,16 +280,31 @@ impl Deduper {
         }
     }
 
-    /// Puts back a key the journal recorded (at start-up).
-    pub fn restore(&self, key: DeliveryKey, signal_id: SignalId, at: Timestamp) {
-        self.seen.insert(
-            key,
-            Accepted {
-                signal_id,
-                at,
-                durability: None,
-            },
-        );
+    /// Puts back the keys the journal recorded, given oldest first (at start-up). Newest first, a key keeps its
+    /// latest acceptance, and past `MAX_REMEMBERED_IDS` older ids are not loaded at all (the journal still refuses
+    /// their signal ids); expired keys go at once.
+    pub fn restore<'a>(
+        &self,
+        deliveries: impl DoubleEndedIterator<Item = (&'a str, &'a SignalId, Timestamp)>,
+        now: Timestamp,
+    ) {
+        let mut ids = 0;
+        for (keys, signal_id, at) in deliveries.rev() {
+            for key in DeliveryKey::split(keys) {
+                if matches!(key, DeliveryKey::Id { .. }) {
+                    if ids >= MAX_REMEMBERED_IDS {
+                        continue;
+                    }
+                    ids += 1;
+                }
+                self.seen.entry(key).or_insert_with(|| Accepted {
+                    signal_id: signal_id.clone(),
+                    at,
+                    durability: None,
+                });
+            }
+        }
+        self.prune(now);
     }
 
     /// Drops expired entries, then the oldest delivery ids past `MAX_REMEMBERED_IDS`, and counts what is left in
@@ -545,6 +560,42 @@ mod tests {
             Err(Refused::Full)
         ));
         assert!(claim(&d, key("an-id"), "s", 2).is_ok(), "ids still go");
+    }
+
+    #[test]
+    fn restoring_keeps_the_newest_acceptance_and_the_bound() {
+        let d = deduper();
+        let (one, two) = (id("one"), id("two"));
+        let body = DeliveryKey::body("tv", b"{}").to_text();
+        let mut rows: Vec<(String, SignalId, Timestamp)> = vec![
+            (body.clone(), one.clone(), Timestamp(1_000)),
+            (body, two.clone(), Timestamp(9_000)),
+        ];
+        for i in 0..(MAX_REMEMBERED_IDS + 10) {
+            rows.push((
+                key(&format!("k{i}")).to_text(),
+                one.clone(),
+                Timestamp(9_000),
+            ));
+        }
+        d.restore(
+            rows.iter().map(|(k, s, at)| (k.as_str(), s, *at)),
+            Timestamp(10_000),
+        );
+        // The body's later acceptance stands; only the newest ids are loaded.
+        let Err(Refused::Duplicate(first)) = d.claim(
+            vec![DeliveryKey::body("tv", b"{}")],
+            id("x"),
+            Timestamp(10_000),
+        ) else {
+            panic!("not a duplicate")
+        };
+        assert_eq!(first.signal_id, two);
+        assert_eq!(d.len(), MAX_REMEMBERED_IDS + 1);
+        assert!(
+            claim(&d, key("k0"), "x", 10_000).is_ok(),
+            "the oldest were not loaded"
+        );
     }
 
     #[test]
