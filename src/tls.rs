@@ -18,6 +18,12 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 /// Loads `cert` (a PEM chain, leaf first) and `key` (PEM, PKCS#8, PKCS#1 or SEC1). With `client_ca`, clients may
 /// present a certificate issued by one of its CAs; connections without one are still served (other sources), and
 /// sources that require one check it per request (`ClientCert`).
+/// Makes ring the process's TLS provider, for the clients (REST, WebSocket) that take the default. Idempotent.
+pub fn install_crypto_provider() {
+    // An error only says a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn server_config(
     cert: &Path,
     key: &Path,

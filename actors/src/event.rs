@@ -5,6 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use rust_decimal::Decimal;
+
+use crate::exits::ArmedExits;
 use crate::order::{Fill, OrderRequest, SignalOutcome};
 use crate::risk::{DenyReason, TradingState};
 use crate::signal::Signal;
@@ -107,6 +110,26 @@ pub enum Event {
     TradingStateChanged { state: TradingState },
     /// A symbol was paused or resumed.
     StrategyStateChanged { symbol: Symbol, paused: bool },
+    /// At start, the venue's account was read and differs from the log: the venue is the truth for what it holds,
+    /// so the wallet and these positions (with the legs resting for them) are adopted as it reports them.
+    Reconciled {
+        /// The wallet balance in the quote currency, if it differs.
+        balance: Option<Decimal>,
+        positions: Vec<AdoptedPosition>,
+        /// Every difference found, in words.
+        mismatches: Vec<String>,
+    },
+}
+
+/// A position as the venue holds it, adopted at start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdoptedPosition {
+    pub symbol: Symbol,
+    /// Signed: > 0 long, 0 flat.
+    pub quantity: Decimal,
+    pub entry_price: Decimal,
+    /// The stop loss and take profit resting on the venue for it.
+    pub exits: Option<ArmedExits>,
 }
 
 /// The kind of an event, as the journal stores and the API shows it.
@@ -123,10 +146,11 @@ pub enum EventKind {
     SignalFinished,
     TradingStateChanged,
     StrategyStateChanged,
+    Reconciled,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::SignalAccepted,
         EventKind::Decided,
         EventKind::RiskChecked,
@@ -137,6 +161,7 @@ impl EventKind {
         EventKind::SignalFinished,
         EventKind::TradingStateChanged,
         EventKind::StrategyStateChanged,
+        EventKind::Reconciled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -151,6 +176,7 @@ impl EventKind {
             EventKind::SignalFinished => "signal_finished",
             EventKind::TradingStateChanged => "trading_state_changed",
             EventKind::StrategyStateChanged => "strategy_state_changed",
+            EventKind::Reconciled => "reconciled",
         }
     }
 
@@ -178,6 +204,7 @@ impl Event {
             Event::SignalFinished { .. } => EventKind::SignalFinished,
             Event::TradingStateChanged { .. } => EventKind::TradingStateChanged,
             Event::StrategyStateChanged { .. } => EventKind::StrategyStateChanged,
+            Event::Reconciled { .. } => EventKind::Reconciled,
         }
     }
 
@@ -194,7 +221,8 @@ impl Event {
             Event::Filled { order, .. } => order.as_ref().map(|o| &o.signal_id),
             Event::Cancelled { .. }
             | Event::TradingStateChanged { .. }
-            | Event::StrategyStateChanged { .. } => None,
+            | Event::StrategyStateChanged { .. }
+            | Event::Reconciled { .. } => None,
         }
     }
 
@@ -210,7 +238,7 @@ impl Event {
             | Event::OrderSent { order }
             | Event::Rejected { order, .. } => Some(&order.symbol),
             Event::Filled { fill, .. } => Some(&fill.symbol),
-            Event::TradingStateChanged { .. } => None,
+            Event::TradingStateChanged { .. } | Event::Reconciled { .. } => None,
         }
     }
 

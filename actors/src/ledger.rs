@@ -135,6 +135,29 @@ impl Ledger {
                     armed.cancel(client_order_id);
                 }
             }
+            Event::Reconciled {
+                balance, positions, ..
+            } => {
+                if let Some(balance) = balance {
+                    // A fresh log of a real account starts from nothing: its first balance is the venue's.
+                    if self.portfolio.starting_balance.is_zero() {
+                        self.portfolio.starting_balance = *balance;
+                    }
+                    self.portfolio.balance = *balance;
+                }
+                for adopted in positions {
+                    self.portfolio
+                        .adopt(&adopted.symbol, adopted.quantity, adopted.entry_price);
+                    match &adopted.exits {
+                        Some(exits) if !adopted.quantity.is_zero() => {
+                            self.exits.insert(adopted.symbol.clone(), exits.clone());
+                        }
+                        _ => {
+                            self.exits.remove(&adopted.symbol);
+                        }
+                    }
+                }
+            }
             Event::RiskChecked { .. } | Event::OrderSent { .. } | Event::Rejected { .. } => {}
         }
     }

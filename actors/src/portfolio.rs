@@ -117,6 +117,18 @@ impl Portfolio {
         self.balance = add_to_total("balance", balance, -fill.fee).normalize();
     }
 
+    /// Takes a position as the venue reports it (adopted at start): its quantity and entry price replace ours;
+    /// what it realized so far stays.
+    pub fn adopt(&mut self, symbol: &Symbol, quantity: Decimal, entry_price: Decimal) {
+        let position = self.positions.entry(symbol.clone()).or_default();
+        position.quantity = quantity;
+        position.entry_price = if quantity.is_zero() {
+            Decimal::ZERO
+        } else {
+            entry_price
+        };
+    }
+
     pub fn mark(&mut self, symbol: &Symbol, price: Price) {
         self.marks.insert(symbol.clone(), price);
     }

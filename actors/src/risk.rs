@@ -11,7 +11,7 @@ use crate::amount::{MAX_ACCOUNT_TOTAL, MAX_QUANTITY};
 use crate::order::OrderRequest;
 use crate::portfolio::Portfolio;
 use crate::signal::{Action, SizeSpec};
-use crate::types::{Leverage, Price, Symbol};
+use crate::types::{Leverage, Price, Quantity, Symbol};
 
 /// An order that passed risk. Only this module can make one, so nothing unchecked reaches an exchange.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +28,19 @@ impl<T> Approved<T> {
 
     pub fn into_inner(self) -> T {
         self.0
+    }
+}
+
+impl Approved<OrderRequest> {
+    /// The same order for fewer units (a venue's lot step rounds it down): what risk approved still covers it.
+    /// `None` for more units than approved.
+    pub fn narrowed(self, quantity: Quantity) -> Option<Self> {
+        if quantity > self.0.quantity {
+            return None;
+        }
+        let mut order = self.0;
+        order.quantity = quantity;
+        Some(Self(order))
     }
 }
 

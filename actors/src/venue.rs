@@ -33,6 +33,37 @@ pub enum RejectReason {
     /// The venue's own refusal, with its code and message.
     #[error("venue code {code}: {message}")]
     Venue { code: i64, message: String },
+    /// The venue's published rules for the symbol refuse the order: caught before it was sent.
+    #[error("{violation}")]
+    Rule { violation: RuleViolation },
+    /// The venue asked for a pause (a rate limit): entries are refused until it ends; exits wait for it.
+    #[error("the venue asked for a pause until {until_ms} ms since the epoch: {why}")]
+    Paused { until_ms: u64, why: String },
+    /// Trading on the venue is halted (the API key was refused, ...): nothing is sent until an operator acts.
+    #[error("trading on the venue is halted: {why}")]
+    Halted { why: String },
+}
+
+/// An order that the venue's published rules (exchange filters) refuse.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum RuleViolation {
+    #[error("{symbol} is not listed by the venue")]
+    UnknownSymbol { symbol: Symbol },
+    #[error("{symbol} is not trading (status {status})")]
+    NotTrading { symbol: Symbol, status: String },
+    #[error("quantity {quantity} is below the minimum of {min}")]
+    BelowMinQuantity { quantity: Decimal, min: Decimal },
+    #[error("quantity {quantity} is above the maximum of {max}")]
+    AboveMaxQuantity { quantity: Decimal, max: Decimal },
+    #[error("notional {notional} is below the minimum of {min}")]
+    BelowMinNotional { notional: Decimal, min: Decimal },
+    #[error("price {price} is outside the range {min} to {max}")]
+    PriceOutOfRange {
+        price: Decimal,
+        min: Decimal,
+        max: Decimal,
+    },
 }
 
 /// Why a venue call did not do what was asked, and what that means for retrying.
@@ -178,6 +209,12 @@ pub trait ExecutionVenue: Send + Sync + 'static {
     /// What this venue keeps that a restart needs (paper's book), for a snapshot; `Null` for a venue that is
     /// itself the record.
     fn state(&self) -> serde_json::Value;
+
+    /// How the venue connection stands (feeds, limits, a halt), for the operator API; `Null` when there is nothing
+    /// to say.
+    fn status(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 #[cfg(test)]

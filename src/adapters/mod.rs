@@ -1,29 +1,66 @@
 //! Venue adapters: each turns one venue's API into the execution port (`sentinel_actors::venue::ExecutionVenue`).
-//! `venue` is the one place that knows which venue runs; everything else holds an `Arc<dyn ExecutionVenue>`.
+//! `connect` is the one place that knows which venue runs; everything else holds an `Arc<dyn ExecutionVenue>`.
 
+pub mod binance_futures;
+mod live_paper;
 pub mod paper;
 
 use std::sync::Arc;
 
+use sentinel_actors::event::Event;
 use sentinel_actors::ledger::Ledger;
+use sentinel_actors::types::Symbol;
 use sentinel_actors::venue::ExecutionVenue;
 
 use crate::config::ExchangeConfig;
+use binance_futures::BinanceFutures;
+use live_paper::LivePaper;
 use paper::PaperVenue;
 
+/// The venue, connected, and what the log must record before trading starts.
+pub struct Connected {
+    pub venue: Arc<dyn ExecutionVenue>,
+    /// The account as the venue holds it, where it differs from the log (a real venue only).
+    pub reconciled: Option<Event>,
+}
+
 /// The configured venue, picking up where the log left off: `ledger` is the fold of the log at start-up.
-pub fn venue(config: &ExchangeConfig, ledger: &Ledger) -> Arc<dyn ExecutionVenue> {
-    match config {
+pub async fn connect(
+    config: &ExchangeConfig,
+    symbols: Vec<Symbol>,
+    ledger: &Ledger,
+) -> anyhow::Result<Connected> {
+    let venue: Arc<dyn ExecutionVenue> = match config {
+        ExchangeConfig::Paper {
+            market_data: Some(market),
+            costs,
+            ..
+        } => Arc::new(
+            LivePaper::connect(market, symbols, PaperVenue::restore(*costs, ledger)).await?,
+        ),
         // The starting balance is already in the ledger: it was put there when the log began.
         ExchangeConfig::Paper {
             starting_balance: _,
             costs,
             latency,
             latency_by_symbol,
+            market_data: None,
         } => Arc::new(
             PaperVenue::restore(*costs, ledger).with_latency(*latency, latency_by_symbol.clone()),
         ),
-    }
+        ExchangeConfig::BinanceFutures(binance) => {
+            let venue = BinanceFutures::connect(binance, symbols, ledger).await?;
+            let reconciled = venue.reconciliation().and_then(|r| r.event());
+            return Ok(Connected {
+                venue: Arc::new(venue),
+                reconciled,
+            });
+        }
+    };
+    Ok(Connected {
+        venue,
+        reconciled: None,
+    })
 }
 
 #[cfg(test)]
@@ -42,8 +79,14 @@ mod tests {
         // A ledger that already booked a loss: the wallet is the ledger's, not the configured starting balance.
         let mut ledger = Ledger::new(Decimal::from(10_000));
         ledger.portfolio.balance = Decimal::from(9_000);
-        let venue = venue(&config.exchange, &ledger);
-        assert_eq!(venue.name(), "paper");
-        assert_eq!(venue.balance().await.unwrap().wallet, Decimal::from(9_000));
+        let connected = connect(&config.exchange, Vec::new(), &ledger)
+            .await
+            .unwrap();
+        assert_eq!(connected.venue.name(), "paper");
+        assert!(connected.reconciled.is_none());
+        assert_eq!(
+            connected.venue.balance().await.unwrap().wallet,
+            Decimal::from(9_000)
+        );
     }
 }

@@ -120,7 +120,49 @@ pub enum ExchangeConfig {
         /// How long each order takes the simulated venue, as a real one's round trip would.
         latency: Duration,
         latency_by_symbol: HashMap<Symbol, Duration>,
+        /// Live prices and exchange rules to paper-trade on (a dry run); `None`: prices come from signals.
+        market_data: Option<MarketData>,
     },
+    /// Binance USD-M futures, one account.
+    BinanceFutures(BinanceConfig),
+}
+
+/// Where a venue's public market data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketData {
+    pub rest_url: String,
+    pub ws_url: String,
+}
+
+/// Margin per position, as Binance names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarginType {
+    Crossed,
+    Isolated,
+}
+
+impl MarginType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarginType::Crossed => "CROSSED",
+            MarginType::Isolated => "ISOLATED",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BinanceConfig {
+    pub endpoints: MarketData,
+    pub api_key: Secret,
+    pub api_secret: Secret,
+    /// How long after its `timestamp` Binance still takes a signed request.
+    pub recv_window: Duration,
+    /// The most one REST call may take before its outcome counts as unknown.
+    pub request_timeout: Duration,
+    /// Set on every traded symbol before its first order; `None`: leave the account's setting.
+    pub margin_type: Option<MarginType>,
+    /// How often REST is polled for triggered stops and mark prices while a stream is down.
+    pub poll_interval: Duration,
 }
 
 impl ExchangeConfig {
@@ -128,12 +170,14 @@ impl ExchangeConfig {
         matches!(self, ExchangeConfig::Paper { .. })
     }
 
-    /// What the account starts with before any fill.
+    /// What the account starts with before any fill: the paper balance, or nothing for a real account, whose
+    /// wallet is read from the venue at start.
     pub fn starting_balance(&self) -> Decimal {
         match self {
             ExchangeConfig::Paper {
                 starting_balance, ..
             } => *starting_balance,
+            ExchangeConfig::BinanceFutures(_) => Decimal::ZERO,
         }
     }
 }

@@ -96,7 +96,7 @@ pub struct RawSource {
     pub allow_origins: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct RawExchange {
     pub kind: Option<String>,
     pub starting_balance: Option<DecimalText>,
@@ -105,6 +105,15 @@ pub struct RawExchange {
     pub latency_ms: Option<i64>,
     #[serde(default)]
     pub latency_ms_by_symbol: std::collections::BTreeMap<String, i64>,
+    pub market_data: Option<String>,
+    pub rest_url: Option<String>,
+    pub ws_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub api_secret_env: Option<String>,
+    pub recv_window_ms: Option<i64>,
+    pub request_timeout_ms: Option<i64>,
+    pub margin_type: Option<String>,
+    pub poll_interval_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

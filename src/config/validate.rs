@@ -17,8 +17,8 @@ use super::raw::{
     DecimalText, RawConfig, RawExchange, RawJournal, RawServer, RawSource, RawSymbol,
 };
 use super::{
-    Config, ExchangeConfig, JournalConfig, RiskConfig, ServerConfig, SourceConfig, SymbolConfig,
-    TlsConfig,
+    BinanceConfig, Config, ExchangeConfig, JournalConfig, MarginType, MarketData, RiskConfig,
+    ServerConfig, SourceConfig, SymbolConfig, TlsConfig,
 };
 use crate::auth::{decode_secret, HmacScheme, SourceAuth, StandardWebhooks};
 use crate::payload::{parse_exit_level, parse_size};
@@ -135,14 +135,163 @@ pub(super) fn validate(
 }
 
 fn exchange(c: &mut Checker, raw: Option<RawExchange>) -> ExchangeConfig {
-    let raw = raw.unwrap_or(RawExchange {
-        kind: None,
-        starting_balance: None,
-        fee_rate: None,
-        slippage: None,
-        latency_ms: None,
-        latency_ms_by_symbol: Default::default(),
-    });
+    let raw = raw.unwrap_or_default();
+    match raw.kind.as_deref() {
+        None | Some("paper") => paper_exchange(c, raw),
+        Some("binance-futures") => {
+            for (key, set) in [
+                ("starting_balance", raw.starting_balance.is_some()),
+                ("fee_rate", raw.fee_rate.is_some()),
+                ("slippage", raw.slippage.is_some()),
+                ("latency_ms", raw.latency_ms.is_some()),
+                ("latency_ms_by_symbol", !raw.latency_ms_by_symbol.is_empty()),
+                ("market_data", raw.market_data.is_some()),
+            ] {
+                if set {
+                    c.problem(
+                        format!("exchange.{key}"),
+                        "only applies to the paper exchange",
+                    );
+                }
+            }
+            ExchangeConfig::BinanceFutures(binance(c, &raw))
+        }
+        Some(other) => {
+            c.problem(
+                "exchange.kind",
+                format!("`{other}` is not supported; use `paper` or `binance-futures`"),
+            );
+            paper_exchange(c, raw)
+        }
+    }
+}
+
+/// Binance's testnet: where a configuration that names no URL trades, so nothing real happens by omission.
+const BINANCE_TESTNET_REST: &str = "https://testnet.binancefuture.com";
+const BINANCE_TESTNET_WS: &str = "wss://fstream.binancefuture.com";
+
+fn binance(c: &mut Checker, raw: &RawExchange) -> BinanceConfig {
+    let key = |c: &mut Checker, path: &str, name: &Option<String>, default: &str| {
+        let name = name.clone().unwrap_or_else(|| default.to_string());
+        match (c.env)(&name).filter(|v| !v.trim().is_empty()) {
+            Some(value) if secret::is_demo(value.as_bytes()) => {
+                c.problem(
+                    path,
+                    format!("{name} holds a demo secret; a real exchange needs a real one"),
+                );
+                Secret::new(Vec::new())
+            }
+            Some(value) => Secret::new(value.trim()),
+            None => {
+                c.problem(
+                    path,
+                    format!("{name} is not set: a real exchange needs its API key and secret"),
+                );
+                Secret::new(Vec::new())
+            }
+        }
+    };
+    let api_key = key(
+        c,
+        "exchange.api_key_env",
+        &raw.api_key_env,
+        "SENTINEL_BINANCE_API_KEY",
+    );
+    let api_secret = key(
+        c,
+        "exchange.api_secret_env",
+        &raw.api_secret_env,
+        "SENTINEL_BINANCE_API_SECRET",
+    );
+    let margin_type = match raw.margin_type.as_deref() {
+        None => None,
+        Some(text) => match text.to_ascii_uppercase().as_str() {
+            "CROSSED" | "CROSS" => Some(MarginType::Crossed),
+            "ISOLATED" => Some(MarginType::Isolated),
+            _ => {
+                c.problem(
+                    "exchange.margin_type",
+                    format!("`{text}` is not one of CROSSED, ISOLATED"),
+                );
+                None
+            }
+        },
+    };
+    BinanceConfig {
+        endpoints: endpoints(c, raw),
+        api_key,
+        api_secret,
+        // Binance takes at most 60 s.
+        recv_window: Duration::from_millis(c.whole(
+            "exchange.recv_window_ms",
+            raw.recv_window_ms,
+            5_000,
+            1..=60_000,
+        )),
+        request_timeout: Duration::from_millis(c.whole(
+            "exchange.request_timeout_ms",
+            raw.request_timeout_ms,
+            5_000,
+            100..=60_000,
+        )),
+        margin_type,
+        poll_interval: Duration::from_millis(c.whole(
+            "exchange.poll_interval_ms",
+            raw.poll_interval_ms,
+            1_000,
+            50..=60_000,
+        )),
+    }
+}
+
+/// The REST and WebSocket base URLs: TLS, except to this machine (a local test server).
+fn endpoints(c: &mut Checker, raw: &RawExchange) -> MarketData {
+    let url =
+        |c: &mut Checker, path: &str, value: &Option<String>, default: &str, schemes: [&str; 2]| {
+            let text = value.clone().unwrap_or_else(|| default.to_string());
+            let text = text.trim_end_matches('/').to_string();
+            let (scheme, rest) = text.split_once("://").unwrap_or(("", &text));
+            let host = rest.split(['/', ':']).next().unwrap_or("");
+            let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+            if scheme == schemes[0] || (scheme == schemes[1] && loopback) {
+                if rest.contains(['?', '#', '@']) || host.is_empty() {
+                    c.problem(
+                        path,
+                        format!(
+                            "`{text}` must be a base URL: scheme, host, optional port and path"
+                        ),
+                    );
+                }
+            } else {
+                c.problem(
+                    path,
+                    format!(
+                        "`{text}` must start with {}:// ({}:// only to this machine)",
+                        schemes[0], schemes[1]
+                    ),
+                );
+            }
+            text
+        };
+    MarketData {
+        rest_url: url(
+            c,
+            "exchange.rest_url",
+            &raw.rest_url,
+            BINANCE_TESTNET_REST,
+            ["https", "http"],
+        ),
+        ws_url: url(
+            c,
+            "exchange.ws_url",
+            &raw.ws_url,
+            BINANCE_TESTNET_WS,
+            ["wss", "ws"],
+        ),
+    }
+}
+
+fn paper_exchange(c: &mut Checker, raw: RawExchange) -> ExchangeConfig {
     let latency =
         Duration::from_millis(c.whole("exchange.latency_ms", raw.latency_ms, 0, 0..=60_000));
     let mut latency_by_symbol = HashMap::new();
@@ -156,13 +305,37 @@ fn exchange(c: &mut Checker, raw: Option<RawExchange>) -> ExchangeConfig {
             Err(e) => c.problem(path, e.to_string()),
         }
     }
-    match raw.kind.as_deref() {
-        None | Some("paper") => {}
-        Some(other) => c.problem(
-            "exchange.kind",
-            format!("`{other}` is not supported yet; the only exchange is `paper`"),
-        ),
+    for (key, set) in [
+        ("api_key_env", raw.api_key_env.is_some()),
+        ("api_secret_env", raw.api_secret_env.is_some()),
+        ("recv_window_ms", raw.recv_window_ms.is_some()),
+        ("request_timeout_ms", raw.request_timeout_ms.is_some()),
+        ("margin_type", raw.margin_type.is_some()),
+        ("poll_interval_ms", raw.poll_interval_ms.is_some()),
+    ] {
+        if set {
+            c.problem(format!("exchange.{key}"), "only applies to a real exchange");
+        }
     }
+    let market_data = match raw.market_data.as_deref() {
+        None | Some("signals") => {
+            if raw.rest_url.is_some() || raw.ws_url.is_some() {
+                c.problem(
+                    "exchange.rest_url",
+                    "paper trading reads no exchange unless market_data = \"binance-futures\"",
+                );
+            }
+            None
+        }
+        Some("binance-futures") => Some(endpoints(c, &raw)),
+        Some(other) => {
+            c.problem(
+                "exchange.market_data",
+                format!("`{other}` is not one of signals, binance-futures"),
+            );
+            None
+        }
+    };
     ExchangeConfig::Paper {
         starting_balance: c.decimal(
             "exchange.starting_balance",
@@ -192,6 +365,7 @@ fn exchange(c: &mut Checker, raw: Option<RawExchange>) -> ExchangeConfig {
         },
         latency,
         latency_by_symbol,
+        market_data,
     }
 }
 

@@ -18,9 +18,9 @@ use sentinel_actors::risk::RiskEngine;
 use sentinel_actors::risk_actor::RiskActor;
 use sentinel_actors::router::Strategies;
 use sentinel_actors::strategy::{Downstream, StrategyBook};
+use sentinel_actors::venue::ExecutionVenue;
 use tracing::{info, warn};
 
-use crate::adapters;
 use crate::config::Config;
 
 /// Events between two checkpoints: bounds what a restart folds (50,000 events fold in well under a second), while a
@@ -37,8 +37,8 @@ pub struct Core {
     pub ledger: Addr<LedgerActor>,
     pub view: ViewRx,
     pub admission: Admission,
-    /// The venue's name, for the API.
-    pub venue: &'static str,
+    /// The venue, for the API's account view.
+    pub venue: Arc<dyn ExecutionVenue>,
     arbiter: Arbiter,
 }
 
@@ -56,10 +56,16 @@ pub fn fold(log: &dyn EventLog, config: &Config) -> anyhow::Result<Ledger> {
         }
         None => Ledger::new(config.exchange.starting_balance()),
     };
+    catch_up(log, &mut ledger)?;
+    Ok(ledger)
+}
+
+/// Folds what the log holds past `ledger.upto`.
+pub fn catch_up(log: &dyn EventLog, ledger: &mut Ledger) -> anyhow::Result<()> {
     loop {
         let events = log.read(ledger.upto.next(), FOLD_BATCH)?;
         if events.is_empty() {
-            return Ok(ledger);
+            return Ok(());
         }
         for stamped in &events {
             ledger.apply(stamped);
@@ -74,10 +80,11 @@ pub fn start(
     log: Arc<dyn EventLog>,
     clock: Arc<dyn Clock>,
     latencies: Arc<Latencies>,
+    venue: Arc<dyn ExecutionVenue>,
 ) -> Core {
     let started = Instant::now();
-    let venue = adapters::venue(&config.exchange, &ledger);
     let venue_name = venue.name();
+    let venue_handle = venue.clone();
     // One thread for the actors, off the HTTP workers; the venue's calls and the log's writes are asynchronous, so
     // nothing here blocks it.
     let arbiter = Arbiter::new();
@@ -158,7 +165,7 @@ pub fn start(
         ledger: ledger_addr,
         view,
         admission,
-        venue: venue_name,
+        venue: venue_handle,
         arbiter,
     }
 }

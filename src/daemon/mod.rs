@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::web;
+use anyhow::Context as _;
 use sentinel_actors::latency::Latencies;
 use sentinel_actors::ledger_actor::view_after;
 use sentinel_actors::log::{Clock, EventLog, SystemClock};
@@ -17,6 +18,7 @@ use sentinel_actors::messages::Checkpoint;
 use sentinel_actors::types::Timestamp;
 use tracing::{info, warn};
 
+use crate::adapters;
 use crate::config::Config;
 use crate::http::{AdminGuard, AppState};
 use crate::journal::{self, Journal};
@@ -54,7 +56,17 @@ pub async fn run(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let journal = Journal::start_with_ring(conn, clock.clone(), JOURNAL_QUEUE, JOURNAL_RING);
     let log: Arc<dyn EventLog> = journal.clone();
-    let ledger = fold(&*log, &config)?;
+    let mut ledger = fold(&*log, &config)?;
+    let symbols = config.symbols.iter().map(|s| s.symbol().clone()).collect();
+    let connected = adapters::connect(&config.exchange, symbols, &ledger).await?;
+    if let Some(event) = connected.reconciled {
+        // The venue's account, adopted before anything trades on it.
+        log.append(vec![event])
+            .durable()
+            .await
+            .context("the reconciliation with the venue could not be recorded")?;
+        core::catch_up(&*log, &mut ledger)?;
+    }
 
     let deduper = Arc::new(Deduper::new(
         server_config.delivery_id_retention,
@@ -86,7 +98,14 @@ pub async fn run(
     );
 
     let latencies = Arc::new(Latencies::default());
-    let core = core::start(&config, ledger, log, clock, latencies.clone());
+    let core = core::start(
+        &config,
+        ledger,
+        log,
+        clock,
+        latencies.clone(),
+        connected.venue,
+    );
 
     let limits = Arc::new(RateLimits::new(server_config, &config.sources));
     let refusals = Arc::new(RefusalCounters::default());
@@ -104,7 +123,7 @@ pub async fn run(
         risk: core.risk.clone(),
         view: core.view.clone(),
         admission: core.admission.clone(),
-        venue: core.venue,
+        venue: core.venue.clone(),
         journal: journal.clone(),
         reader: Arc::new(reader),
         limits,

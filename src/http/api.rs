@@ -55,7 +55,9 @@ pub async fn account(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .oldest_pending
         .map(|at| Timestamp::now().0.saturating_sub(at.0).max(0));
     Ok(HttpResponse::Ok().json(json!({
-        "exchange": state.venue,
+        "exchange": state.venue.name(),
+        // Feeds (stream or polling), rate-limit standing, a halt, and what start-up reconciliation found.
+        "venue": state.venue.status(),
         "starting_balance": portfolio.starting_balance,
         "balance": portfolio.balance,
         "equity": portfolio.equity(),

@@ -36,8 +36,8 @@ pub struct AppState {
     pub view: ViewRx,
     /// The bound on unfinished signals, for the backlog the API shows.
     pub admission: Admission,
-    /// The venue's name.
-    pub venue: &'static str,
+    /// The venue: its name and how its connection stands.
+    pub venue: Arc<dyn sentinel_actors::venue::ExecutionVenue>,
     pub journal: Arc<Journal>,
     pub reader: Arc<JournalReader>,
     pub limits: Arc<RateLimits>,
