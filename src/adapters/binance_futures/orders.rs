@@ -105,15 +105,10 @@ pub async fn submit(inner: &Inner, order: &OrderRequest) -> Result<Execution, Ve
             Err(CallError::Refused {
                 code: -4116, msg, ..
             }) => {
-                // The id is taken: an earlier send of this very order reached Binance.
+                // The id is taken: an earlier send of this very order reached Binance. Its fill is not in the log
+                // (a recovered order is looked up before it is placed again), so it is recorded as new.
                 info!(%id, %msg, "Binance already has this client order id; looking it up instead of sending again");
-                match settle(inner, &order.symbol, id).await {
-                    Ok(Found::Filled(fill)) => {
-                        after_fill(inner, order, &fill).await;
-                        return Ok(Execution::AlreadyFilled(fill));
-                    }
-                    other => other,
-                }
+                settle(inner, &order.symbol, id).await
             }
             Err(CallError::Unknown(detail)) => {
                 warn!(%id, symbol = %order.symbol, %detail, "order outcome unknown; looking it up by client id");

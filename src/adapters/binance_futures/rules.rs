@@ -165,7 +165,15 @@ impl ExchangeRules {
             let Ok(symbol) = Symbol::new(&raw_symbol.symbol) else {
                 continue;
             };
-            let rules = symbol_rules(symbol.clone(), raw_symbol)?;
+            // One listing Binance describes oddly must not stop trading on every other: it is left out (and so
+            // cannot be traded) and said in the log.
+            let rules = match symbol_rules(symbol.clone(), raw_symbol) {
+                Ok(rules) => rules,
+                Err(e) => {
+                    tracing::warn!(%symbol, error = %e, "Binance's rules for a symbol cannot be read; it is not traded");
+                    continue;
+                }
+            };
             if symbols.insert(symbol, rules).is_some() {
                 return Err(RulesError::DuplicateSymbol {
                     symbol: raw_symbol.symbol.clone(),
@@ -828,10 +836,20 @@ mod tests {
         );
     }
 
-    fn with_filter(edit: impl Fn(&mut Vec<Value>)) -> Result<ExchangeRules, RulesError> {
+    /// One listing's rules after `edit`; the whole document still parses, leaving a listing it cannot read out.
+    fn with_filter(edit: impl Fn(&mut Vec<Value>)) -> Result<SymbolRules, RulesError> {
         let mut btc = listing("BTCUSDT", "TRADING", "0.10", "0.001", "120");
+        let eth = listing("ETHUSDT", "TRADING", "0.01", "0.001", "2000");
         edit(btc["filters"].as_array_mut().unwrap());
-        ExchangeRules::parse(&document(vec![btc], None))
+        let raw: RawSymbol = serde_json::from_value(btc.clone()).unwrap();
+        let result = symbol_rules(Symbol::new("BTCUSDT").unwrap(), &raw);
+        let rules = ExchangeRules::parse(&document(vec![btc, eth], None)).unwrap();
+        assert!(rules.symbol(&Symbol::new("ETHUSDT").unwrap()).is_ok());
+        assert_eq!(
+            rules.symbol(&Symbol::new("BTCUSDT").unwrap()).is_ok(),
+            result.is_ok()
+        );
+        result
     }
 
     #[test]
@@ -907,7 +925,8 @@ mod tests {
 
         let mut precise = listing("BTCUSDT", "TRADING", "0.10", "0.001", "120");
         precise["pricePrecision"] = json!(29);
-        let result = ExchangeRules::parse(&document(vec![precise], None));
+        let raw: RawSymbol = serde_json::from_value(precise).unwrap();
+        let result = symbol_rules(Symbol::new("BTCUSDT").unwrap(), &raw);
         assert!(matches!(result, Err(RulesError::Precision { .. })));
         let btc = listing("BTCUSDT", "TRADING", "0.10", "0.001", "120");
         let result = ExchangeRules::parse(&document(vec![btc.clone(), btc], None));
