@@ -63,6 +63,8 @@ pub enum CancelReason {
     OtherLegFilled,
     /// A later entry armed new levels.
     Replaced,
+    /// The venue ended it on its own (cancelled on the venue's website, expired, rejected when it fired).
+    ByVenue,
 }
 
 /// One thing that happened.

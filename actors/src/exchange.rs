@@ -189,8 +189,14 @@ impl StreamHandler<ExecutionReport> for ExchangeActor {
             ExecutionReport::Cancelled {
                 symbol,
                 client_order_id,
+                reason,
             } => {
-                info!(%symbol, %client_order_id, "resting order cancelled by the venue");
+                info!(%symbol, %client_order_id, ?reason, "resting order cancelled on the venue");
+                let _ = self.log.append(vec![Event::Cancelled {
+                    symbol,
+                    client_order_id,
+                    reason,
+                }]);
             }
         }
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::event::CancelReason;
 use crate::order::{Fill, FillReason, OrderRequest};
 use crate::risk::Approved;
 use crate::types::{ClientOrderId, Price, Quantity, Side, Symbol, Timestamp};
@@ -171,6 +172,7 @@ pub enum ExecutionReport {
     Cancelled {
         symbol: Symbol,
         client_order_id: ClientOrderId,
+        reason: CancelReason,
     },
 }
 

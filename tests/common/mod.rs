@@ -93,20 +93,27 @@ pub struct Daemon {
     pub base: String,
     pub dir: tempfile::TempDir,
     config_text: String,
+    /// Environment variables besides `test_env`'s.
+    env: Vec<(String, String)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Daemon {
     pub fn start(config_text: &str) -> Daemon {
-        Self::start_in(tempfile::tempdir().unwrap(), config_text)
+        Self::start_in(tempfile::tempdir().unwrap(), config_text, Vec::new())
+    }
+
+    /// Starts with `env` set besides `test_env`'s variables (an exchange's API keys).
+    pub fn start_with_env(config_text: &str, env: Vec<(String, String)>) -> Daemon {
+        Self::start_in(tempfile::tempdir().unwrap(), config_text, env)
     }
 
     /// Stops the daemon cleanly and starts a new one on the same journal.
     pub fn restart(mut self) -> Daemon {
         self.stop();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        Self::start_in(dir, &self.config_text.clone())
+        Self::start_in(dir, &self.config_text.clone(), std::mem::take(&mut self.env))
     }
 
     /// Stops the daemon cleanly and hands back its folder, journal included.
@@ -117,12 +124,27 @@ impl Daemon {
 
     /// Starts a daemon on the journal folder of an earlier one.
     pub fn start_at(dir: tempfile::TempDir, config_text: &str) -> Daemon {
-        Self::start_in(dir, config_text)
+        Self::start_in(dir, config_text, Vec::new())
     }
 
-    fn start_in(dir: tempfile::TempDir, config_text: &str) -> Daemon {
+    /// Starts on the journal folder of an earlier one, with `env` set besides `test_env`'s.
+    pub fn start_at_with_env(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        env: Vec<(String, String)>,
+    ) -> Daemon {
+        Self::start_in(dir, config_text, env)
+    }
+
+    fn start_in(dir: tempfile::TempDir, config_text: &str, env: Vec<(String, String)>) -> Daemon {
         // Relative paths (the journal's default `sentinel.db`) resolve against the temporary folder.
-        let config = Config::parse(config_text, dir.path().to_path_buf(), &test_env)
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+                .or_else(|| test_env(name))
+        };
+        let config = Config::parse(config_text, dir.path().to_path_buf(), &lookup)
             .expect("test config is valid");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -139,6 +161,7 @@ impl Daemon {
             base,
             dir,
             config_text: config_text.to_string(),
+            env,
             stop: Some(stop),
             thread: Some(thread),
         }

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
+use sentinel_actors::event::CancelReason;
 use sentinel_actors::exits::{self, ArmedExits};
 use sentinel_actors::order::{Fill, FillReason, OrderRequest};
 use sentinel_actors::types::{
@@ -567,6 +568,7 @@ pub async fn leg_fired(inner: &Inner, symbol: &Symbol, id: &ClientOrderId) {
                     .report(ExecutionReport::Cancelled {
                         symbol: symbol.clone(),
                         client_order_id: other,
+                        reason: CancelReason::OtherLegFilled,
                     })
                     .await;
             }
@@ -676,6 +678,7 @@ pub async fn leg_gone(inner: &Inner, symbol: &Symbol, id: &ClientOrderId, status
             .report(ExecutionReport::Cancelled {
                 symbol: symbol.clone(),
                 client_order_id: id.clone(),
+                reason: CancelReason::ByVenue,
             })
             .await;
     }
