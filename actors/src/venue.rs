@@ -7,12 +7,15 @@ use std::pin::Pin;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::event::CancelReason;
 use crate::order::{Fill, FillReason, OrderRequest};
 use crate::risk::Approved;
 use crate::types::{ClientOrderId, Price, Quantity, Side, Symbol, Timestamp};
+
+/// The last market price of each symbol a venue follows.
+pub type Marks = std::collections::HashMap<Symbol, Price>;
 
 /// A venue call in flight. `'static`: implementations move what they need into it, so the exchange actor can run
 /// many at once.
@@ -211,6 +214,12 @@ pub trait ExecutionVenue: Send + Sync + 'static {
     /// What this venue keeps that a restart needs (paper's book), for a snapshot; `Null` for a venue that is
     /// itself the record.
     fn state(&self) -> serde_json::Value;
+
+    /// The venue's own market prices, published read-only, for a venue with market data (a strategy sizes on
+    /// them when a signal carries no price); `None` when prices come from signals.
+    fn marks(&self) -> Option<watch::Receiver<Marks>> {
+        None
+    }
 
     /// How the venue connection stands (feeds, limits, a halt), for the operator API; `Null` when there is nothing
     /// to say.

@@ -6,15 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use rust_decimal::Decimal;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use sentinel_actors::order::{Fill, OrderRequest};
 use sentinel_actors::risk::Approved;
 use sentinel_actors::types::{ClientOrderId, Price, Quantity, Symbol, Timestamp};
 use sentinel_actors::venue::{
-    Balance, Execution, ExecutionReport, ExecutionVenue, OpenOrder, RejectReason, VenueError,
-    VenueFuture, VenuePosition,
+    Balance, Execution, ExecutionReport, ExecutionVenue, Marks, OpenOrder, RejectReason,
+    VenueError, VenueFuture, VenuePosition,
 };
 
 use super::binance_futures::LiveMarket;
@@ -128,6 +128,10 @@ impl ExecutionVenue for LivePaper {
             }
         }
         Vec::new()
+    }
+
+    fn marks(&self) -> Option<watch::Receiver<Marks>> {
+        Some(self.market.marks())
     }
 
     fn reports(&self) -> Option<mpsc::Receiver<ExecutionReport>> {

@@ -123,6 +123,7 @@ pub fn start(
         fills: exchange.clone().recipient(),
         log: log.clone(),
         latencies: latencies.clone(),
+        marks: venue_handle.marks(),
     };
     // A strategy's mailbox holds every signal the ingress may admit, and some room for the recovered ones.
     let mailbox = config.server.max_pending_signals + 16;

@@ -113,7 +113,11 @@ impl Daemon {
     pub fn restart(mut self) -> Daemon {
         self.stop();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        Self::start_in(dir, &self.config_text.clone(), std::mem::take(&mut self.env))
+        Self::start_in(
+            dir,
+            &self.config_text.clone(),
+            std::mem::take(&mut self.env),
+        )
     }
 
     /// Stops the daemon cleanly and hands back its folder, journal included.

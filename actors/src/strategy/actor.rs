@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::event::{Event, Offset};
@@ -15,6 +16,7 @@ use crate::order::{Failure, OrderOutcome, OrderRequest, SignalOutcome};
 use crate::signal::Signal;
 use crate::strategy::book::{Decision, MarketView, StrategyBook};
 use crate::supervise::guard;
+use crate::venue::Marks;
 
 /// Where a signal goes after its strategy.
 #[derive(Clone)]
@@ -24,6 +26,8 @@ pub struct Downstream {
     pub fills: Recipient<FindFill>,
     pub log: Arc<dyn EventLog>,
     pub latencies: Arc<Latencies>,
+    /// The venue's market prices, when it has its own: fresher than the last signal's price.
+    pub marks: Option<watch::Receiver<Marks>>,
 }
 
 pub struct StrategyActor {
@@ -53,7 +57,12 @@ impl StrategyActor {
         MarketView {
             position: view.portfolio.position_quantity(symbol),
             equity: view.portfolio.equity(),
-            last_price: view.portfolio.last_price(symbol),
+            last_price: self
+                .downstream
+                .marks
+                .as_ref()
+                .and_then(|marks| marks.borrow().get(symbol).copied())
+                .or_else(|| view.portfolio.last_price(symbol)),
         }
     }
 

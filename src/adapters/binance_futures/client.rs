@@ -380,6 +380,7 @@ impl Client {
     ) -> Result<Value, CallError> {
         let is_order = path == "/fapi/v1/order" && method == Method::POST;
         let mut attempt = 0;
+        let mut waited = false;
         loop {
             self.admit(urgency, is_order).await?;
             let mut all = params.to_vec();
@@ -399,6 +400,10 @@ impl Client {
                     warn!(%msg, "Binance says our timestamp is outside the receive window; syncing the clock");
                     attempt += 1;
                     self.sync_clock().await?;
+                }
+                // A 429 or 418 executed nothing: an exit or a look-up waits the pause out (in `admit`) and goes again.
+                Err(CallError::Paused { .. }) if urgency != Urgency::Entry && !waited => {
+                    waited = true
                 }
                 Err(CallError::Refused { code, msg, .. })
                     if matches!(code, -1022 | -2014 | -2015) =>

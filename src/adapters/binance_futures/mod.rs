@@ -19,7 +19,7 @@ use reqwest::Method;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use sentinel_actors::exits::ArmedExits;
@@ -28,8 +28,8 @@ use sentinel_actors::order::{Fill, FillReason, OrderRequest};
 use sentinel_actors::risk::Approved;
 use sentinel_actors::types::{ClientOrderId, Price, Symbol, Timestamp};
 use sentinel_actors::venue::{
-    Balance, Execution, ExecutionReport, ExecutionVenue, OpenOrder, RejectReason, RuleViolation,
-    VenueError, VenueFuture, VenuePosition,
+    Balance, Execution, ExecutionReport, ExecutionVenue, Marks, OpenOrder, RejectReason,
+    RuleViolation, VenueError, VenueFuture, VenuePosition,
 };
 
 use crate::config::{BinanceConfig, MarketData};
@@ -66,7 +66,6 @@ struct Book {
     margin_set: HashSet<Symbol>,
     /// The stop loss and take profit resting for each position, as algo orders with these client ids.
     legs: HashMap<Symbol, ArmedExits>,
-    marks: HashMap<Symbol, Decimal>,
     /// Orders sent whose outcome could not be learned yet: looked up until it is, and reported.
     unresolved: HashMap<ClientOrderId, (Symbol, FillReason)>,
     /// Legs that fired and are being settled: out of `legs`, so only one settler reports them.
@@ -89,6 +88,8 @@ pub(crate) struct Inner {
     reports: mpsc::Sender<ExecutionReport>,
     /// Symbols whose mark prices are followed.
     symbols: Vec<Symbol>,
+    /// Their mark prices, published read-only.
+    marks: watch::Sender<Marks>,
 }
 
 /// The Binance USD-M futures account.
@@ -178,6 +179,7 @@ impl BinanceFutures {
             reconciliation: Mutex::new(None),
             reports: sender,
             symbols,
+            marks: watch::channel(Marks::new()).0,
         });
         let reconciliation = reconcile::read(&inner, ledger).await?;
         reconciliation.log();
@@ -239,7 +241,13 @@ impl Inner {
     }
 
     fn mark(&self, symbol: &Symbol) -> Option<Decimal> {
-        self.book().marks.get(symbol).copied()
+        self.marks.borrow().get(symbol).map(|p| p.get())
+    }
+
+    fn set_mark(&self, symbol: Symbol, price: Price) {
+        self.marks.send_modify(|marks| {
+            marks.insert(symbol, price);
+        });
     }
 
     fn set_feed(&self, user_data: Option<FeedMode>, market: Option<FeedMode>) {
@@ -324,6 +332,10 @@ impl ExecutionVenue for BinanceFutures {
         lock(&self.reports).take()
     }
 
+    fn marks(&self) -> Option<watch::Receiver<Marks>> {
+        Some(self.inner.marks.subscribe())
+    }
+
     /// `Null`: the exchange is itself the record.
     fn state(&self) -> Value {
         Value::Null
@@ -402,6 +414,7 @@ impl LiveMarket {
             reconciliation: Mutex::new(None),
             reports: sender,
             symbols,
+            marks: watch::channel(Marks::new()).0,
         });
         let tasks = vec![
             tokio::spawn(streams::market_to(inner.clone(), Some(marks))),
@@ -425,6 +438,10 @@ impl LiveMarket {
 
     pub fn mark(&self, symbol: &Symbol) -> Option<Decimal> {
         self.inner.mark(symbol)
+    }
+
+    pub fn marks(&self) -> watch::Receiver<Marks> {
+        self.inner.marks.subscribe()
     }
 
     pub fn status(&self) -> Value {

@@ -272,7 +272,7 @@ async fn mark_from(
     if !inner.symbols.contains(&symbol) {
         return;
     }
-    inner.book().marks.insert(symbol.clone(), price.get());
+    inner.set_mark(symbol.clone(), price);
     if let Some(to) = to {
         let _ = to.send((symbol, price)).await;
     }
