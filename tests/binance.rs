@@ -207,9 +207,14 @@ async fn opens_with_both_legs_as_algo_orders_and_closing_cancels_them() {
 #[actix_web::test]
 async fn a_reverse_leaves_only_the_new_sides_legs() {
     let fake = FakeBinance::start().await;
-    let daemon = start(&fake, "").await;
+    let daemon = start(&fake, "margin_type = \"ISOLATED\"").await;
     let client = daemon.client();
     client.act(open_long("BTCUSDT")).await;
+    assert_eq!(
+        fake.margin_type("BTCUSDT"),
+        "ISOLATED",
+        "the configured margin type is set before the first order"
+    );
     let record = client
         .act(json!({"symbol": "BTCUSDT", "action": "open_short", "stop_loss": "2%", "take_profit": "6%"}))
         .await;
@@ -755,4 +760,26 @@ async fn eventually_async(client: &Client, what: &str, check: impl Fn(&Value) ->
         );
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[actix_web::test]
+async fn leverage_is_set_again_when_a_signal_asks_for_another() {
+    let fake = FakeBinance::start().await;
+    let daemon = start(&fake, "").await;
+    let client = daemon.client();
+    client
+        .act(json!({"symbol": "ETHUSDT", "action": "open_long"}))
+        .await;
+    assert_eq!(fake.leverage("ETHUSDT"), 3, "the symbol's default");
+    let record = client
+        .act(json!({"symbol": "ETHUSDT", "action": "open_long", "leverage": 7}))
+        .await;
+    assert_eq!(record["status"], "filled", "{record}");
+    assert_eq!(fake.leverage("ETHUSDT"), 7);
+    let leverage_calls = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/fapi/v1/leverage")
+        .count();
+    assert_eq!(leverage_calls, 2, "set once per change, not per order");
 }

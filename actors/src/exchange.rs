@@ -1,12 +1,13 @@
 //! The exchange actor: the one caller of the account's venue. It places approved orders, many at once (a slow call
 //! for one symbol never holds up another's), and records every fill in the log before it says the order filled.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use std::pin::Pin;
 
 use actix::fut::wrap_future;
 use actix::prelude::*;
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::event::{Event, Offset};
@@ -25,6 +26,23 @@ pub struct ExchangeActor {
     /// Set when a fill could not be recorded: from then on no new order is placed (fail closed), since a fill the
     /// log does not know could be placed again after a restart.
     unrecorded_fill: bool,
+    /// What the venue reports on its own, between the actor's lives: a restart drops the context's streams, and the
+    /// lease hands the receiver back for the next life.
+    reports: Arc<Mutex<Option<mpsc::Receiver<ExecutionReport>>>>,
+}
+
+/// The venue's report receiver, lent to one life of the actor and handed back when that life's stream is dropped.
+struct Lease {
+    rx: Option<mpsc::Receiver<ExecutionReport>>,
+    home: Arc<Mutex<Option<mpsc::Receiver<ExecutionReport>>>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            *self.home.lock().unwrap_or_else(|p| p.into_inner()) = Some(rx);
+        }
+    }
 }
 
 impl ExchangeActor {
@@ -33,11 +51,13 @@ impl ExchangeActor {
         log: Arc<dyn EventLog>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let reports = Arc::new(Mutex::new(venue.reports()));
         Self {
             venue,
             log,
             clock,
             unrecorded_fill: false,
+            reports,
         }
     }
 
@@ -66,16 +86,24 @@ impl Actor for ExchangeActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // A venue with its own market data reports what its resting orders did on its own.
-        if let Some(reports) = self.venue.reports() {
-            ctx.add_stream(tokio_stream(reports));
+        let taken = self
+            .reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(rx) = taken {
+            let mut lease = Lease {
+                rx: Some(rx),
+                home: self.reports.clone(),
+            };
+            ctx.add_stream(futures_util::stream::poll_fn(move |cx| {
+                match lease.rx.as_mut() {
+                    Some(rx) => rx.poll_recv(cx),
+                    None => std::task::Poll::Ready(None),
+                }
+            }));
         }
     }
-}
-
-fn tokio_stream(
-    mut rx: tokio::sync::mpsc::Receiver<ExecutionReport>,
-) -> impl futures_util::Stream<Item = ExecutionReport> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 impl Supervised for ExchangeActor {
@@ -199,5 +227,141 @@ impl StreamHandler<ExecutionReport> for ExchangeActor {
                 }]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::log::{LogError, SystemClock};
+    use crate::order::{FillReason, OrderRequest};
+    use crate::risk::Approved;
+    use crate::types::{ClientOrderId, Price, Quantity, Side, Symbol, Timestamp};
+    use crate::venue::{Balance, OpenOrder, VenueFuture, VenuePosition};
+
+    #[derive(Default)]
+    struct Memory(Mutex<Vec<Event>>);
+
+    impl EventLog for Memory {
+        fn append(&self, events: Vec<Event>) -> Receipt {
+            let mut all = self.0.lock().unwrap();
+            all.extend(events);
+            Receipt::durable_at(Offset(all.len() as u64))
+        }
+        fn try_append(&self, events: Vec<Event>) -> Result<Receipt, LogError> {
+            Ok(self.append(events))
+        }
+        fn read(&self, _from: Offset, _max: usize) -> Result<Vec<crate::event::Stamped>, LogError> {
+            Ok(Vec::new())
+        }
+        fn head(&self) -> watch::Receiver<Offset> {
+            watch::channel(Offset::START).1
+        }
+        fn checkpoint(&self, _upto: Offset, _state: String) {}
+        fn last_checkpoint(&self) -> Result<Option<(Offset, serde_json::Value)>, LogError> {
+            Ok(None)
+        }
+    }
+
+    /// A venue that only reports.
+    struct Reporting(Mutex<Option<mpsc::Receiver<ExecutionReport>>>);
+
+    fn nothing<T: Send + 'static>() -> VenueFuture<T> {
+        Box::pin(async {
+            Err(VenueError::Unavailable {
+                detail: "test venue".into(),
+            })
+        })
+    }
+
+    impl ExecutionVenue for Reporting {
+        fn name(&self) -> &'static str {
+            "reporting"
+        }
+        fn submit(&self, _: Approved<OrderRequest>, _: Timestamp) -> VenueFuture<Execution> {
+            nothing()
+        }
+        fn cancel(&self, _: Symbol, _: ClientOrderId) -> VenueFuture<()> {
+            nothing()
+        }
+        fn query(&self, _: Symbol, _: ClientOrderId) -> VenueFuture<Option<Fill>> {
+            nothing()
+        }
+        fn open_orders(&self, _: Option<Symbol>) -> VenueFuture<Vec<OpenOrder>> {
+            nothing()
+        }
+        fn positions(&self) -> VenueFuture<Vec<VenuePosition>> {
+            nothing()
+        }
+        fn balance(&self) -> VenueFuture<Balance> {
+            nothing()
+        }
+        fn mark(&self, _: &Symbol, _: Price, _: Timestamp) -> Vec<ExecutionReport> {
+            Vec::new()
+        }
+        fn reports(&self) -> Option<mpsc::Receiver<ExecutionReport>> {
+            self.0.lock().unwrap().take()
+        }
+        fn state(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+    }
+
+    /// Stops the actor, as a failure does: its supervisor starts it again.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Fail;
+
+    impl Handler<Fail> for ExchangeActor {
+        type Result = ();
+        fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
+            ctx.stop();
+        }
+    }
+
+    fn stop_fill(id: &str) -> ExecutionReport {
+        ExecutionReport::Filled(Fill {
+            client_order_id: ClientOrderId::try_from(id.to_string()).unwrap(),
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            side: Side::Sell,
+            quantity: Quantity::from_str("0.01").unwrap(),
+            price: Price::from_str("49000").unwrap(),
+            fee: Default::default(),
+            reason: FillReason::StopLoss,
+            at: Timestamp(1),
+        })
+    }
+
+    async fn recorded(log: &Memory, count: usize) {
+        for _ in 0..500 {
+            if log.0.lock().unwrap().len() >= count {
+                return;
+            }
+            actix::clock::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("{count} events were not recorded");
+    }
+
+    #[actix::test]
+    async fn the_venues_reports_are_still_followed_after_a_restart() {
+        let (tx, rx) = mpsc::channel(8);
+        let venue: Arc<dyn ExecutionVenue> = Arc::new(Reporting(Mutex::new(Some(rx))));
+        let log = Arc::new(Memory::default());
+        let actor_log: Arc<dyn EventLog> = log.clone();
+        let addr =
+            Supervisor::start(move |_| ExchangeActor::new(venue, actor_log, Arc::new(SystemClock)));
+        tx.send(stop_fill("before")).await.unwrap();
+        recorded(&log, 1).await;
+        addr.send(Fail).await.unwrap();
+        // The next life takes the same receiver: a stop that fires now is still recorded.
+        tx.send(stop_fill("after"))
+            .await
+            .expect("the receiver outlived the restart");
+        recorded(&log, 2).await;
     }
 }

@@ -504,6 +504,84 @@ mod tests {
         );
     }
 
+    fn client() -> Arc<Client> {
+        Client::new(
+            "http://127.0.0.1:9",
+            Secret::new("key"),
+            Secret::new("secret"),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
+        .unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn slows_polling_near_the_weight_limit_and_entries_near_the_order_limit_but_never_exits() {
+        let client = client();
+        client.track(&headers(&[
+            ("x-mbx-used-weight-1m", "100"),
+            ("x-mbx-order-count-10s", "10"),
+        ]));
+        let gate = client.gate();
+        assert_eq!(client.slow_down(&gate, Urgency::Background, false), None);
+        assert_eq!(client.slow_down(&gate, Urgency::Entry, true), None);
+        drop(gate);
+        // 80 % of 2400 weight and of 300 orders per 10 s.
+        client.track(&headers(&[
+            ("x-mbx-used-weight-1m", "1920"),
+            ("x-mbx-order-count-10s", "240"),
+        ]));
+        let gate = client.gate();
+        let wait = client
+            .slow_down(&gate, Urgency::Background, false)
+            .expect("polling waits");
+        assert!(wait <= Duration::from_millis(60_050));
+        let wait = client
+            .slow_down(&gate, Urgency::Entry, true)
+            .expect("an entry waits");
+        assert!(wait <= Duration::from_millis(10_050));
+        assert_eq!(
+            client.slow_down(&gate, Urgency::Exit, true),
+            None,
+            "an exit never waits for a budget"
+        );
+        drop(gate);
+        assert_eq!(client.standing().used_weight_1m, 1920);
+    }
+
+    #[actix_web::test]
+    async fn a_pause_refuses_entries_and_a_halt_refuses_everything() {
+        let client = client();
+        let (until, _) = client.pause(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(30)));
+        assert!(
+            matches!(client.admit(Urgency::Entry, true).await, Err(CallError::Paused { until_ms, .. }) if until_ms == until)
+        );
+        // An exit would wait 30 s: within the bound, so it is not refused (not awaited here).
+        let started = now_ms();
+        client.gate().paused = Some((started + 120_000, "418".into()));
+        assert!(
+            matches!(
+                client.admit(Urgency::Exit, true).await,
+                Err(CallError::Paused { .. })
+            ),
+            "past the longest wait"
+        );
+        client.halt("code -2015".into());
+        assert!(matches!(
+            client.admit(Urgency::Exit, false).await,
+            Err(CallError::Halted(_))
+        ));
+        assert!(client.standing().halted.is_some());
+    }
+
     #[test]
     fn encodes_values_a_signature_covers_exactly() {
         let query = encode(&[("symbol", "BTCUSDT".into()), ("note", "a b&c".into())]);
