@@ -98,6 +98,22 @@ async fn eventually<F: Fn() -> bool>(what: &str, check: F) {
     }
 }
 
+/// Waits for the journal to hold a fill for `reason` (`stop_loss`, `take_profit`) and returns it.
+async fn journaled_fill(client: &Client, reason: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fills = journal_fills(client).await;
+        if let Some(fill) = fills.iter().find(|f| f["fill"]["reason"] == reason) {
+            return fill.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {reason} fill in the journal: {fills:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Filled and rejected orders in the journal, oldest first.
 async fn journal_orders(client: &Client) -> Vec<Value> {
     let mut orders = client.get("/api/orders?limit=1000").await["orders"]
@@ -241,20 +257,9 @@ async fn a_stop_that_fires_on_the_exchange_reaches_the_journal_and_cancels_the_t
 
     fake.set_mark("BTCUSDT", d("48900"));
     eventually("the stop fired", || fake.position("BTCUSDT").is_zero()).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let fills = journal_fills(&client).await;
-        if let Some(stop) = fills.iter().find(|f| f["fill"]["reason"] == "stop_loss") {
-            assert_eq!(stop["fill"]["side"], "sell");
-            assert_eq!(d(stop["fill"]["quantity"].as_str().unwrap()), d("0.01"));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stop's fill is not in the journal: {fills:?}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stop = journaled_fill(&client, "stop_loss").await;
+    assert_eq!(stop["fill"]["side"], "sell");
+    assert_eq!(d(stop["fill"]["quantity"].as_str().unwrap()), d("0.01"));
     assert_eq!(journal_position(&client, "BTCUSDT").await, Decimal::ZERO);
     eventually("the target cancelled", || {
         new_algos(&fake, "BTCUSDT").is_empty()
@@ -573,34 +578,15 @@ async fn with_the_streams_down_rest_polling_catches_a_fired_stop() {
     );
 
     fake.set_mark("BTCUSDT", d("48900"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let fills = journal_fills(&client).await;
-        if fills.iter().any(|f| f["fill"]["reason"] == "stop_loss") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "polling did not catch the stop: {fills:?}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    journaled_fill(&client, "stop_loss").await;
     assert_eq!(journal_position(&client, "BTCUSDT").await, Decimal::ZERO);
 
     // The stream comes back and is used again.
     fake.inject(Fault::StreamsAccepted);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let account = client.get("/api/account").await;
-        if account["venue"]["feeds"]["user_data"] == "stream" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stream was not reopened: {account}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async(&client, "the stream reopened", |account| {
+        account["venue"]["feeds"]["user_data"] == "stream"
+    })
+    .await;
 }
 
 #[actix_web::test]
@@ -613,18 +599,7 @@ async fn a_dropped_stream_is_reopened_and_no_fill_is_missed_meanwhile() {
     fake.inject(Fault::StreamsRefused);
     fake.inject(Fault::DropStreams);
     fake.set_mark("BTCUSDT", d("53100"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let fills = journal_fills(&client).await;
-        if fills.iter().any(|f| f["fill"]["reason"] == "take_profit") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the target's fill was missed: {fills:?}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    journaled_fill(&client, "take_profit").await;
     fake.inject(Fault::StreamsAccepted);
     eventually("streams reopened", || fake.stream_connections() >= 2).await;
 }
@@ -731,24 +706,13 @@ async fn paper_on_live_prices_fills_at_the_live_mark_under_binances_filters() {
 
     // The stop fires on the live mark.
     fake.set_mark("BTCUSDT", d("48900"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while journal_fills(&client)
-        .await
-        .iter()
-        .all(|f| f["fill"]["reason"] != "stop_loss")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the paper stop did not fire on the live mark"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    journaled_fill(&client, "stop_loss").await;
     assert_eq!(journal_position(&client, "BTCUSDT").await, Decimal::ZERO);
     assert!(fake.orders().is_empty(), "a dry run sends no order");
 }
 
 async fn eventually_async(client: &Client, what: &str, check: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let account = client.get("/api/account").await;
         if check(&account) {

@@ -164,6 +164,17 @@ impl Client {
         }))
     }
 
+    /// The client for a configured account.
+    pub fn for_config(config: &crate::config::BinanceConfig) -> anyhow::Result<Arc<Self>> {
+        Self::new(
+            &config.endpoints.rest_url,
+            config.api_key.clone(),
+            config.api_secret.clone(),
+            config.recv_window,
+            config.request_timeout,
+        )
+    }
+
     fn gate(&self) -> MutexGuard<'_, Gate> {
         self.gate.lock().unwrap_or_else(|p| p.into_inner())
     }

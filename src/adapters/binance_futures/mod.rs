@@ -26,7 +26,7 @@ use sentinel_actors::exits::ArmedExits;
 use sentinel_actors::ledger::Ledger;
 use sentinel_actors::order::{Fill, FillReason, OrderRequest};
 use sentinel_actors::risk::Approved;
-use sentinel_actors::types::{ClientOrderId, Price, Symbol, Timestamp};
+use sentinel_actors::types::{ClientOrderId, Price, Side, Symbol, Timestamp};
 use sentinel_actors::venue::{
     Balance, Execution, ExecutionReport, ExecutionVenue, Marks, OpenOrder, RejectReason,
     RuleViolation, VenueError, VenueFuture, VenuePosition,
@@ -70,6 +70,19 @@ struct Book {
     unresolved: HashMap<ClientOrderId, (Symbol, FillReason)>,
     /// Legs that fired and are being settled: out of `legs`, so only one settler reports them.
     taken: HashMap<Symbol, ArmedExits>,
+}
+
+impl Book {
+    /// Moves the symbol's position by a fill; the position after it.
+    fn apply(&mut self, fill: &Fill) -> Decimal {
+        let signed = match fill.side {
+            Side::Buy => fill.quantity.get(),
+            Side::Sell => -fill.quantity.get(),
+        };
+        let position = self.positions.entry(fill.symbol.clone()).or_default();
+        *position = position.saturating_add(signed);
+        *position
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -137,13 +150,7 @@ impl BinanceFutures {
         ledger: &Ledger,
     ) -> anyhow::Result<Self> {
         let endpoints = &config.endpoints;
-        let client = Client::new(
-            &endpoints.rest_url,
-            config.api_key.clone(),
-            config.api_secret.clone(),
-            config.recv_window,
-            config.request_timeout,
-        )?;
+        let client = Client::for_config(&config)?;
         client.sync_clock().await.map_err(|e| {
             anyhow::anyhow!("Binance at {} cannot be reached: {e}", endpoints.rest_url)
         })?;
@@ -170,17 +177,7 @@ impl BinanceFutures {
             );
         }
         let (sender, receiver) = mpsc::channel(REPORTS);
-        let inner = Arc::new(Inner {
-            client,
-            config: config.clone(),
-            rules: RwLock::new(Arc::new(rules)),
-            book: Mutex::new(Book::default()),
-            feeds: Mutex::new(Feeds::default()),
-            reconciliation: Mutex::new(None),
-            reports: sender,
-            symbols,
-            marks: watch::channel(Marks::new()).0,
-        });
+        let inner = Inner::new(client, config.clone(), rules, sender, symbols);
         let reconciliation = reconcile::read(&inner, ledger).await?;
         reconciliation.log();
         *lock(&inner.reconciliation) = Some(reconciliation);
@@ -232,6 +229,26 @@ async fn refresh_rules(inner: Arc<Inner>) {
 }
 
 impl Inner {
+    fn new(
+        client: Arc<Client>,
+        config: BinanceConfig,
+        rules: ExchangeRules,
+        reports: mpsc::Sender<ExecutionReport>,
+        symbols: Vec<Symbol>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            config,
+            rules: RwLock::new(Arc::new(rules)),
+            book: Mutex::new(Book::default()),
+            feeds: Mutex::new(Feeds::default()),
+            reconciliation: Mutex::new(None),
+            reports,
+            symbols,
+            marks: watch::channel(Marks::new()).0,
+        })
+    }
+
     fn book(&self) -> MutexGuard<'_, Book> {
         lock(&self.book)
     }
@@ -396,26 +413,10 @@ impl LiveMarket {
             margin_type: None,
             poll_interval: Duration::from_secs(1),
         };
-        let client = Client::new(
-            &endpoints.rest_url,
-            config.api_key.clone(),
-            config.api_secret.clone(),
-            config.recv_window,
-            config.request_timeout,
-        )?;
+        let client = Client::for_config(&config)?;
         let rules = load_rules(&client).await?;
         let (sender, _unused) = mpsc::channel(1);
-        let inner = Arc::new(Inner {
-            client,
-            config,
-            rules: RwLock::new(Arc::new(rules)),
-            book: Mutex::new(Book::default()),
-            feeds: Mutex::new(Feeds::default()),
-            reconciliation: Mutex::new(None),
-            reports: sender,
-            symbols,
-            marks: watch::channel(Marks::new()).0,
-        });
+        let inner = Inner::new(client, config, rules, sender, symbols);
         let tasks = vec![
             tokio::spawn(streams::market_to(inner.clone(), Some(marks))),
             tokio::spawn(refresh_rules(inner.clone())),

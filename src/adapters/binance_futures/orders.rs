@@ -321,13 +321,7 @@ async fn after_fill(inner: &Inner, order: &OrderRequest, fill: &Fill) {
     let symbol = &order.symbol;
     let (current, desired) = {
         let mut book = inner.book();
-        let signed = match fill.side {
-            Side::Buy => fill.quantity.get(),
-            Side::Sell => -fill.quantity.get(),
-        };
-        let position = book.positions.entry(symbol.clone()).or_default();
-        *position = position.saturating_add(signed);
-        let after = *position;
+        let after = book.apply(fill);
         let current = book.legs.get(symbol).cloned();
         let mut desired = current.clone();
         exits::after_fill(&mut desired, Some(order), fill, after);
@@ -550,15 +544,7 @@ pub async fn leg_fired(inner: &Inner, symbol: &Symbol, id: &ClientOrderId) {
     };
     info!(%symbol, client_algo_id = %id, ?reason, quantity = %fill.quantity, price = %fill.price,
           "a resting leg fired on Binance");
-    {
-        let mut book = inner.book();
-        let signed = match fill.side {
-            Side::Buy => fill.quantity.get(),
-            Side::Sell => -fill.quantity.get(),
-        };
-        let position = book.positions.entry(symbol.clone()).or_default();
-        *position = position.saturating_add(signed);
-    }
+    inner.book().apply(&fill);
     inner.report(ExecutionReport::Filled(fill)).await;
     if let Some((_, other)) = other {
         match cancel_algo(inner, symbol, &other).await {
@@ -698,15 +684,7 @@ pub async fn resolve_unknown(inner: &Inner) {
                 inner.book().unresolved.remove(&id);
                 error!(%id, %symbol, quantity = %fill.quantity, price = %fill.price,
                        "an order whose outcome was unknown turned out FILLED; its fill is recorded now");
-                {
-                    let mut book = inner.book();
-                    let signed = match fill.side {
-                        Side::Buy => fill.quantity.get(),
-                        Side::Sell => -fill.quantity.get(),
-                    };
-                    let position = book.positions.entry(symbol.clone()).or_default();
-                    *position = position.saturating_add(signed);
-                }
+                inner.book().apply(&fill);
                 inner.report(ExecutionReport::Filled(fill)).await;
             }
             Ok(Found::Absent | Found::Ended(_)) => {
