@@ -150,7 +150,7 @@ impl BinanceFutures {
         ledger: &Ledger,
     ) -> anyhow::Result<Self> {
         let endpoints = &config.endpoints;
-        let client = Client::for_config(&config)?;
+        let client = Client::for_config(config)?;
         client.sync_clock().await.map_err(|e| {
             anyhow::anyhow!("Binance at {} cannot be reached: {e}", endpoints.rest_url)
         })?;
