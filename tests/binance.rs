@@ -484,7 +484,7 @@ async fn a_slow_order_on_one_symbol_does_not_hold_up_another() {
     fake.inject(Fault::Delay {
         path: "/fapi/v1/order",
         symbol: Some("BTCUSDT".into()),
-        delay: Duration::from_millis(500),
+        delay: Duration::from_millis(2000),
         times: 1,
     });
     let (status, slow) = client

@@ -178,6 +178,7 @@ impl BinanceFutures {
         }
         let (sender, receiver) = mpsc::channel(REPORTS);
         let inner = Inner::new(client, config.clone(), rules, sender, symbols);
+        streams::poll_marks(&inner, None).await;
         let reconciliation = reconcile::read(&inner, ledger).await?;
         reconciliation.log();
         *lock(&inner.reconciliation) = Some(reconciliation);
@@ -417,6 +418,7 @@ impl LiveMarket {
         let rules = load_rules(&client).await?;
         let (sender, _unused) = mpsc::channel(1);
         let inner = Inner::new(client, config, rules, sender, symbols);
+        streams::poll_marks(&inner, Some(&marks)).await;
         let tasks = vec![
             tokio::spawn(streams::market_to(inner.clone(), Some(marks))),
             tokio::spawn(refresh_rules(inner.clone())),

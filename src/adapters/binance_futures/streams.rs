@@ -242,8 +242,9 @@ pub async fn poll(inner: Arc<Inner>) {
     }
 }
 
-/// Mark prices over REST (`GET /fapi/v1/premiumIndex`).
-async fn poll_marks(inner: &Inner, to: Option<&mpsc::Sender<(Symbol, Price)>>) {
+/// Mark prices over REST (`GET /fapi/v1/premiumIndex`): while the stream is down, and once at start so that a signal
+/// without a price can be sized from the first moment.
+pub async fn poll_marks(inner: &Inner, to: Option<&mpsc::Sender<(Symbol, Price)>>) {
     let Ok(all) = inner
         .client
         .public(Method::GET, "/fapi/v1/premiumIndex", &[])
