@@ -111,6 +111,8 @@ pub enum DenyReason {
     ReducingOnly,
     /// The account is halted.
     Halted,
+    // -- margin (variants added below this line by the margin work) --
+    // -- account limits (variants added below this line by the limits work) --
 }
 
 impl fmt::Display for DenyReason {
@@ -152,6 +154,8 @@ impl fmt::Display for DenyReason {
                 f.write_str("trading state is reducing: only reducing orders")
             }
             DenyReason::Halted => f.write_str("trading is halted"),
+            // -- margin (arms added below this line by the margin work) --
+            // -- account limits (arms added below this line by the limits work) --
         }
     }
 }
