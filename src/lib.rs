@@ -5,6 +5,7 @@
 pub mod adapters;
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod http;
 pub mod journal;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sentinel::auth::{decode_secret, sign_standard, HmacScheme, SourceAuth, StandardWebhooks};
 use sentinel::config::ConfigError;
+use sentinel::control::Control;
 use sentinel::journal::{JournalReader, Page};
 use sentinel::secret::Secret;
 use sentinel::Config;
@@ -60,6 +61,28 @@ enum Command {
     CheckConfig {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+    },
+    /// Halt the running daemon: no order at all until `resume` (needs server.admin_token_env).
+    Halt {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        /// The daemon's base URL (default: from server.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Resume trading on the running daemon (trading state `active`).
+    Resume {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Close every open position on the running daemon, and refuse new entries (trading state `reducing`).
+    Flatten {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Print a fresh random token (32 bytes, URL-safe base64) for `server.admin_token_env` or a URL token.
     Token,
@@ -115,12 +138,26 @@ enum Scheme {
     StandardWebhooks,
 }
 
+/// Sends an operator command to the running daemon and prints its answer.
+fn control(config: PathBuf, url: Option<String>, control: Control) -> anyhow::Result<()> {
+    let (url, token) = sentinel::control::target(&config, url, &|name| std::env::var(name).ok())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime.block_on(sentinel::control::send(&url, &token, control))?;
+    println!("{answer}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, listen } => run(config, listen),
         Command::CheckConfig { config } => return check_config(config),
+        Command::Halt { config, url } => control(config, url, Control::Halt),
+        Command::Resume { config, url } => control(config, url, Control::Resume),
+        Command::Flatten { config, url } => control(config, url, Control::Flatten),
         Command::Token => sentinel::secret::generate_token()
             .context("the operating system's random generator failed")
             .map(|token| println!("{token}")),

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, shared state, and JSON errors for everything that does not match.
 
 mod api;
+pub mod commands;
 mod error;
 mod operator;
 mod webhook;
@@ -70,6 +71,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(get("/orders", api::orders))
                 .service(get("/security", api::security))
                 .service(get("/latency", api::latency))
+                .service(
+                    web::resource("/flatten")
+                        .route(web::post().to(commands::flatten))
+                        .default_service(web::to(method_not_allowed)),
+                )
                 .service(
                     web::resource("/trading-state")
                         .route(web::get().to(api::trading_state))
