@@ -30,6 +30,9 @@ const LOOK_UP_BACKOFF: [Duration; 5] = [
     Duration::from_secs(2),
 ];
 
+/// Orders with an unknown outcome at most before new entries are refused.
+const MAX_UNRESOLVED: usize = 16;
+
 /// What a look-up by client id found.
 #[derive(Debug)]
 pub enum Found {
@@ -61,6 +64,16 @@ fn side_of(value: &Value) -> Option<Side> {
 pub async fn submit(inner: &Inner, order: &OrderRequest) -> Result<Execution, VenueError> {
     if let Some(why) = inner.client.halted() {
         return Err(VenueError::rejected(RejectReason::Halted { why }));
+    }
+    // Orders whose fate is unknown are each a possible position nobody counts: past a few, new entries wait
+    // (fail closed) until the look-ups settle them.
+    let unresolved = inner.book().unresolved.len();
+    if unresolved >= MAX_UNRESOLVED && !order.reduce_only {
+        return Err(VenueError::Unavailable {
+            detail: format!(
+                "{unresolved} orders have an unknown outcome; no new entry until they are settled"
+            ),
+        });
     }
     let rule = |violation| VenueError::rejected(RejectReason::Rule { violation });
     let rules = inner.rules();
