@@ -98,6 +98,18 @@ async fn the_largest_position_at_a_tiny_price_survives_huge_ticks_and_closes() {
 async fn the_largest_short_at_the_highest_price_closes_after_any_tick() {
     let daemon = Daemon::start(&config());
     let c = daemon.client();
+    // Its initial margin, 1e12 x 1e10 / 125 = 8e19, is far more than the starting 10000: the account first makes
+    // (1e10 - 1e-8) x 1e12 on SHIB (1e12 at 1e-8 at 1x takes all of the 10000), leaving a wallet of 1e22.
+    for step in [
+        json!({"symbol":"SHIBUSDT","action":"open_long","position_size":MAX_QUANTITY,"price":MIN_PRICE}),
+        json!({"symbol":"SHIBUSDT","action":"close","price":MAX_PRICE}),
+    ] {
+        assert_eq!(c.act(step).await["status"], "filled");
+    }
+    assert_eq!(
+        c.get("/api/account").await["balance"],
+        "10000000000000000000000"
+    );
     let record = c
         .act(json!({"symbol":"WHALEUSDT","action":"open_short","position_size":MAX_QUANTITY,"price":MAX_PRICE,"leverage":125}))
         .await;
@@ -117,9 +129,10 @@ async fn the_largest_short_at_the_highest_price_closes_after_any_tick() {
         .await;
     assert_eq!(record["status"], "filled", "{record}");
     assert!(c.position("WHALEUSDT").await.is_none(), "flat");
+    // 1e22 + (1e10 - 1e-8) x 1e12
     assert_eq!(
         c.get("/api/account").await["balance"],
-        "10000000000000000000000"
+        "19999999999999999990000"
     );
 }
 

@@ -201,7 +201,8 @@ async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
 
     let daemon = Daemon::start(&free_config());
     let c = daemon.client();
-    c.act(json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.3","price":"40000"}))
+    // 5x: at 1x, 0.3 x 40000 = 12000 of margin is more than the 10000 wallet.
+    c.act(json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.3","leverage":5,"price":"40000"}))
         .await;
     let path = daemon.journal_path();
     let dir = daemon.stop_keeping_journal(); // a clean stop: it leaves a snapshot
@@ -254,7 +255,7 @@ async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
         side: Side::Sell,
         quantity: Quantity::from_str("0.3").unwrap(),
         reduce_only,
-        leverage: Leverage::ONE,
+        leverage: Leverage::new(5).unwrap(),
         reference_price: price,
         protection: Protection::default(),
     };

@@ -109,7 +109,8 @@ async fn percent_sizing_is_margin_times_leverage_exactly() {
 async fn close_flatten_and_reverse() {
     let daemon = Daemon::start(&free_config());
     let c = daemon.client();
-    c.act(json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.3","price":"40000"}))
+    // 5x: at BTCUSDT's default 1x, 0.3 x 40000 = 12000 of margin is more than the 10000 wallet.
+    c.act(json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.3","leverage":5,"price":"40000"}))
         .await;
     // close_short while long: nothing to close.
     let record = c
@@ -120,7 +121,7 @@ async fn close_flatten_and_reverse() {
 
     // reverse: close the long, open a short of the same size.
     let record = c
-        .act(json!({"symbol":"BTCUSDT","action":"reverse","price":"41000"}))
+        .act(json!({"symbol":"BTCUSDT","action":"reverse","leverage":5,"price":"41000"}))
         .await;
     assert_eq!(record["status"], "filled");
     assert_eq!(record["outcome"]["orders"].as_array().unwrap().len(), 2);
@@ -129,7 +130,9 @@ async fn close_flatten_and_reverse() {
         (btc["side"].as_str(), btc["quantity"].as_str()),
         (Some("short"), Some("0.3"))
     );
-    assert_eq!(btc["realized_pnl"], "300"); // (41000 - 40000) * 0.3
+    // (41000 - 40000) * 0.3, booked by the long: the short that is open has realized nothing yet.
+    assert_eq!(btc["history"]["realized_pnl"], "300");
+    assert_eq!(btc["realized_pnl"], "0");
 
     // close (flatten) whatever is open.
     let record = c
@@ -152,7 +155,8 @@ async fn close_flatten_and_reverse() {
 async fn strategy_target_moves_to_the_position_whatever_was_missed() {
     let daemon = Daemon::start(&free_config());
     let c = daemon.client();
-    let target = |position: &str, size: &str| json!({"ticker":"BTCUSDT","market_position":position,"market_position_size":size,"price":"50000"});
+    // At 15000, so that 0.5 at BTCUSDT's default 1x (7500 of margin) fits the 10000 wallet.
+    let target = |position: &str, size: &str| json!({"ticker":"BTCUSDT","market_position":position,"market_position_size":size,"price":"15000"});
     c.act(target("long", "0.5")).await;
     assert_eq!(c.position("BTCUSDT").await.unwrap()["quantity"], "0.5");
     // Alerts between were missed: the next says short 0.2, so close 0.5 and open 0.2 short.

@@ -24,8 +24,9 @@ pub struct ArmedExits {
 }
 
 impl ArmedExits {
-    /// The exits an entry arms for the whole position once it filled at `entry`, leaving the position at
-    /// `position_after` (signed). `None` when the entry asks for none: the exits already resting stay.
+    /// The exits an entry arms for the whole position once it filled, leaving the position at `position_after`
+    /// (signed) with `entry` its average entry price: `%` levels are measured from it. `None` when the entry asks for
+    /// none: the exits already resting stay.
     pub fn arm(order: &OrderRequest, entry: Price, position_after: Decimal) -> Option<ArmedExits> {
         let protection = order.protection;
         if order.reduce_only
@@ -103,12 +104,29 @@ impl ArmedExits {
     }
 }
 
-/// What a fill does to a symbol's exits: a flat position has none; an entry with protection arms new ones.
+/// What a fill does to a symbol's exits, with `%` levels measured from the fill's own price. For a venue that
+/// does not track the average entry (Binance's adapter keeps quantities only); the ledger and paper use
+/// `after_fill_at`.
 pub fn after_fill(
     exits: &mut Option<ArmedExits>,
     order: Option<&OrderRequest>,
     fill: &Fill,
     position_after: Decimal,
+) {
+    after_fill_at(exits, order, fill, position_after, fill.price.get());
+}
+
+/// What a fill does to a symbol's exits. The rule, one for every entry and add:
+/// - a flat position has none; a fill that turned the position to the other side drops the old side's;
+/// - an entry's levels apply to the whole position, `%` ones measured from `average_entry` (the position's average
+///   entry price after the fill);
+/// - a level the entry does not give keeps the one resting (an add without levels keeps both).
+pub fn after_fill_at(
+    exits: &mut Option<ArmedExits>,
+    order: Option<&OrderRequest>,
+    fill: &Fill,
+    position_after: Decimal,
+    average_entry: Decimal,
 ) {
     if position_after.is_zero() {
         *exits = None;
@@ -124,7 +142,151 @@ pub fn after_fill(
     if exits.as_ref().is_some_and(|armed| armed.side != side) {
         *exits = None;
     }
-    if let Some(armed) = order.and_then(|o| ArmedExits::arm(o, fill.price, position_after)) {
+    // An average that is no price (a journal from before the bounds) falls back to the fill's price.
+    let entry = Price::new(average_entry).unwrap_or(fill.price);
+    let Some(order) = order else { return };
+    if let Some(mut armed) = ArmedExits::arm(order, entry, position_after) {
+        if let Some(resting) = exits.take() {
+            if order.protection.stop_loss.is_none() {
+                armed.stop_loss = resting.stop_loss;
+            }
+            if order.protection.take_profit.is_none() {
+                armed.take_profit = resting.take_profit;
+            }
+        }
         *exits = Some(armed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{FillReason, Protection};
+    use crate::signal::Action;
+    use crate::types::{Leverage, Quantity, Side, SignalId, Symbol, Timestamp};
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn p(s: &str) -> Price {
+        Price::from_str(s).unwrap()
+    }
+
+    fn level(s: &str) -> ExitLevel {
+        match s.strip_suffix('%') {
+            Some(pct) => ExitLevel::Percent(d(pct)),
+            None => ExitLevel::Price(p(s)),
+        }
+    }
+
+    fn entry(id: &str, stop: Option<&str>, target: Option<&str>) -> OrderRequest {
+        let signal_id = SignalId::new(id).unwrap();
+        OrderRequest {
+            client_order_id: ClientOrderId::derive(&signal_id, 0),
+            signal_id,
+            symbol: Symbol::new("ETHUSDT").unwrap(),
+            action: Action::OpenLong,
+            side: Side::Buy,
+            quantity: Quantity::from_str("1").unwrap(),
+            reduce_only: false,
+            leverage: Leverage::ONE,
+            reference_price: p("2000"),
+            protection: Protection {
+                stop_loss: stop.map(level),
+                take_profit: target.map(level),
+            },
+        }
+    }
+
+    fn fill(order: &OrderRequest, price: &str) -> Fill {
+        Fill {
+            client_order_id: order.client_order_id.clone(),
+            symbol: order.symbol.clone(),
+            side: order.side,
+            quantity: order.quantity,
+            price: p(price),
+            fee: Decimal::ZERO,
+            reason: FillReason::Signal,
+            at: Timestamp(0),
+        }
+    }
+
+    fn levels(exits: &Option<ArmedExits>) -> (Option<Price>, Option<Price>) {
+        exits.as_ref().map_or((None, None), |e| {
+            (
+                e.stop_loss.as_ref().map(|l| l.0),
+                e.take_profit.as_ref().map(|l| l.0),
+            )
+        })
+    }
+
+    #[test]
+    fn percent_levels_on_an_add_are_measured_from_the_average_entry() {
+        let mut exits = None;
+        let first = entry("a", Some("10%"), Some("20%"));
+        // 1 at 2000: stop 2000 x 0.9 = 1800, target 2000 x 1.2 = 2400.
+        after_fill_at(
+            &mut exits,
+            Some(&first),
+            &fill(&first, "2000"),
+            d("1"),
+            d("2000"),
+        );
+        assert_eq!(levels(&exits), (Some(p("1800")), Some(p("2400"))));
+        // 1 more at 2200: average (2000 + 2200) / 2 = 2100; stop 2100 x 0.9 = 1890, target 2100 x 1.2 = 2520.
+        let add = entry("b", Some("10%"), Some("20%"));
+        after_fill_at(
+            &mut exits,
+            Some(&add),
+            &fill(&add, "2200"),
+            d("2"),
+            d("2100"),
+        );
+        assert_eq!(levels(&exits), (Some(p("1890")), Some(p("2520"))));
+    }
+
+    #[test]
+    fn an_add_keeps_the_levels_it_does_not_give() {
+        let mut exits = None;
+        let first = entry("a", Some("1900"), Some("2500"));
+        after_fill_at(
+            &mut exits,
+            Some(&first),
+            &fill(&first, "2000"),
+            d("1"),
+            d("2000"),
+        );
+        let bare = entry("b", None, None);
+        after_fill_at(
+            &mut exits,
+            Some(&bare),
+            &fill(&bare, "2100"),
+            d("2"),
+            d("2050"),
+        );
+        assert_eq!(levels(&exits), (Some(p("1900")), Some(p("2500"))));
+        // Only a stop: the target resting stays, with its leg's id.
+        let stop_only = entry("c", Some("1950"), None);
+        after_fill_at(
+            &mut exits,
+            Some(&stop_only),
+            &fill(&stop_only, "2100"),
+            d("3"),
+            d("2066.66"),
+        );
+        assert_eq!(levels(&exits), (Some(p("1950")), Some(p("2500"))));
+        let armed = exits.as_ref().unwrap();
+        let a = SignalId::new("a").unwrap();
+        let c = SignalId::new("c").unwrap();
+        assert_eq!(
+            armed.take_profit.as_ref().unwrap().1,
+            ClientOrderId::derive(&a, TAKE_PROFIT_LEG)
+        );
+        assert_eq!(
+            armed.stop_loss.as_ref().unwrap().1,
+            ClientOrderId::derive(&c, STOP_LOSS_LEG)
+        );
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, Offset, Stamped};
 use crate::exits::{self, ArmedExits};
+use crate::limits::LimitsState;
 use crate::order::{Fill, OrderRequest};
 use crate::portfolio::Portfolio;
 use crate::risk::TradingState;
@@ -37,6 +38,9 @@ pub struct Ledger {
     /// `None`: never changed; the configuration's state holds.
     pub trading_state: Option<TradingState>,
     pub paused: BTreeMap<Symbol, bool>,
+    /// What the account limits are judged on (day start, peak, recent orders, entries, denials).
+    #[serde(default)]
+    pub limits: LimitsState,
     pending: BTreeMap<SignalId, Pending>,
     /// The same signals by offset, oldest first.
     #[serde(skip)]
@@ -51,6 +55,7 @@ impl Ledger {
             exits: BTreeMap::new(),
             trading_state: None,
             paused: BTreeMap::new(),
+            limits: LimitsState::default(),
             pending: BTreeMap::new(),
             order: BTreeSet::new(),
         }
@@ -79,6 +84,7 @@ impl Ledger {
             return;
         }
         self.upto = stamped.offset;
+        let before = self.limits.before(stamped, &self.portfolio);
         match &stamped.event {
             Event::SignalAccepted { signal, .. } => {
                 if let Some(price) = signal.price {
@@ -103,10 +109,17 @@ impl Ledger {
                 }
             }
             Event::Filled { order, fill } => {
-                self.portfolio.apply_fill(fill);
+                // The entry's leverage becomes the position's, exactly as the paper book books it.
+                self.portfolio
+                    .apply_fill_at(fill, order.as_ref().map(|o| o.leverage));
                 let after = self.portfolio.position_quantity(&fill.symbol);
                 let mut armed = self.exits.remove(&fill.symbol);
-                exits::after_fill(&mut armed, order.as_ref(), fill, after);
+                let entry = self
+                    .portfolio
+                    .positions
+                    .get(&fill.symbol)
+                    .map_or(Decimal::ZERO, |p| p.entry_price);
+                exits::after_fill_at(&mut armed, order.as_ref(), fill, after, entry);
                 if let Some(armed) = armed {
                     self.exits.insert(fill.symbol.clone(), armed);
                 }
@@ -160,6 +173,7 @@ impl Ledger {
             }
             Event::RiskChecked { .. } | Event::OrderSent { .. } | Event::Rejected { .. } => {}
         }
+        self.limits.after(stamped, &self.portfolio, before);
     }
 
     /// Unfinished signals, oldest first.

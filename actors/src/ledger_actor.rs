@@ -10,6 +10,7 @@ use tracing::{error, warn};
 
 use crate::event::{Offset, Stamped};
 use crate::ledger::Ledger;
+use crate::limits::LimitsState;
 use crate::log::{tail, EventLog, LogError};
 use crate::messages::Checkpoint;
 use crate::portfolio::Portfolio;
@@ -28,6 +29,8 @@ pub struct View {
     /// Signals acknowledged and not finished, and when the oldest of them arrived.
     pub pending: usize,
     pub oldest_pending: Option<Timestamp>,
+    /// What the account limits are judged on.
+    pub limits: LimitsState,
 }
 
 impl View {
@@ -38,6 +41,7 @@ impl View {
             portfolio: ledger.portfolio.clone(),
             pending,
             oldest_pending,
+            limits: ledger.limits.clone(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod ingress;
 pub mod latency;
 pub mod ledger;
 pub mod ledger_actor;
+pub mod limits;
 pub mod log;
 pub mod messages;
 pub mod order;

@@ -42,6 +42,8 @@ pub enum FillReason {
     Signal,
     StopLoss,
     TakeProfit,
+    /// The venue closed the position at its liquidation price (paper: a mark crossed it).
+    Liquidation,
 }
 
 /// One execution at the exchange.

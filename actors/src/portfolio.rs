@@ -1,25 +1,118 @@
-//! The account as the fills left it: balance, positions with entry prices, realized and unrealized PnL.
+//! The account as the fills left it: balance, positions with entry prices and leverage, realized and unrealized PnL,
+//! and the margin they hold (initial and maintenance margin, liquidation price, by Binance USD-M's one-way rules).
 
 use std::collections::BTreeMap;
 
 use rust_decimal::prelude::Signed;
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::add_to_total;
 use crate::order::Fill;
-use crate::types::{Price, Symbol};
+use crate::types::{Leverage, Price, Symbol};
+
+/// Fees, PnL and margins, in the quote currency, are kept to this many decimal places (USDT's precision on Binance),
+/// rounded half away from zero: a PnL of 0.000000125 is booked as 0.00000013, one of -0.000000125 as -0.00000013.
+pub const MONEY_SCALE: u32 = 8;
+
+/// A liquidation price is kept to this many decimal places (`amount::MAX_SCALE`: finer than any exchange's tick),
+/// rounded towards the entry, so that the position is liquidated no later than the exact price says.
+pub const LIQUIDATION_SCALE: u32 = 12;
+
+/// An amount of money as it is booked: `MONEY_SCALE` places, half away from zero.
+pub fn money(value: Decimal) -> Decimal {
+    value
+        .round_dp_with_strategy(MONEY_SCALE, RoundingStrategy::MidpointAwayFromZero)
+        .normalize()
+}
+
+/// A margin the account must hold, rounded up to `MONEY_SCALE` places so that it is never understated.
+fn margin_up(value: Decimal) -> Decimal {
+    value
+        .round_dp_with_strategy(MONEY_SCALE, RoundingStrategy::AwayFromZero)
+        .normalize()
+}
+
+/// How a symbol's position holds its margin (Binance's margin type).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarginMode {
+    /// The whole wallet backs every cross position: one position's loss eats into the others' margin.
+    #[default]
+    Cross,
+    /// Only the margin the position was opened with backs it: at most that is lost.
+    Isolated,
+}
+
+impl MarginMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarginMode::Cross => "cross",
+            MarginMode::Isolated => "isolated",
+        }
+    }
+}
+
+/// A symbol's margin terms, from its configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarginSpec {
+    pub mode: MarginMode,
+    /// Maintenance margin as a fraction of the position's notional (0.004 = 0.4 %, Binance's lowest bracket).
+    pub maintenance_rate: Decimal,
+}
+
+impl MarginSpec {
+    /// 0.4 %: Binance's rate for the first bracket of BTCUSDT and most majors.
+    pub const DEFAULT_MAINTENANCE_RATE: Decimal = Decimal::from_parts(4, 0, 0, false, 3);
+}
+
+impl Default for MarginSpec {
+    fn default() -> Self {
+        Self {
+            mode: MarginMode::Cross,
+            maintenance_rate: Self::DEFAULT_MAINTENANCE_RATE,
+        }
+    }
+}
 
 /// One symbol's position. `quantity` is signed: > 0 long, < 0 short, 0 flat.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     pub quantity: Decimal,
     /// Volume-weighted price of what is open; 0 when flat.
     pub entry_price: Decimal,
-    /// Profit and loss booked by the closing fills on this symbol, before fees.
+    /// The leverage of the whole position (Binance: one per symbol), set by the entry that opened or last grew it.
+    /// Journals from before it: 1.
+    #[serde(default = "one")]
+    pub leverage: Leverage,
+    /// PnL booked by the closing fills of the position that is open (since it last opened from flat), before fees.
+    #[serde(default)]
+    pub open_realized_pnl: Decimal,
+    /// Fees paid by the fills of the position that is open (since it last opened from flat).
+    #[serde(default)]
+    pub open_fees: Decimal,
+    /// Profit and loss booked by the closing fills on this symbol, over its whole history, before fees.
     pub realized_pnl: Decimal,
-    /// Fees paid on this symbol.
+    /// Fees paid on this symbol, over its whole history.
     pub fees: Decimal,
+}
+
+fn one() -> Leverage {
+    Leverage::ONE
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Self {
+            quantity: Decimal::ZERO,
+            entry_price: Decimal::ZERO,
+            leverage: Leverage::ONE,
+            open_realized_pnl: Decimal::ZERO,
+            open_fees: Decimal::ZERO,
+            realized_pnl: Decimal::ZERO,
+            fees: Decimal::ZERO,
+        }
+    }
 }
 
 impl Position {
@@ -27,32 +120,54 @@ impl Position {
         self.quantity.is_zero()
     }
 
-    /// Applies a fill and returns the PnL it realized.
+    /// Applies a fill and returns the PnL it realized (rounded with `money`). `leverage` is the order's: a fill that
+    /// opens, grows or flips the position sets the leverage of the whole position to it; `None` (a stop, a target, a
+    /// liquidation) keeps it.
+    ///
+    /// The PnL of the open position starts again when a fill opens it from flat or flips it through zero (the
+    /// flipping fill's fee is the new position's); the symbol's history keeps everything.
     ///
     /// With the bounds (positions of at most `MAX_QUANTITY` at prices of at most `MAX_PRICE`) no step here can
     /// overflow; the checked and saturating forms are for positions a journal from before the bounds may hold.
-    pub fn apply(&mut self, fill: &Fill) -> Decimal {
+    pub fn apply(&mut self, fill: &Fill, leverage: Option<Leverage>) -> Decimal {
         let signed = fill.side.sign() * fill.quantity.get();
         let price = fill.price.get();
         let old = self.quantity;
         let new = old.saturating_add(signed);
         let mut realized = Decimal::ZERO;
-        if old.is_zero() || old.is_sign_positive() == signed.is_sign_positive() {
+        let grows = old.is_zero() || old.is_sign_positive() == signed.is_sign_positive();
+        let flips = !grows && !new.is_zero() && new.is_sign_positive() != old.is_sign_positive();
+        if grows {
             // Opening or adding: the entry becomes the volume-weighted average.
             self.entry_price = average(self.entry_price, old.abs(), price, signed.abs());
         } else {
             let closed = signed.abs().min(old.abs());
-            realized = price
-                .saturating_sub(self.entry_price)
-                .saturating_mul(closed)
-                * old.signum();
+            realized = money(
+                price
+                    .saturating_sub(self.entry_price)
+                    .saturating_mul(closed)
+                    * old.signum(),
+            );
             if new.is_zero() {
                 self.entry_price = Decimal::ZERO;
-            } else if new.is_sign_positive() != old.is_sign_positive() {
+            } else if flips {
                 // Flipped through zero: what is left was opened at this fill's price.
                 self.entry_price = price;
             }
         }
+        if grows || flips {
+            if let Some(leverage) = leverage {
+                self.leverage = leverage;
+            }
+        }
+        if old.is_zero() || flips {
+            self.open_realized_pnl = Decimal::ZERO;
+            self.open_fees = Decimal::ZERO;
+        } else {
+            self.open_realized_pnl =
+                add_to_total("realized PnL", self.open_realized_pnl, realized).normalize();
+        }
+        self.open_fees = add_to_total("fees", self.open_fees, fill.fee).normalize();
         self.quantity = new.normalize();
         self.entry_price = self.entry_price.normalize();
         self.realized_pnl = add_to_total("realized PnL", self.realized_pnl, realized).normalize();
@@ -60,17 +175,44 @@ impl Position {
         realized
     }
 
-    /// What the open quantity would realize at `mark`: at most `MAX_QUANTITY` x `MAX_PRICE` = 1e22 either way.
+    /// What the open quantity would realize at `mark` (rounded with `money`): at most `MAX_QUANTITY` x `MAX_PRICE`
+    /// = 1e22 either way.
     pub fn unrealized_pnl(&self, mark: Option<Price>) -> Decimal {
         match mark {
-            Some(mark) if !self.is_flat() => mark
-                .get()
-                .saturating_sub(self.entry_price)
-                .saturating_mul(self.quantity)
-                .normalize(),
+            Some(mark) if !self.is_flat() => money(
+                mark.get()
+                    .saturating_sub(self.entry_price)
+                    .saturating_mul(self.quantity),
+            ),
             _ => Decimal::ZERO,
         }
     }
+
+    /// |quantity| x the mark, or x the entry price while no mark is known: at most 1e22.
+    pub fn notional(&self, mark: Option<Price>) -> Decimal {
+        let price = mark.map_or(self.entry_price, Price::get);
+        self.quantity.abs().saturating_mul(price)
+    }
+
+    /// Notional / leverage, rounded up to `MONEY_SCALE` places.
+    pub fn initial_margin(&self, mark: Option<Price>) -> Decimal {
+        initial_margin(self.notional(mark), self.leverage)
+    }
+
+    /// Notional x the maintenance rate, rounded up to `MONEY_SCALE` places.
+    pub fn maintenance_margin(&self, mark: Option<Price>, rate: Decimal) -> Decimal {
+        margin_up(self.notional(mark).saturating_mul(rate))
+    }
+
+    /// An isolated position's margin: what it was opened with, |quantity| x entry / leverage, rounded up.
+    pub fn isolated_margin(&self) -> Decimal {
+        self.initial_margin(None)
+    }
+}
+
+/// Notional / leverage, rounded up to `MONEY_SCALE` places: what an order or a position holds of the wallet.
+pub fn initial_margin(notional: Decimal, leverage: Leverage) -> Decimal {
+    margin_up(notional / leverage.as_decimal())
 }
 
 /// The average price of `held` units at `entry` and `added` more at `price`.
@@ -110,9 +252,16 @@ impl Portfolio {
         }
     }
 
+    /// Books a fill that carries no leverage of its own (a stop, a target, a liquidation): the position keeps its
+    /// leverage.
     pub fn apply_fill(&mut self, fill: &Fill) {
+        self.apply_fill_at(fill, None);
+    }
+
+    /// Books a fill; `leverage`, the order's, becomes the position's when the fill opens, grows or flips it.
+    pub fn apply_fill_at(&mut self, fill: &Fill, leverage: Option<Leverage>) {
         let position = self.positions.entry(fill.symbol.clone()).or_default();
-        let realized = position.apply(fill);
+        let realized = position.apply(fill, leverage);
         let balance = add_to_total("balance", self.balance, realized);
         self.balance = add_to_total("balance", balance, -fill.fee).normalize();
     }
@@ -191,6 +340,103 @@ impl Portfolio {
             .abs()
             .max(sum_abs(|p| p.realized_pnl))
             .max(sum_abs(|p| p.fees))
+    }
+}
+
+impl Portfolio {
+    /// The positions that are open, with their marks.
+    fn open(&self) -> impl Iterator<Item = (&Symbol, &Position, Option<Price>)> {
+        self.positions
+            .iter()
+            .filter(|(_, p)| !p.is_flat())
+            .map(|(symbol, p)| (symbol, p, self.last_price(symbol)))
+    }
+
+    /// The initial margin one symbol's position holds now (0 when flat).
+    pub fn position_margin(&self, symbol: &Symbol) -> Decimal {
+        self.positions
+            .get(symbol)
+            .filter(|p| !p.is_flat())
+            .map_or(Decimal::ZERO, |p| p.initial_margin(self.last_price(symbol)))
+    }
+
+    /// The initial margin of every open position, valued at its mark. Saturating, like `unrealized_pnl`.
+    pub fn initial_margin(&self) -> Decimal {
+        self.open()
+            .map(|(_, p, mark)| p.initial_margin(mark))
+            .fold(Decimal::ZERO, Decimal::saturating_add)
+    }
+
+    /// What new positions may still take as initial margin (Binance's available balance, cross): the wallet plus
+    /// unrealized PnL minus the initial margin of every open position. Negative when the account is short of margin.
+    pub fn available_margin(&self) -> Decimal {
+        self.equity()
+            .saturating_sub(self.initial_margin())
+            .normalize()
+    }
+
+    /// The mark at which `symbol`'s position is liquidated, by Binance's one-way formula with no bracket deduction
+    /// (cumB = 0):
+    ///
+    /// `LP = (WB - TMM_other + UPNL_other - side x Q x EP) / (Q x MMR - side x Q)`
+    ///
+    /// with side +1 for a long and -1 for a short, Q = |position|, EP its entry price, MMR its maintenance rate.
+    /// - isolated: WB is the position's isolated margin (Q x EP / leverage); the other terms are 0;
+    /// - cross: WB is the wallet less the isolated margin of the isolated positions; TMM_other and UPNL_other are
+    ///   the maintenance margin and unrealized PnL of the other cross positions at their marks.
+    ///
+    /// Rounded to `LIQUIDATION_SCALE` places towards the entry (a long's up, a short's down). `None` for a flat
+    /// position, or when the price is not positive (a 1x long cannot be liquidated).
+    pub fn liquidation_price(
+        &self,
+        symbol: &Symbol,
+        spec_of: &dyn Fn(&Symbol) -> MarginSpec,
+    ) -> Option<Decimal> {
+        let position = self.positions.get(symbol).filter(|p| !p.is_flat())?;
+        let spec = spec_of(symbol);
+        let (wallet, others_mm, others_upnl) = match spec.mode {
+            MarginMode::Isolated => (position.isolated_margin(), Decimal::ZERO, Decimal::ZERO),
+            MarginMode::Cross => {
+                let mut wallet = self.balance;
+                let mut mm = Decimal::ZERO;
+                let mut upnl = Decimal::ZERO;
+                for (other, p, mark) in self.open().filter(|(other, ..)| *other != symbol) {
+                    let other_spec = spec_of(other);
+                    match other_spec.mode {
+                        MarginMode::Isolated => wallet = wallet.checked_sub(p.isolated_margin())?,
+                        MarginMode::Cross => {
+                            mm = mm.checked_add(
+                                p.maintenance_margin(mark, other_spec.maintenance_rate),
+                            )?;
+                            upnl = upnl.checked_add(p.unrealized_pnl(mark))?;
+                        }
+                    }
+                }
+                (wallet, mm, upnl)
+            }
+        };
+        let side = position.quantity.signum();
+        let quantity = position.quantity.abs();
+        let numerator = wallet
+            .checked_sub(others_mm)?
+            .checked_add(others_upnl)?
+            .checked_sub(
+                side.checked_mul(quantity)?
+                    .checked_mul(position.entry_price)?,
+            )?;
+        let denominator = quantity
+            .checked_mul(spec.maintenance_rate)?
+            .checked_sub(side.checked_mul(quantity)?)?;
+        let price = numerator.checked_div(denominator)?;
+        let towards_entry = if side.is_sign_positive() {
+            RoundingStrategy::ToPositiveInfinity
+        } else {
+            RoundingStrategy::ToNegativeInfinity
+        };
+        let price = price
+            .round_dp_with_strategy(LIQUIDATION_SCALE, towards_entry)
+            .normalize();
+        (price > Decimal::ZERO).then_some(price)
     }
 }
 
@@ -273,6 +519,7 @@ mod tests {
             entry_price: d("0.0000000000001"),
             realized_pnl: Decimal::MAX,
             fees: Decimal::MAX,
+            ..Position::default()
         };
         let mut p = Portfolio::new(d("10000"));
         for symbol in ["AUSDT", "BUSDT", "CUSDT"] {
@@ -311,5 +558,183 @@ mod tests {
         assert_eq!(p.realized_pnl(), d("-1"));
         assert_eq!(p.fees(), d("3"));
         assert_eq!(p.largest_total(), d("7"));
+    }
+
+    fn leverage(x: u32) -> Option<Leverage> {
+        Some(Leverage::new(x).unwrap())
+    }
+
+    fn spec(mode: MarginMode) -> MarginSpec {
+        MarginSpec {
+            mode,
+            maintenance_rate: d("0.004"),
+        }
+    }
+
+    fn on(symbol: &str, mut fill: Fill) -> Fill {
+        fill.symbol = Symbol::new(symbol).unwrap();
+        fill
+    }
+
+    #[test]
+    fn isolated_liquidation_prices_long_and_short() {
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let isolated = |_: &Symbol| spec(MarginMode::Isolated);
+        // Long 1 at 24900, 10x: WB = 24900 / 10 = 2490.
+        // LP = (2490 - 1 x 24900) / (1 x 0.004 - 1) = -22410 / -0.996 = 22500.
+        // Check: at 22500 the loss is 2400, leaving 90 = 22500 x 0.004, the maintenance margin.
+        let mut p = Portfolio::new(d("100000"));
+        p.apply_fill_at(&fill(Side::Buy, "1", "24900", "0"), leverage(10));
+        assert_eq!(p.liquidation_price(&btc, &isolated), Some(d("22500")));
+        // Short 1 at 25100, 10x: WB = 2510. LP = (2510 + 25100) / (0.004 + 1) = 27610 / 1.004 = 27500.
+        let mut p = Portfolio::new(d("100000"));
+        p.apply_fill_at(&fill(Side::Sell, "1", "25100", "0"), leverage(10));
+        assert_eq!(p.liquidation_price(&btc, &isolated), Some(d("27500")));
+        // Long 1 at 10000, 10x: 9000 / 0.996 = 9036.14457831325301204..., rounded up at 12 places.
+        let mut p = Portfolio::new(d("100000"));
+        p.apply_fill_at(&fill(Side::Buy, "1", "10000", "0"), leverage(10));
+        assert_eq!(
+            p.liquidation_price(&btc, &isolated),
+            Some(d("9036.144578313254"))
+        );
+        // Short 1 at 10000, 10x: 11000 / 1.004 = 10956.17529880478087649..., rounded down at 12 places.
+        let mut p = Portfolio::new(d("100000"));
+        p.apply_fill_at(&fill(Side::Sell, "1", "10000", "0"), leverage(10));
+        assert_eq!(
+            p.liquidation_price(&btc, &isolated),
+            Some(d("10956.17529880478"))
+        );
+        // A 1x long is backed by its whole value: LP = (10000 - 10000) / -0.996 = 0, never reached.
+        let mut p = Portfolio::new(d("100000"));
+        p.apply_fill_at(&fill(Side::Buy, "1", "10000", "0"), leverage(1));
+        assert_eq!(p.liquidation_price(&btc, &isolated), None);
+        assert_eq!(
+            p.liquidation_price(&Symbol::new("ETHUSDT").unwrap(), &isolated),
+            None,
+            "no position"
+        );
+    }
+
+    #[test]
+    fn cross_liquidation_prices_count_the_other_positions() {
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let eth = Symbol::new("ETHUSDT").unwrap();
+        let cross = |_: &Symbol| spec(MarginMode::Cross);
+        // Wallet 6064; long 1 BTC at 24900; short 10 ETH at 2000, marked at 2100.
+        // ETH: maintenance margin 10 x 2100 x 0.004 = 84, unrealized (2000 - 2100) x 10 = -1000.
+        // BTC's LP = (6064 - 84 - 1000 - 24900) / (0.004 - 1) = -19920 / -0.996 = 20000.
+        // Check: at 20000, equity = 6064 - 4900 - 1000 = 164 = 20000 x 0.004 + 84.
+        let mut p = Portfolio::new(d("6064"));
+        p.apply_fill_at(&fill(Side::Buy, "1", "24900", "0"), leverage(5));
+        p.apply_fill_at(
+            &on("ETHUSDT", fill(Side::Sell, "10", "2000", "0")),
+            leverage(5),
+        );
+        p.mark(&eth, Price::new(d("2100")).unwrap());
+        assert_eq!(p.liquidation_price(&btc, &cross), Some(d("20000")));
+
+        // Wallet 6104; BTC marked at 25000: maintenance 100, unrealized +100.
+        // ETH's LP = (6104 - 100 + 100 + 10 x 2000) / (10 x 0.004 + 10) = 26104 / 10.04 = 2600.
+        // Check: at 2600, equity = 6104 + 100 - 6000 = 204 = 100 + 10 x 2600 x 0.004.
+        let mut p = Portfolio::new(d("6104"));
+        p.apply_fill_at(&fill(Side::Buy, "1", "24900", "0"), leverage(5));
+        p.apply_fill_at(
+            &on("ETHUSDT", fill(Side::Sell, "10", "2000", "0")),
+            leverage(5),
+        );
+        p.mark(&btc, Price::new(d("25000")).unwrap());
+        assert_eq!(p.liquidation_price(&eth, &cross), Some(d("2600")));
+
+        // An isolated position's margin is out of the cross wallet, and its PnL does not count: wallet 6490, ETH
+        // isolated at 5x holds 10 x 2000 / 5 = 4000. BTC's LP = (6490 - 4000 - 24900) / -0.996 = 22500.
+        let eth_isolated = |s: &Symbol| {
+            if *s == eth {
+                spec(MarginMode::Isolated)
+            } else {
+                spec(MarginMode::Cross)
+            }
+        };
+        let mut p = Portfolio::new(d("6490"));
+        p.apply_fill_at(&fill(Side::Buy, "1", "24900", "0"), leverage(5));
+        p.apply_fill_at(
+            &on("ETHUSDT", fill(Side::Sell, "10", "2000", "0")),
+            leverage(5),
+        );
+        p.mark(&eth, Price::new(d("2100")).unwrap());
+        assert_eq!(p.liquidation_price(&btc, &eth_isolated), Some(d("22500")));
+    }
+
+    #[test]
+    fn the_entry_sets_the_leverage_of_the_whole_position() {
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let mut p = Portfolio::new(d("10000"));
+        p.apply_fill_at(&fill(Side::Buy, "1", "100", "0"), leverage(5));
+        p.mark(&btc, Price::new(d("100")).unwrap());
+        // 1 x 100 / 5
+        assert_eq!(p.position_margin(&btc), d("20"));
+        p.apply_fill_at(&fill(Side::Buy, "1", "100", "0"), leverage(10));
+        // The add at 10x re-margins all of it: 2 x 100 / 10.
+        assert_eq!(p.positions[&btc].leverage, Leverage::new(10).unwrap());
+        assert_eq!(p.position_margin(&btc), d("20"));
+        // A stop (no leverage of its own) and a reducing order at another leverage keep it.
+        p.apply_fill(&fill(Side::Sell, "0.5", "100", "0"));
+        p.apply_fill_at(&fill(Side::Sell, "0.5", "100", "0"), leverage(3));
+        assert_eq!(p.positions[&btc].leverage, Leverage::new(10).unwrap());
+        // available = 10000 + 0 - 1 x 100 / 10
+        assert_eq!(p.available_margin(), d("9990"));
+        // 1 x 100 x 0.004
+        assert_eq!(
+            p.positions[&btc].maintenance_margin(None, d("0.004")),
+            d("0.4")
+        );
+    }
+
+    #[test]
+    fn old_positions_without_leverage_or_open_pnl_load_at_1x() {
+        let old = r#"{"quantity":"1","entry_price":"100","realized_pnl":"5","fees":"1"}"#;
+        let p: Position = serde_json::from_str(old).unwrap();
+        assert_eq!(p.leverage, Leverage::ONE);
+        assert_eq!(p.open_realized_pnl, Decimal::ZERO);
+        assert_eq!(p.realized_pnl, d("5"));
+    }
+
+    #[test]
+    fn the_open_position_keeps_its_own_pnl_apart_from_the_history() {
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let mut p = Portfolio::new(d("10000"));
+        // A first round trip: +10 realized, fees 0.1 + 0.1.
+        p.apply_fill(&fill(Side::Buy, "1", "100", "0.1"));
+        p.apply_fill(&fill(Side::Sell, "1", "110", "0.1"));
+        // The position opened again from flat: long 2 at 100, fee 0.2; half closed at 95: (95 - 100) x 1 = -5.
+        p.apply_fill(&fill(Side::Buy, "2", "100", "0.2"));
+        p.apply_fill(&fill(Side::Sell, "1", "95", "0.1"));
+        let position = &p.positions[&btc];
+        assert_eq!(position.open_realized_pnl, d("-5"));
+        assert_eq!(position.open_fees, d("0.3"));
+        assert_eq!(position.realized_pnl, d("5")); // 10 - 5
+        assert_eq!(position.fees, d("0.5"));
+        // Flipping to short 1 at 90 closes the long (-10, the history's) and starts a new position with its fee.
+        p.apply_fill(&fill(Side::Sell, "2", "90", "0.4"));
+        let position = &p.positions[&btc];
+        assert_eq!(position.quantity, d("-1"));
+        assert_eq!(position.open_realized_pnl, Decimal::ZERO);
+        assert_eq!(position.open_fees, d("0.4"));
+        assert_eq!(position.realized_pnl, d("-5"));
+        assert_eq!(position.fees, d("0.9"));
+    }
+
+    #[test]
+    fn pnl_is_booked_to_eight_places_half_away_from_zero() {
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let mut p = Portfolio::new(d("10000"));
+        // (0.000000375 - 0.00000025) x 1 = 0.000000125 -> 0.00000013
+        p.apply_fill(&fill(Side::Buy, "1", "0.00000025", "0"));
+        p.apply_fill(&fill(Side::Sell, "1", "0.000000375", "0"));
+        assert_eq!(p.positions[&btc].realized_pnl, d("0.00000013"));
+        // The same loss on a short: -0.00000013
+        p.apply_fill(&fill(Side::Sell, "1", "0.00000025", "0"));
+        p.apply_fill(&fill(Side::Buy, "1", "0.000000375", "0"));
+        assert_eq!(p.positions[&btc].realized_pnl, Decimal::ZERO);
+        assert_eq!(p.positions[&btc].open_realized_pnl, d("-0.00000013"));
     }
 }

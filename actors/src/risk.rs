@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::amount::{MAX_ACCOUNT_TOTAL, MAX_QUANTITY};
 use crate::order::OrderRequest;
-use crate::portfolio::Portfolio;
+use crate::portfolio::{initial_margin, Portfolio};
 use crate::signal::{Action, SizeSpec};
 use crate::types::{Leverage, Price, Quantity, Symbol};
 
@@ -112,7 +112,60 @@ pub enum DenyReason {
     /// The account is halted.
     Halted,
     // -- margin (variants added below this line by the margin work) --
+    /// Opening or growing the position needs more initial margin than the account has available: `required` is
+    /// IM(after) - IM(now), `available` the wallet plus unrealized PnL minus the initial margin of every open
+    /// position.
+    InsufficientMargin {
+        required: Decimal,
+        available: Decimal,
+    },
     // -- account limits (variants added below this line by the limits work) --
+    /// The signal is older than `risk.max_signal_age_secs` (from the sender's timestamp when it gave one, else
+    /// from its acceptance).
+    Stale {
+        age_ms: i64,
+        limit_ms: i64,
+    },
+    /// The signal's price is further from the last mark before it than `risk.max_price_deviation`.
+    PriceDeviation {
+        price: Price,
+        mark: Price,
+        deviation_pct: Decimal,
+        limit_pct: Decimal,
+    },
+    /// An entry on this symbol came less than `risk.entry_cooldown_secs` ago.
+    Cooldown {
+        symbol: Symbol,
+        since_ms: i64,
+        cooldown_ms: i64,
+    },
+    /// `orders` were placed in the last 60 s (on `symbol`, or on the account when `None`): the limit is reached.
+    OrdersPerMinute {
+        symbol: Option<Symbol>,
+        orders: u64,
+        limit: u32,
+    },
+    /// The order would leave more positions open than `risk.max_open_positions`.
+    OpenPositionsAboveLimit {
+        open: u64,
+        limit: u32,
+    },
+    /// The sum of |position| x price over symbols, after the order, would be above `risk.max_gross_exposure`.
+    GrossExposureAboveLimit {
+        exposure: Decimal,
+        limit: Decimal,
+    },
+    /// Today's realized loss net of fees reached `risk.max_daily_loss`: the account is reducing until the next UTC
+    /// day or an operator's resume.
+    DailyLossReached {
+        loss: Decimal,
+        limit: Decimal,
+    },
+    /// Equity fell from its peak by `risk.max_drawdown` or more: the account is halted until an operator resumes.
+    DrawdownReached {
+        drawdown: Decimal,
+        limit: Decimal,
+    },
 }
 
 impl fmt::Display for DenyReason {
@@ -155,7 +208,61 @@ impl fmt::Display for DenyReason {
             }
             DenyReason::Halted => f.write_str("trading is halted"),
             // -- margin (arms added below this line by the margin work) --
+            DenyReason::InsufficientMargin {
+                required,
+                available,
+            } => write!(
+                f,
+                "insufficient margin: the order needs {required} of initial margin and {available} is available"
+            ),
             // -- account limits (arms added below this line by the limits work) --
+            DenyReason::Stale { age_ms, limit_ms } => {
+                write!(f, "the signal is stale: {age_ms} ms old, the limit is {limit_ms} ms")
+            }
+            DenyReason::PriceDeviation {
+                price,
+                mark,
+                deviation_pct,
+                limit_pct,
+            } => write!(
+                f,
+                "the signal's price {price} is {deviation_pct}% from the last mark {mark}, more than {limit_pct}%"
+            ),
+            DenyReason::Cooldown {
+                symbol,
+                since_ms,
+                cooldown_ms,
+            } => write!(
+                f,
+                "the last entry on {symbol} was {since_ms} ms ago, within the cooldown of {cooldown_ms} ms"
+            ),
+            DenyReason::OrdersPerMinute {
+                symbol: Some(symbol),
+                orders,
+                limit,
+            } => write!(
+                f,
+                "{orders} orders on {symbol} in the last minute: the limit is {limit}"
+            ),
+            DenyReason::OrdersPerMinute {
+                symbol: None,
+                orders,
+                limit,
+            } => write!(f, "{orders} orders in the last minute: the limit is {limit}"),
+            DenyReason::OpenPositionsAboveLimit { open, limit } => {
+                write!(f, "{open} open positions would be above the limit of {limit}")
+            }
+            DenyReason::GrossExposureAboveLimit { exposure, limit } => {
+                write!(f, "gross exposure {exposure} would be above the limit of {limit}")
+            }
+            DenyReason::DailyLossReached { loss, limit } => write!(
+                f,
+                "today's realized loss {loss} reached the limit of {limit}: only reducing orders until the next UTC day"
+            ),
+            DenyReason::DrawdownReached { drawdown, limit } => write!(
+                f,
+                "the drawdown {drawdown} from peak equity reached the limit of {limit}: halted until an operator resumes"
+            ),
         }
     }
 }
@@ -177,6 +284,10 @@ pub struct Exposure {
     pub position: Decimal,
     /// The largest of the account's running totals (`Portfolio::largest_total`).
     pub account_total: Decimal,
+    /// The initial margin the symbol's position holds now (`Portfolio::position_margin`).
+    pub position_margin: Decimal,
+    /// What new positions may still take as initial margin (`Portfolio::available_margin`).
+    pub available_margin: Decimal,
 }
 
 impl Exposure {
@@ -184,14 +295,18 @@ impl Exposure {
         Self {
             position: portfolio.position_quantity(symbol),
             account_total: portfolio.largest_total(),
+            position_margin: portfolio.position_margin(symbol),
+            available_margin: portfolio.available_margin(),
         }
     }
 
-    /// A position on an account whose totals are nowhere near the bound.
+    /// A position on an account whose totals are nowhere near the bound, with margin to spare.
     pub fn position(position: Decimal) -> Self {
         Self {
             position,
             account_total: Decimal::ZERO,
+            position_margin: Decimal::ZERO,
+            available_margin: MAX_ACCOUNT_TOTAL,
         }
     }
 }
@@ -284,6 +399,16 @@ impl RiskEngine {
             return Err(DenyReason::NotionalAboveLimit {
                 notional,
                 limit: rules.max_notional,
+            });
+        }
+        // The order's leverage becomes the whole position's (Binance: one leverage per symbol), so the position
+        // after it holds notional / that leverage; what it holds now is freed.
+        let required =
+            initial_margin(notional, order.leverage).saturating_sub(exposure.position_margin);
+        if required > exposure.available_margin {
+            return Err(DenyReason::InsufficientMargin {
+                required,
+                available: exposure.available_margin,
             });
         }
         Ok(Approved::grant(order))
@@ -455,8 +580,8 @@ mod tests {
             Ok(())
         );
         let absurd = Exposure {
-            position: d("1"),
             account_total: MAX_ACCOUNT_TOTAL + Decimal::ONE,
+            ..Exposure::position(d("1"))
         };
         assert_eq!(
             active.check(open_long, absurd).map(|_| ()),
@@ -466,5 +591,49 @@ mod tests {
             })
         );
         assert_eq!(check(Side::Sell, "1", absurd), Ok(()));
+    }
+
+    #[test]
+    fn an_entry_needs_its_initial_margin_available_and_a_reduction_never_does() {
+        let active = engine(TradingState::Active);
+        // Long 0.5 BTC at 10x, valued at 40000: it holds 0.5 x 40000 / 10 = 2000 of initial margin. The wallet is
+        // 3000 with no unrealized PnL: available = 3000 - 2000 = 1000.
+        let account = Exposure {
+            position: d("0.5"),
+            account_total: d("3000"),
+            position_margin: d("2000"),
+            available_margin: d("1000"),
+        };
+        let check = |qty: &str, leverage: u32, side: Side| {
+            active
+                .check(order(Action::OpenLong, side, qty, leverage), account)
+                .map(|_| ())
+        };
+        // Adding 0.25 at 10x: IM(after) = 0.75 x 40000 / 10 = 3000, so 3000 - 2000 = 1000 more: just fits.
+        assert_eq!(check("0.25", 10, Side::Buy), Ok(()));
+        // Adding 0.3: 0.8 x 40000 / 10 = 3200, 1200 more than now.
+        assert_eq!(
+            check("0.3", 10, Side::Buy),
+            Err(DenyReason::InsufficientMargin {
+                required: d("1200"),
+                available: d("1000"),
+            })
+        );
+        // The same add at 5x re-margins the whole position: 0.8 x 40000 / 5 = 6400, 4400 more.
+        assert_eq!(
+            check("0.3", 5, Side::Buy),
+            Err(DenyReason::InsufficientMargin {
+                required: d("4400"),
+                available: d("1000"),
+            })
+        );
+        // An account already short of margin may still close.
+        let short_of_margin = Exposure {
+            available_margin: d("-500"),
+            ..account
+        };
+        assert!(active
+            .check(order(Action::Close, Side::Sell, "0.5", 10), short_of_margin)
+            .is_ok());
     }
 }

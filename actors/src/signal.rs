@@ -40,6 +40,11 @@ pub enum Intent {
     Close {
         side: Option<PositionSide>,
     },
+    /// Close part of the position if it is on `side` (`None`: whatever is open): `size` of it, at most all of it.
+    PartialClose {
+        side: Option<PositionSide>,
+        size: CloseSize,
+    },
     /// Close the open position and open the same-sized (or `order.size`) position on the other side.
     Reverse {
         order: EntryParams,
@@ -73,6 +78,11 @@ impl Intent {
                 side: Some(PositionSide::Short),
             } => Action::CloseShort,
             Intent::Close { side: None } => Action::Close,
+            Intent::PartialClose { side, .. } => match side {
+                Some(PositionSide::Long) => Action::CloseLong,
+                Some(PositionSide::Short) => Action::CloseShort,
+                None => Action::Close,
+            },
             Intent::Reverse { .. } => Action::Reverse,
             Intent::Pause => Action::Pause,
             Intent::Resume => Action::Resume,
@@ -209,11 +219,38 @@ fn scale(value: Decimal) -> Result<Decimal, InvalidValue> {
     }
 }
 
+/// How much of a position a close takes, as written in a close's `position_size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "unit", content = "value", rename_all = "snake_case")]
+pub enum CloseSize {
+    /// `"0.5"`: this many units of the base asset (all of the position if it holds less).
+    Base(Quantity),
+    /// `"50%"`: this percent of the position, above 0 and at most 100.
+    PositionPercent(Decimal),
+}
+
+impl CloseSize {
+    /// A percent of the position: above 0, at most 100.
+    pub fn position_percent(pct: Decimal) -> Result<Self, InvalidValue> {
+        percent(pct, true).map(CloseSize::PositionPercent)
+    }
+}
+
+impl fmt::Display for CloseSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseSize::Base(quantity) => write!(f, "{quantity}"),
+            CloseSize::PositionPercent(pct) => write!(f, "{pct}% of the position"),
+        }
+    }
+}
+
 /// A stop-loss or take-profit level, as written in `stop_loss` / `take_profit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "unit", content = "value", rename_all = "snake_case")]
 pub enum ExitLevel {
-    /// `"2%"`: this far from the entry's fill price, against the position for a stop, with it for a profit.
+    /// `"2%"`: this far from the position's average entry price after the entry fills, against the position for a
+    /// stop, with it for a profit.
     Percent(Decimal),
     /// `"44000"`: this absolute price.
     Price(Price),

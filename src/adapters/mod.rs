@@ -12,10 +12,10 @@ use sentinel_actors::ledger::Ledger;
 use sentinel_actors::types::Symbol;
 use sentinel_actors::venue::ExecutionVenue;
 
-use crate::config::ExchangeConfig;
+use crate::config::{ExchangeConfig, SymbolConfig};
 use binance_futures::BinanceFutures;
 use live_paper::LivePaper;
-use paper::PaperVenue;
+use paper::{PaperSymbol, PaperVenue};
 
 /// The venue, connected, and what the log must record before trading starts.
 pub struct Connected {
@@ -27,16 +27,24 @@ pub struct Connected {
 /// The configured venue, picking up where the log left off: `ledger` is the fold of the log at start-up.
 pub async fn connect(
     config: &ExchangeConfig,
-    symbols: Vec<Symbol>,
+    symbols: &[SymbolConfig],
     ledger: &Ledger,
 ) -> anyhow::Result<Connected> {
+    // Paper trades each symbol on its configured margin and tick.
+    let terms = PaperSymbol::of_all(symbols);
+    let symbols: Vec<Symbol> = symbols.iter().map(|s| s.symbol().clone()).collect();
     let venue: Arc<dyn ExecutionVenue> = match config {
         ExchangeConfig::Paper {
             market_data: Some(market),
             costs,
             ..
         } => Arc::new(
-            LivePaper::connect(market, symbols, PaperVenue::restore(*costs, ledger)).await?,
+            LivePaper::connect(
+                market,
+                symbols,
+                PaperVenue::restore(*costs, ledger).with_symbols(terms),
+            )
+            .await?,
         ),
         // The starting balance is already in the ledger: it was put there when the log began.
         ExchangeConfig::Paper {
@@ -46,7 +54,9 @@ pub async fn connect(
             latency_by_symbol,
             market_data: None,
         } => Arc::new(
-            PaperVenue::restore(*costs, ledger).with_latency(*latency, latency_by_symbol.clone()),
+            PaperVenue::restore(*costs, ledger)
+                .with_symbols(terms)
+                .with_latency(*latency, latency_by_symbol.clone()),
         ),
         ExchangeConfig::BinanceFutures(binance) => {
             let venue = BinanceFutures::connect(binance, symbols, ledger).await?;
@@ -79,9 +89,7 @@ mod tests {
         // A ledger that already booked a loss: the wallet is the ledger's, not the configured starting balance.
         let mut ledger = Ledger::new(Decimal::from(10_000));
         ledger.portfolio.balance = Decimal::from(9_000);
-        let connected = connect(&config.exchange, Vec::new(), &ledger)
-            .await
-            .unwrap();
+        let connected = connect(&config.exchange, &[], &ledger).await.unwrap();
         assert_eq!(connected.venue.name(), "paper");
         assert!(connected.reconciled.is_none());
         assert_eq!(

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use crate::adapters::paper::PaperCosts;
 use rust_decimal::Decimal;
+use sentinel_actors::limits::Limits;
+use sentinel_actors::portfolio::MarginSpec;
 use sentinel_actors::risk::{SymbolRules, TradingState};
 use sentinel_actors::strategy::SymbolSettings;
 use sentinel_actors::types::Symbol;
@@ -185,6 +187,8 @@ impl ExchangeConfig {
 #[derive(Debug, Clone)]
 pub struct RiskConfig {
     pub trading_state: TradingState,
+    /// The account limits, each off unless configured.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +198,10 @@ pub struct SymbolConfig {
     /// Other names senders use for it (`XBTUSDT`), matched like the symbol itself.
     pub aliases: Vec<String>,
     pub quote_currency: String,
+    /// Cross or isolated, and the maintenance margin rate: the liquidation price and paper's liquidations.
+    pub margin: MarginSpec,
+    /// The price step: paper fill prices are rounded to it, against the taker; `None`: not rounded.
+    pub tick_size: Option<Decimal>,
 }
 
 impl SymbolConfig {

@@ -120,6 +120,15 @@ pub struct RawExchange {
 pub struct RawRisk {
     pub trading_state: Option<String>,
     pub max_position_notional: Option<DecimalText>,
+    pub max_daily_loss: Option<DecimalText>,
+    pub max_drawdown: Option<DecimalText>,
+    pub max_open_positions: Option<i64>,
+    pub max_gross_exposure: Option<DecimalText>,
+    pub max_orders_per_minute: Option<i64>,
+    pub max_orders_per_minute_per_symbol: Option<i64>,
+    pub entry_cooldown_secs: Option<i64>,
+    pub max_price_deviation: Option<DecimalText>,
+    pub max_signal_age_secs: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +146,9 @@ pub struct RawSymbol {
     pub stop_loss: Option<DecimalText>,
     pub take_profit: Option<DecimalText>,
     pub allowed_actions: Option<Vec<String>>,
+    pub margin_mode: Option<String>,
+    pub maintenance_margin_rate: Option<DecimalText>,
+    pub tick_size: Option<DecimalText>,
 }
 
 /// A number as written: money is read from strings ("0.0004") or whole numbers, never through a float.

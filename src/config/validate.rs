@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use sentinel_actors::amount;
+use sentinel_actors::limits::{Bound, Limits};
+use sentinel_actors::portfolio::{MarginMode, MarginSpec};
 use sentinel_actors::risk::{SymbolRules, TradingState};
 use sentinel_actors::signal::{Action, ExitLevel, SizeSpec};
 use sentinel_actors::strategy::SymbolSettings;
-use sentinel_actors::types::Symbol;
+use sentinel_actors::types::{Leverage, Symbol};
 
 use super::raw::{
-    DecimalText, RawConfig, RawExchange, RawJournal, RawServer, RawSource, RawSymbol,
+    DecimalText, RawConfig, RawExchange, RawJournal, RawRisk, RawServer, RawSource, RawSymbol,
 };
 use super::{
     BinanceConfig, Config, ExchangeConfig, JournalConfig, MarginType, MarketData, RiskConfig,
@@ -88,6 +90,8 @@ pub(super) fn validate(
         }
     };
 
+    let limits = limits(&mut c, &raw.risk);
+
     let journal = journal(&mut c, raw.journal, &base_dir, exchange.is_paper());
     let mutual_tls = server
         .tls
@@ -123,7 +127,10 @@ pub(super) fn validate(
             server,
             sources,
             exchange,
-            risk: RiskConfig { trading_state },
+            risk: RiskConfig {
+                trading_state,
+                limits,
+            },
             symbols,
             journal,
             warnings: c.warnings,
@@ -132,6 +139,103 @@ pub(super) fn validate(
     } else {
         Err(c.problems)
     }
+}
+
+/// The `[risk]` account limits: each is off unless set.
+fn limits(c: &mut Checker, raw: &RawRisk) -> Limits {
+    let count = |c: &mut Checker, key: &str, value: Option<i64>| {
+        value.map(|v| c.whole(&format!("risk.{key}"), Some(v), 1, 1..=1_000_000) as u32)
+    };
+    let secs = |c: &mut Checker, key: &str, value: Option<i64>| {
+        value.map(|v| c.whole(&format!("risk.{key}"), Some(v), 1, 1..=31_536_000) as i64 * 1000)
+    };
+    Limits {
+        max_daily_loss: bound(c, "risk.max_daily_loss", raw.max_daily_loss.as_ref(), true),
+        max_drawdown: bound(c, "risk.max_drawdown", raw.max_drawdown.as_ref(), true),
+        max_open_positions: count(c, "max_open_positions", raw.max_open_positions),
+        max_gross_exposure: raw.max_gross_exposure.as_ref().map(|v| {
+            c.decimal("risk.max_gross_exposure", Some(v), "0", |d| {
+                positive(d)?;
+                (d <= amount::MAX_ACCOUNT_TOTAL)
+                    .then_some(())
+                    .ok_or_else(|| format!("must be at most {}", amount::MAX_ACCOUNT_TOTAL))
+            })
+        }),
+        max_orders_per_minute: count(c, "max_orders_per_minute", raw.max_orders_per_minute),
+        max_orders_per_minute_per_symbol: count(
+            c,
+            "max_orders_per_minute_per_symbol",
+            raw.max_orders_per_minute_per_symbol,
+        ),
+        entry_cooldown_ms: secs(c, "entry_cooldown_secs", raw.entry_cooldown_secs),
+        max_price_deviation: bound(
+            c,
+            "risk.max_price_deviation",
+            raw.max_price_deviation.as_ref(),
+            false,
+        )
+        .and_then(|b| match b {
+            Bound::Percent(pct) => Some(pct),
+            Bound::Absolute(_) => {
+                c.problem(
+                    "risk.max_price_deviation",
+                    "write a percentage such as \"5%\": the deviation is measured from the last mark",
+                );
+                None
+            }
+        }),
+        max_signal_age_ms: secs(c, "max_signal_age_secs", raw.max_signal_age_secs),
+    }
+}
+
+/// An amount ("500") or, with `%`, a percentage ("5%") above 0 and at most 100.
+fn bound(
+    c: &mut Checker,
+    path: &str,
+    value: Option<&DecimalText>,
+    absolute: bool,
+) -> Option<Bound> {
+    let text = match value?.text() {
+        Ok(text) => text,
+        Err(message) => {
+            c.problem(path, message);
+            return None;
+        }
+    };
+    let (digits, percent) = match text.trim().strip_suffix('%') {
+        Some(digits) => (digits.trim(), true),
+        None => (text.trim(), false),
+    };
+    let value = match amount::parse_decimal(digits) {
+        Ok(value) => value,
+        Err(e) => {
+            c.problem(path, format!("`{text}`: {e}"));
+            return None;
+        }
+    };
+    if percent {
+        if value <= Decimal::ZERO || value > Decimal::ONE_HUNDRED {
+            c.problem(
+                path,
+                format!("`{text}`: a percentage must be above 0% and at most 100%"),
+            );
+            return None;
+        }
+        return Some(Bound::Percent(value));
+    }
+    if value <= Decimal::ZERO || value > amount::MAX_ACCOUNT_TOTAL {
+        let message = if absolute {
+            format!(
+                "`{text}`: must be above 0 and at most {}",
+                amount::MAX_ACCOUNT_TOTAL
+            )
+        } else {
+            format!("`{text}`: write a percentage such as \"5%\"")
+        };
+        c.problem(path, message);
+        return None;
+    }
+    Some(Bound::Absolute(value))
 }
 
 fn exchange(c: &mut Checker, raw: Option<RawExchange>) -> ExchangeConfig {
@@ -811,6 +915,26 @@ fn symbol(
             Ok(())
         },
     );
+    let margin = margin(
+        c,
+        &at,
+        raw.margin_mode.as_deref(),
+        raw.maintenance_margin_rate.as_ref(),
+        max_leverage,
+    );
+    let tick_size = raw.tick_size.as_ref().map(|tick| {
+        c.decimal(&at("tick_size"), Some(tick), "0", |v| {
+            positive(v)?;
+            if v > amount::MAX_PRICE || v.scale() > amount::MAX_SCALE {
+                return Err(format!(
+                    "must be at most {} with at most {} decimal places",
+                    amount::MAX_PRICE,
+                    amount::MAX_SCALE
+                ));
+            }
+            Ok(())
+        })
+    });
     Some(SymbolConfig {
         settings: SymbolSettings {
             symbol,
@@ -828,5 +952,50 @@ fn symbol(
         },
         aliases: raw.aliases.iter().map(|a| a.to_ascii_uppercase()).collect(),
         quote_currency,
+        margin,
+        tick_size,
     })
+}
+
+/// A symbol's `margin_mode` and `maintenance_margin_rate`. The rate must stay below the initial margin rate at the
+/// symbol's highest leverage (1 / max_leverage), or a position opened at that leverage would be liquidated at once.
+fn margin(
+    c: &mut Checker,
+    at: &dyn Fn(&str) -> String,
+    margin_mode: Option<&str>,
+    maintenance_margin_rate: Option<&DecimalText>,
+    max_leverage: Leverage,
+) -> MarginSpec {
+    let mode = match margin_mode {
+        None | Some("cross") => MarginMode::Cross,
+        Some("isolated") => MarginMode::Isolated,
+        Some(other) => {
+            c.problem(
+                at("margin_mode"),
+                format!("`{other}` is not one of cross, isolated"),
+            );
+            MarginMode::Cross
+        }
+    };
+    let default_rate = MarginSpec::DEFAULT_MAINTENANCE_RATE.to_string();
+    let highest_rate = Decimal::ONE / max_leverage.as_decimal();
+    let maintenance_rate = c.decimal(
+        &at("maintenance_margin_rate"),
+        maintenance_margin_rate,
+        &default_rate,
+        |v| {
+            if v <= Decimal::ZERO || v >= highest_rate {
+                return Err(format!(
+                    "must be greater than 0 and below {} (1 / max_leverage {max_leverage}), or a position at the \
+                     highest leverage would be liquidated as it opens",
+                    highest_rate.normalize()
+                ));
+            }
+            Ok(())
+        },
+    );
+    MarginSpec {
+        mode,
+        maintenance_rate,
+    }
 }

@@ -106,7 +106,14 @@ pub fn start(
         let state = ledger.trading_state.unwrap_or(config.risk.trading_state);
         let engine = RiskEngine::new(rules, state);
         let (view, exchange, log) = (view.clone(), exchange.clone().recipient(), log.clone());
-        Supervisor::start_in_arbiter(&on, move |_| RiskActor::new(engine, view, exchange, log))
+        let (limits, clock, marks) = (
+            config.risk.limits.clone(),
+            clock.clone(),
+            venue_handle.marks(),
+        );
+        Supervisor::start_in_arbiter(&on, move |_| {
+            RiskActor::new(engine, view, exchange, log).with_limits(limits, clock, marks)
+        })
     };
     let admission = Admission::new(config.server.max_pending_signals);
     let books = config

@@ -57,8 +57,7 @@ pub async fn run(
     let journal = Journal::start_with_ring(conn, clock.clone(), JOURNAL_QUEUE, JOURNAL_RING);
     let log: Arc<dyn EventLog> = journal.clone();
     let mut ledger = fold(&*log, &config)?;
-    let symbols = config.symbols.iter().map(|s| s.symbol().clone()).collect();
-    let connected = adapters::connect(&config.exchange, symbols, &ledger).await?;
+    let connected = adapters::connect(&config.exchange, &config.symbols, &ledger).await?;
     if let Some(event) = connected.reconciled {
         // The venue's account, adopted before anything trades on it.
         log.append(vec![event])

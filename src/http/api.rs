@@ -19,24 +19,46 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// Open positions with their margin: initial and maintenance margin at the mark (the entry price until one is known),
+/// the liquidation price by the symbol's margin mode, the open position's own realized PnL and fees (since it last
+/// opened from flat) and the symbol's whole `history`.
 pub async fn positions(state: web::Data<AppState>) -> HttpResponse {
     let view = state.view.borrow().clone();
     let portfolio = &view.portfolio;
+    let spec_of = |symbol: &sentinel_actors::types::Symbol| {
+        state
+            .config
+            .symbols
+            .iter()
+            .find(|s| s.symbol() == symbol)
+            .map(|s| s.margin)
+            .unwrap_or_default()
+    };
     let positions = portfolio
         .positions
         .iter()
         .filter(|(_, p)| !p.is_flat())
         .map(|(symbol, p)| {
             let mark = portfolio.last_price(symbol);
+            let spec = spec_of(symbol);
             json!({
                 "symbol": symbol,
                 "side": if p.quantity > Decimal::ZERO { "long" } else { "short" },
                 "quantity": p.quantity.abs(),
                 "entry_price": p.entry_price,
                 "mark_price": mark,
+                "leverage": p.leverage.get(),
+                "margin_mode": spec.mode.as_str(),
+                "initial_margin": p.initial_margin(mark),
+                "maintenance_margin": p.maintenance_margin(mark, spec.maintenance_rate),
+                "liquidation_price": portfolio.liquidation_price(symbol, &spec_of),
                 "unrealized_pnl": p.unrealized_pnl(mark),
-                "realized_pnl": p.realized_pnl,
-                "fees": p.fees,
+                "realized_pnl": p.open_realized_pnl,
+                "fees": p.open_fees,
+                "history": {
+                    "realized_pnl": p.realized_pnl,
+                    "fees": p.fees,
+                },
             })
         })
         .collect::<Vec<_>>();
@@ -74,6 +96,10 @@ pub async fn account(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             "limit": state.admission.limit(),
         },
         "log_offset": view.upto,
+        // Risk denials by code since the log began, and the account limits' state: today's loss, the peak and
+        // drawdown, orders in the last minute.
+        "denials": view.limits.denials,
+        "limits": view.limits.summary(portfolio, Timestamp::now()),
     })))
 }
 

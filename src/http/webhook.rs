@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{AuthError, Request};
-use crate::payload::{normalize, signal_id, Context, RawPayload};
+use crate::payload::{check_levels, normalize, parse_body, signal_id, translate, Context};
 use crate::protect::dedupe::{DeliveryKey, Refused, MAX_DELIVERY_ID_BYTES};
 use crate::protect::failures::Throttled;
 use crate::protect::limits::retry_after_secs;
@@ -136,9 +136,11 @@ pub async fn receive(
         ApiError::unauthorized()
     };
     let delivery = source.auth.verify_request(&request).map_err(refuse)?;
-    let mut raw = RawPayload::parse(&body).map_err(|e| ApiError::malformed(e.0))?;
+    let mut raw = parse_body(&body).map_err(|e| ApiError::malformed(e.0))?;
     source.auth.verify_payload(&mut raw).map_err(refuse)?;
     attempt.authenticated();
+    // Another bot's alert (3Commas, OctoBot) in Sentinel's terms, or refused naming what cannot be mapped.
+    translate(&mut raw, now).map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
 
     // The delivery's identity: the sender's delivery id, else the payload's id; opaque, and bounded in size since it
     // is kept for days.
@@ -166,6 +168,17 @@ pub async fn receive(
     };
     let signal =
         normalize(&raw, &ctx).map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
+    // Levels on the wrong side of the entry price: the payload's price, else the symbol's last mark.
+    let levels = {
+        let view = state.view.borrow();
+        let portfolio = &view.portfolio;
+        check_levels(
+            &signal,
+            portfolio.last_price(&signal.symbol),
+            portfolio.position_quantity(&signal.symbol),
+        )
+    };
+    levels.map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
 
     // The body as stored: secret fields were removed by `verify_payload`.
     let stored_payload = raw.to_json();

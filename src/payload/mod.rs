@@ -1,15 +1,19 @@
 //! Webhook payloads: every accepted format (plain signals, TradingView alerts, Sentinel actions, strategy targets,
 //! ticks) is parsed here, and only here, into one typed `Signal`.
 
+mod bots;
 mod fields;
 mod normalize;
+mod orders;
 mod symbols;
 
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+pub use bots::{parse as parse_body, translate};
 pub use fields::{parse_exit_level, parse_size};
 pub use normalize::{normalize, signal_id, Context};
+pub use orders::check_levels;
 pub use symbols::SymbolMap;
 
 /// A payload as it arrived: a JSON object, not yet checked.

@@ -5,11 +5,14 @@
 //! is a market-data tick.
 
 use rust_decimal::prelude::ToPrimitive;
-use sentinel_actors::signal::{Action, EntryParams, Intent, Signal, SizeSpec, TargetPosition};
+use sentinel_actors::signal::{
+    Action, CloseSize, EntryParams, Intent, Signal, SizeSpec, TargetPosition,
+};
 use sentinel_actors::types::{Leverage, PositionSide, SignalId, Timestamp};
 use sha2::{Digest, Sha256};
 
 use super::fields;
+use super::orders;
 use super::{FieldError, RawPayload, SymbolMap};
 
 /// What normalising needs besides the payload.
@@ -47,8 +50,10 @@ pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldErr
     };
 
     let intent = if let Some(v) = raw.get("action") {
+        orders::refuse_unsupported(raw)?;
         action_intent(raw, field("action", fields::text(v))?, quote)?
     } else if let Some(v) = raw.get("signal") {
+        orders::refuse_unsupported(raw)?;
         let side = match field("signal", fields::text(v))?
             .to_ascii_uppercase()
             .as_str()
@@ -62,12 +67,28 @@ pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldErr
                 ))
             }
         };
-        let mut order = EntryParams::default();
-        if let Some(v) = raw.get("volume") {
-            order.size = Some(SizeSpec::Base(field("volume", fields::quantity(v))?));
+        if orders::reduce_only(raw)? {
+            orders::refuse_entry_fields(raw, "a reduce-only order")?;
+            let size = match raw.get("volume") {
+                Some(v) => Some(CloseSize::Base(field("volume", fields::quantity(v))?)),
+                None => None,
+            };
+            reduce(side, size)
+        } else {
+            let mut order = EntryParams::default();
+            if let Some(v) = raw.get("volume") {
+                order.size = Some(SizeSpec::Base(field("volume", fields::quantity(v))?));
+            }
+            Intent::Open { side, order }
         }
-        Intent::Open { side, order }
     } else if let Some(v) = raw.get("market_position") {
+        orders::refuse_unsupported(raw)?;
+        if orders::reduce_only(raw)? {
+            return Err(FieldError::new(
+                "reduce_only",
+                "is not supported on a strategy target: the target says the whole position",
+            ));
+        }
         Intent::Target {
             target: target(raw, field("market_position", fields::text(v))?)?,
         }
@@ -99,6 +120,12 @@ fn field<T>(name: &'static str, result: Result<T, String>) -> Result<T, FieldErr
 
 fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, FieldError> {
     let lower = action.to_ascii_lowercase();
+    if matches!(lower.as_str(), "update_stops" | "move_stop_to_breakeven") {
+        return Err(FieldError::new(
+            "action",
+            format!("`{action}` is not supported yet: stops change only with a new entry's levels"),
+        ));
+    }
     // TradingView's {{strategy.order.action}} says buy or sell.
     let action = match lower.as_str() {
         "buy" => Action::OpenLong,
@@ -114,7 +141,29 @@ fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, 
         })?,
     };
     let order = || entry_params(raw, quote);
+    let reducing = orders::reduce_only(raw)?;
+    let close = |side: Option<PositionSide>| -> Result<Intent, FieldError> {
+        orders::refuse_entry_fields(raw, "a close")?;
+        Ok(match raw.get("position_size") {
+            Some(v) => Intent::PartialClose {
+                side,
+                size: orders::close_size(v)?,
+            },
+            None => Intent::Close { side },
+        })
+    };
+    // A reduce-only buy reduces a short and never opens a long, as on Binance; a sell the reverse.
+    let reduce_only = |side: PositionSide| -> Result<Intent, FieldError> {
+        orders::refuse_entry_fields(raw, "a reduce-only order")?;
+        let size = match raw.get("position_size") {
+            Some(v) => Some(orders::close_size(v)?),
+            None => None,
+        };
+        Ok(reduce(side, size))
+    };
     Ok(match action {
+        Action::OpenLong if reducing => reduce_only(PositionSide::Long)?,
+        Action::OpenShort if reducing => reduce_only(PositionSide::Short)?,
         Action::OpenLong => Intent::Open {
             side: PositionSide::Long,
             order: order()?,
@@ -123,18 +172,32 @@ fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, 
             side: PositionSide::Short,
             order: order()?,
         },
-        Action::CloseLong => Intent::Close {
-            side: Some(PositionSide::Long),
-        },
-        Action::CloseShort => Intent::Close {
-            side: Some(PositionSide::Short),
-        },
-        Action::Close => Intent::Close { side: None },
+        Action::CloseLong => close(Some(PositionSide::Long))?,
+        Action::CloseShort => close(Some(PositionSide::Short))?,
+        Action::Close => close(None)?,
+        Action::Reverse if reducing => {
+            return Err(FieldError::new(
+                "reduce_only",
+                "a reverse opens the other side, so it cannot be reduce-only",
+            ))
+        }
         Action::Reverse => Intent::Reverse { order: order()? },
         Action::Pause => Intent::Pause,
         Action::Resume => Intent::Resume,
         Action::Target | Action::Tick => unreachable!("filtered above"),
     })
+}
+
+/// A reduce-only order on the entry side `side`: it reduces the opposite position by `size` (all of it if `None`).
+fn reduce(side: PositionSide, size: Option<CloseSize>) -> Intent {
+    let closes = side.opposite();
+    match size {
+        Some(size) => Intent::PartialClose {
+            side: Some(closes),
+            size,
+        },
+        None => Intent::Close { side: Some(closes) },
+    }
 }
 
 fn entry_params(raw: &RawPayload, quote: &str) -> Result<EntryParams, FieldError> {

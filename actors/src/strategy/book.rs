@@ -7,7 +7,9 @@ use super::sizing::{entry_quantity, round_to_step};
 use crate::amount::MAX_QUANTITY;
 use crate::order::{IgnoreReason, OrderRequest, Protection};
 use crate::risk::DenyReason;
-use crate::signal::{Action, EntryParams, ExitLevel, Intent, Signal, SizeSpec, TargetPosition};
+use crate::signal::{
+    Action, CloseSize, EntryParams, ExitLevel, Intent, Signal, SizeSpec, TargetPosition,
+};
 use crate::types::{ClientOrderId, Leverage, PositionSide, Price, Quantity, Side, Symbol};
 
 /// What a symbol's strategy needs to know from configuration.
@@ -124,7 +126,7 @@ impl StrategyBook {
                 if opposes(position, *side) {
                     legs.close(position)?;
                 }
-                legs.open(*side, quantity, order);
+                legs.open(*side, quantity, order, same_side(position, *side));
             }
             Intent::Close { side } => {
                 let matches = match side {
@@ -135,6 +137,20 @@ impl StrategyBook {
                     return Ok(Decision::Ignore(IgnoreReason::NothingToClose));
                 }
                 legs.close(position)?;
+            }
+            Intent::PartialClose { side, size } => {
+                let matches = match side {
+                    None => !position.is_zero(),
+                    Some(side) => same_side(position, *side),
+                };
+                if !matches {
+                    return Ok(Decision::Ignore(IgnoreReason::NothingToClose));
+                }
+                let by = close_quantity(*size, position, self.settings.quantity_step);
+                if by.is_zero() {
+                    return Ok(Decision::Ignore(IgnoreReason::SizeBelowStep));
+                }
+                legs.reduce(position, by)?;
             }
             Intent::Reverse { order } => {
                 if position.is_zero() {
@@ -152,7 +168,7 @@ impl StrategyBook {
                         None => Quantity::new(position.abs()).ok(),
                     };
                     if let Some(quantity) = quantity {
-                        legs.open(side, quantity, order);
+                        legs.open(side, quantity, order, false);
                     }
                 }
             }
@@ -179,12 +195,13 @@ impl StrategyBook {
                         legs.close(position)?;
                     }
                     if let Ok(quantity) = Quantity::new(wanted.abs()) {
-                        legs.open(side_of(wanted), quantity, &defaults);
+                        legs.open(side_of(wanted), quantity, &defaults, false);
                     }
                 } else if wanted.abs() < position.abs() {
                     legs.reduce(position, position.abs() - wanted.abs())?;
                 } else if let Ok(quantity) = Quantity::new(wanted.abs() - position.abs()) {
-                    legs.open(side_of(wanted), quantity, &defaults);
+                    let adding = !position.is_zero();
+                    legs.open(side_of(wanted), quantity, &defaults, adding);
                 }
             }
         }
@@ -193,6 +210,20 @@ impl StrategyBook {
             return Ok(Decision::Ignore(IgnoreReason::AlreadyAtTarget));
         }
         Ok(Decision::Orders(legs.orders))
+    }
+}
+
+/// How much of `position` a partial close takes: its quantity or percent, at most the whole position. A percent is
+/// rounded down to the step (never more than asked); all of the position is never rounded.
+fn close_quantity(size: CloseSize, position: Decimal, step: Decimal) -> Decimal {
+    let held = position.abs();
+    match size {
+        CloseSize::Base(quantity) => quantity.get().min(held),
+        CloseSize::PositionPercent(pct) if pct >= Decimal::ONE_HUNDRED => held,
+        // At most 1e12 x 100: no overflow.
+        CloseSize::PositionPercent(pct) => {
+            round_to_step(held * pct / Decimal::ONE_HUNDRED, step).min(held)
+        }
     }
 }
 
@@ -254,11 +285,20 @@ impl<'a> Legs<'a> {
         Ok(())
     }
 
-    fn open(&mut self, side: PositionSide, quantity: Quantity, order: &EntryParams) {
+    /// An entry; `adding` to a position on the same side. The symbol's default levels arm a new position only: an
+    /// add brings its own levels or none, and the levels resting stay for whatever it leaves out (`exits`).
+    fn open(&mut self, side: PositionSide, quantity: Quantity, order: &EntryParams, adding: bool) {
         let settings = &self.book.settings;
-        let protection = Protection {
-            stop_loss: order.stop_loss.or(settings.default_stop_loss),
-            take_profit: order.take_profit.or(settings.default_take_profit),
+        let protection = if adding {
+            Protection {
+                stop_loss: order.stop_loss,
+                take_profit: order.take_profit,
+            }
+        } else {
+            Protection {
+                stop_loss: order.stop_loss.or(settings.default_stop_loss),
+                take_profit: order.take_profit.or(settings.default_take_profit),
+            }
         };
         let leverage = order.leverage.unwrap_or(settings.default_leverage);
         self.push(side.entry_side(), quantity, false, leverage, protection);
@@ -571,6 +611,79 @@ mod tests {
                 quantity: d("5000000000000"),
                 limit: MAX_QUANTITY,
             })
+        );
+    }
+
+    #[test]
+    fn partial_closes_take_what_was_asked_and_no_more() {
+        let b = book();
+        let part = |size| {
+            signal(Intent::PartialClose {
+                side: Some(PositionSide::Long),
+                size,
+            })
+        };
+        let units = |q: &str| CloseSize::Base(Quantity::from_str(q).unwrap());
+        assert_eq!(
+            orders(b.decide(&part(units("0.4")), &view("1"))),
+            vec![(Side::Sell, d("0.4"), true)]
+        );
+        // More than the position: capped to it.
+        assert_eq!(
+            orders(b.decide(&part(units("5")), &view("1"))),
+            vec![(Side::Sell, d("1"), true)]
+        );
+        // 50% of 0.3 = 0.15; 33% of 0.3 = 0.099; 1% of 0.05 = 0.0005, below the 0.001 step.
+        let pct = |p: &str| CloseSize::PositionPercent(d(p));
+        assert_eq!(
+            orders(b.decide(&part(pct("50")), &view("0.3"))),
+            vec![(Side::Sell, d("0.15"), true)]
+        );
+        assert_eq!(
+            orders(b.decide(&part(pct("33")), &view("0.3"))),
+            vec![(Side::Sell, d("0.099"), true)]
+        );
+        assert_eq!(
+            b.decide(&part(pct("1")), &view("0.05")),
+            Decision::Ignore(IgnoreReason::SizeBelowStep)
+        );
+        assert_eq!(
+            b.decide(&part(pct("50")), &view("-0.3")),
+            Decision::Ignore(IgnoreReason::NothingToClose)
+        );
+        let any = signal(Intent::PartialClose {
+            side: None,
+            size: pct("100"),
+        });
+        assert_eq!(
+            orders(b.decide(&any, &view("-0.3"))),
+            vec![(Side::Buy, d("0.3"), true)]
+        );
+    }
+
+    #[test]
+    fn default_levels_arm_a_new_position_but_not_an_add() {
+        let b = StrategyBook::new(SymbolSettings {
+            default_take_profit: Some(ExitLevel::Percent(d("50"))),
+            ..book().settings
+        });
+        let protection = |decision: Decision| match decision {
+            Decision::Orders(orders) => orders.last().unwrap().protection,
+            other => panic!("no orders: {other:?}"),
+        };
+        let bare = open(PositionSide::Long, None, None);
+        assert_eq!(
+            protection(b.decide(&signal(bare.clone()), &view("0"))).take_profit,
+            Some(ExitLevel::Percent(d("50")))
+        );
+        assert_eq!(
+            protection(b.decide(&signal(bare.clone()), &view("0.5"))),
+            Protection::default()
+        );
+        // Opening against a short: a new position, so the defaults arm it.
+        assert_eq!(
+            protection(b.decide(&signal(bare), &view("-0.5"))).take_profit,
+            Some(ExitLevel::Percent(d("50")))
         );
     }
 }

@@ -1,8 +1,8 @@
 //! The paper account as plain synchronous logic: market orders fill at the last price, stop-loss and take-profit
-//! levels rest and fire when a later price crosses them. The venue wraps it for the async port; tests drive it
-//! directly.
+//! levels rest and fire when a later price crosses them, and a position whose mark crosses its liquidation price is
+//! closed there. The venue wraps it for the async port; tests drive it directly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::prelude::Signed;
 use rust_decimal::Decimal;
@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 use sentinel_actors::exits::{self, ArmedExits};
 use sentinel_actors::ledger::Ledger;
 use sentinel_actors::order::{Fill, FillReason, OrderRequest};
-use sentinel_actors::portfolio::Portfolio;
-use sentinel_actors::types::{ClientOrderId, Price, Quantity, Side, Symbol, Timestamp};
+use sentinel_actors::portfolio::{MarginSpec, Portfolio};
+use sentinel_actors::types::{ClientOrderId, Price, Quantity, Side, SignalId, Symbol, Timestamp};
 use sentinel_actors::venue::{
     Balance, Execution, OpenOrder, RejectReason, VenueError, VenuePosition,
 };
@@ -28,10 +28,21 @@ struct Market {
     reason: FillReason,
 }
 
+/// What the paper venue knows of a symbol, from its configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PaperSymbol {
+    /// Cross or isolated, and the maintenance rate: where the position is liquidated.
+    pub margin: MarginSpec,
+    /// Fill prices are rounded to it, against the taker; `None`: not rounded.
+    pub tick_size: Option<Decimal>,
+}
+
 /// One simulated account.
 #[derive(Debug)]
 pub struct Book {
     costs: PaperCosts,
+    /// Each symbol's terms; a symbol not listed is cross at the default maintenance rate, with no tick.
+    symbols: HashMap<Symbol, PaperSymbol>,
     /// Positions, wallet balance and last prices (`marks`), kept by the same fold of the same fills as the ledger's
     /// portfolio, so that the two agree to the last digit and a restart can start from the ledger's.
     account: Portfolio,
@@ -47,6 +58,7 @@ impl Book {
     pub fn new(costs: PaperCosts, starting_balance: Decimal) -> Self {
         Self {
             costs,
+            symbols: HashMap::new(),
             account: Portfolio::new(starting_balance),
             exits: BTreeMap::new(),
             filled: FillMemory::new(REMEMBERED_FILLS),
@@ -63,10 +75,20 @@ impl Book {
         }
         Self {
             costs,
+            symbols: HashMap::new(),
             account: ledger.portfolio.clone(),
             exits: ledger.exits.clone(),
             filled,
         }
+    }
+
+    /// Trades each symbol on its terms (margin, tick).
+    pub fn set_symbols(&mut self, symbols: HashMap<Symbol, PaperSymbol>) {
+        self.symbols = symbols;
+    }
+
+    fn terms(&self, symbol: &Symbol) -> PaperSymbol {
+        self.symbols.get(symbol).copied().unwrap_or_default()
     }
 
     /// Remembers at most `capacity` fills, to see the bound at work without 65,536 orders.
@@ -119,8 +141,49 @@ impl Book {
     }
 
     /// Records the symbol's last price and fires the exit it crosses, at that price: a stop wins over a target.
+    /// Failing that, a position whose liquidation price the mark reached (a long's at or below it, a short's at or
+    /// above) is closed whole at its liquidation price, with the fee: a gap past it fills there, not at the mark.
     pub fn mark(&mut self, symbol: &Symbol, price: Price, at: Timestamp) -> Option<Fill> {
         self.account.mark(symbol, price);
+        self.fire_exit(symbol, price, at)
+            .or_else(|| self.liquidate(symbol, price, at))
+    }
+
+    /// The symbol's liquidation price now, by its margin terms (see `Portfolio::liquidation_price`).
+    pub fn liquidation_price(&self, symbol: &Symbol) -> Option<Decimal> {
+        self.account
+            .liquidation_price(symbol, &|s| self.terms(s).margin)
+    }
+
+    /// Closes the position at its liquidation price if `mark` reached it.
+    fn liquidate(&mut self, symbol: &Symbol, mark: Price, at: Timestamp) -> Option<Fill> {
+        let open = self.account.position_quantity(symbol);
+        let quantity = Quantity::new(open.abs()).ok()?;
+        let level = self.liquidation_price(symbol)?;
+        let long = open.is_sign_positive();
+        if (long && mark.get() > level) || (!long && mark.get() < level) {
+            return None;
+        }
+        // Reached by a mark, so within the price bounds.
+        let price = Price::new(level).ok()?;
+        // One liquidation per symbol and millisecond; "liq:" + 32 + ":" + 20 digits fits a signal id's 64.
+        let origin = SignalId::new(&format!("liq:{symbol}:{}", at.0)).ok()?;
+        let fill = Fill {
+            client_order_id: ClientOrderId::derive(&origin, 0),
+            symbol: symbol.clone(),
+            side: if long { Side::Sell } else { Side::Buy },
+            quantity,
+            price,
+            fee: self.costs.fee(price, quantity),
+            reason: FillReason::Liquidation,
+            at,
+        };
+        self.book(None, &fill);
+        Some(fill)
+    }
+
+    /// Fires the exit `price` crosses, at that price.
+    fn fire_exit(&mut self, symbol: &Symbol, price: Price, at: Timestamp) -> Option<Fill> {
         let (reason, id) = self.exits.get(symbol)?.crossed(price)?;
         let open = self.account.position_quantity(symbol);
         let Ok(quantity) = Quantity::new(open.abs()) else {
@@ -212,18 +275,20 @@ impl Book {
             .collect()
     }
 
-    /// The wallet is what the fills left: the starting balance plus realized PnL minus fees. Paper holds no margin,
-    /// so all of it is available.
+    /// The wallet is what the fills left: the starting balance plus realized PnL minus fees. Available is what new
+    /// positions may still take: the wallet plus unrealized PnL minus the initial margin of the open positions.
     pub fn balance(&self) -> Balance {
         Balance {
             wallet: self.account.balance,
-            available: self.account.balance,
+            available: self.account.available_margin(),
         }
     }
 
     /// Fills a market order against the last price, with slippage and fee.
     fn fill(&self, market: Market, last: Price, at: Timestamp) -> Fill {
-        let price = self.costs.fill_price(market.side, last);
+        let price = self
+            .costs
+            .fill_price(market.side, last, self.terms(&market.symbol).tick_size);
         Fill {
             client_order_id: market.id,
             symbol: market.symbol,
@@ -238,10 +303,15 @@ impl Book {
 
     /// Counts a fill in the account and its exits, exactly as the ledger folds `Event::Filled`, and remembers it.
     fn book(&mut self, order: Option<&OrderRequest>, fill: &Fill) {
-        self.account.apply_fill(fill);
+        self.account.apply_fill_at(fill, order.map(|o| o.leverage));
         let after = self.account.position_quantity(&fill.symbol);
         let mut armed = self.exits.remove(&fill.symbol);
-        exits::after_fill(&mut armed, order, fill, after);
+        let entry = self
+            .account
+            .positions
+            .get(&fill.symbol)
+            .map_or(Decimal::ZERO, |p| p.entry_price);
+        exits::after_fill_at(&mut armed, order, fill, after, entry);
         if let Some(armed) = armed {
             self.exits.insert(fill.symbol.clone(), armed);
         }

@@ -29,6 +29,23 @@ use sentinel_actors::venue::{
 };
 
 use book::Book;
+pub use book::PaperSymbol;
+
+impl PaperSymbol {
+    /// Each configured symbol's terms.
+    pub fn of_all(symbols: &[crate::config::SymbolConfig]) -> HashMap<Symbol, PaperSymbol> {
+        symbols
+            .iter()
+            .map(|s| {
+                let terms = PaperSymbol {
+                    margin: s.margin,
+                    tick_size: s.tick_size,
+                };
+                (s.symbol().clone(), terms)
+            })
+            .collect()
+    }
+}
 pub use costs::PaperCosts;
 pub use fills::REMEMBERED_FILLS;
 
@@ -79,6 +96,13 @@ impl PaperVenue {
             default,
             per_symbol,
         };
+        self
+    }
+
+    /// Trades each symbol on its configured terms: margin mode and maintenance rate (liquidations), tick size (fill
+    /// prices). A symbol not given is cross at the default rate, with prices not rounded.
+    pub fn with_symbols(self, symbols: HashMap<Symbol, PaperSymbol>) -> Self {
+        lock(&self.book).set_symbols(symbols);
         self
     }
 

@@ -197,8 +197,9 @@ impl Account {
                     break;
                 };
                 let at = self.now();
+                let leverage = approved.get().leverage;
                 match self.paper.submit(approved.get(), at) {
-                    Ok(Execution::New(fill)) => self.portfolio.apply_fill(&fill),
+                    Ok(Execution::New(fill)) => self.portfolio.apply_fill_at(&fill, Some(leverage)),
                     Ok(Execution::AlreadyFilled(_)) | Err(_) => break,
                 }
             }
@@ -303,7 +304,14 @@ proptest! {
                 prop_assert!(!orders.is_empty());
                 for order in orders {
                     prop_assert!(order.quantity.get() <= MAX_QUANTITY);
-                    let _ = account.risk.check(order, Exposure { position, account_total: equity.abs() });
+                    // Margins at the ends of the range too: the check saturates rather than overflows.
+                    let exposure = Exposure {
+                        position,
+                        account_total: equity.abs(),
+                        position_margin: equity.abs(),
+                        available_margin: equity,
+                    };
+                    let _ = account.risk.check(order, exposure);
                 }
             }
             Decision::Deny(reason) => prop_assert!(is_bound_denial(&reason), "{reason:?}"),

@@ -7,6 +7,7 @@ use super::*;
 use crate::adapters::paper::testkit::{btc, costs, d, percent, price, symbol, Order};
 use sentinel_actors::event::{Delivery, Event, Offset, Stamped};
 use sentinel_actors::order::{Protection, SignalOutcome};
+use sentinel_actors::portfolio::MarginMode;
 use sentinel_actors::signal::{ExitLevel, Intent, Signal};
 use sentinel_actors::types::SignalId;
 
@@ -222,11 +223,13 @@ fn the_wallet_is_the_starting_balance_plus_realized_minus_fees() {
     book.mark(&btc(), price("45000"), Timestamp(1));
     // The README's example: 0.111 at 45022.5, fee 1.998999.
     new(submit(&mut book, &Order::buy("a", "0.111"), 2));
+    // Available: the wallet, plus (45000 - 45022.5) x 0.111 = -2.4975 unrealized at the mark, less the initial
+    // margin at 5x, 0.111 x 45000 / 5 = 999: 9998.001001 - 2.4975 - 999.
     assert_eq!(
         book.balance(),
         Balance {
             wallet: d("9998.001001"),
-            available: d("9998.001001"),
+            available: d("8996.503501"),
         }
     );
     assert_eq!(
@@ -464,4 +467,110 @@ fn restored_from_the_ledger_the_book_is_the_one_trading_left() {
         target,
         session.book.mark(&eth, price("2900"), Timestamp(10))
     );
+}
+
+/// BTCUSDT isolated at a maintenance rate of 0.4 %, with a tick of 0.1; fee 0.04 %, no slippage.
+fn isolated_btc() -> Book {
+    let mut book = Book::new(
+        PaperCosts {
+            fee_rate: d("0.0004"),
+            slippage: Decimal::ZERO,
+        },
+        d("10000"),
+    );
+    let terms = PaperSymbol {
+        margin: MarginSpec {
+            mode: MarginMode::Isolated,
+            maintenance_rate: d("0.004"),
+        },
+        tick_size: Some(d("0.1")),
+    };
+    book.set_symbols([(btc(), terms)].into_iter().collect());
+    book
+}
+
+#[test]
+fn a_mark_through_the_liquidation_price_closes_the_position_there_with_the_fee() {
+    let mut book = isolated_btc();
+    book.mark(&btc(), price("24900"), Timestamp(1));
+    // Long 1 at 24900 at 5x (the test orders' leverage), fee 9.96, with a stop below where it is liquidated.
+    let protection = Protection {
+        stop_loss: Some(ExitLevel::Price(price("15000"))),
+        take_profit: None,
+    };
+    new(submit(
+        &mut book,
+        &Order::buy("a", "1").protected(protection),
+        2,
+    ));
+    assert_eq!(book.account().positions[&btc()].leverage.get(), 5);
+    // Isolated: WB = 24900 / 5 = 4980; LP = (4980 - 24900) / (0.004 - 1) = 19920 / 0.996 = 20000.
+    assert_eq!(book.liquidation_price(&btc()), Some(d("20000")));
+    assert_eq!(book.mark(&btc(), price("20000.1"), Timestamp(3)), None);
+    let fill = book
+        .mark(&btc(), price("19000"), Timestamp(4))
+        .expect("liquidated");
+    assert_eq!(fill.reason, FillReason::Liquidation);
+    assert_eq!(fill.side, Side::Sell);
+    assert_eq!(fill.quantity, Quantity::from_str("1").unwrap());
+    assert_eq!(
+        fill.price,
+        price("20000"),
+        "at the liquidation price, not the mark"
+    );
+    assert_eq!(fill.fee, d("8")); // 20000 x 0.0004
+    assert_eq!(fill.at, Timestamp(4));
+    assert!(book.account().position_quantity(&btc()).is_zero());
+    assert!(book.open_orders(None).is_empty(), "the stop went with it");
+    // 10000 - 9.96 + (20000 - 24900) - 8
+    assert_eq!(book.balance().wallet, d("5082.04"));
+    assert_eq!(book.query(&btc(), &fill.client_order_id), Some(fill));
+    assert_eq!(book.mark(&btc(), price("14000"), Timestamp(5)), None);
+}
+
+#[test]
+fn fill_prices_are_rounded_to_the_tick_against_the_taker() {
+    let mut book = isolated_btc();
+    book.mark(&btc(), price("45000.03"), Timestamp(1));
+    // No slippage here: 45000.03 rounds up to 45000.1 for a buy, down to 45000 for a sell.
+    let buy = new(submit(&mut book, &Order::buy("a", "0.1"), 2));
+    assert_eq!(buy.price, price("45000.1"));
+    let sell = new(submit(&mut book, &Order::sell("b", "0.1").reduce_only(), 3));
+    assert_eq!(sell.price, price("45000"));
+}
+
+#[test]
+fn restored_from_the_ledger_after_a_liquidation_the_book_agrees() {
+    let mut session = Session {
+        book: isolated_btc(),
+        events: Vec::new(),
+    };
+    session.signal("a", btc(), "24900", &[Order::buy("a", "1")], true);
+    // The tick that liquidates it is journaled like any fill the mark returns.
+    session.signal("b", btc(), "19000", &[], true);
+    let ledger = session.ledger();
+    assert!(ledger.portfolio.position_quantity(&btc()).is_zero());
+    let mut restored = Book::restore(
+        PaperCosts {
+            fee_rate: d("0.0004"),
+            slippage: Decimal::ZERO,
+        },
+        &ledger,
+    );
+    restored.set_symbols(session.book.symbols.clone());
+    assert_eq!(restored.account(), session.book.account());
+    assert_eq!(restored.balance(), session.book.balance());
+    assert_eq!(ledger.portfolio.balance, d("5082.04"));
+    // The same entry again: both books open it at 5x and would liquidate it at the same price.
+    session.signal("c", btc(), "24900", &[Order::buy("c", "1")], true);
+    let mut restored = Book::restore(
+        PaperCosts {
+            fee_rate: d("0.0004"),
+            slippage: Decimal::ZERO,
+        },
+        &session.ledger(),
+    );
+    restored.set_symbols(session.book.symbols.clone());
+    assert_eq!(restored.account(), session.book.account());
+    assert_eq!(restored.liquidation_price(&btc()), Some(d("20000")));
 }

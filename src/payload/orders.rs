@@ -1,0 +1,379 @@
+//! What an order means, checked before it is accepted: fields that would change an order's meaning and that
+//! Sentinel does not support are refused (never ignored), `reduce_only`, a close's size, and stop and target levels
+//! on the right side of the entry price.
+
+use rust_decimal::Decimal;
+use sentinel_actors::amount::parse_decimal;
+use sentinel_actors::signal::{CloseSize, EntryParams, ExitLevel, Intent, Signal};
+use sentinel_actors::types::{PositionSide, Price, Quantity};
+use serde_json::Value;
+use std::str::FromStr;
+
+use super::fields;
+use super::{FieldError, RawPayload};
+
+/// Fields other bots and exchanges use that would change what an order means, and that Sentinel does not act on:
+/// each is refused, naming it, with what to write instead.
+const UNSUPPORTED: [(&str, &str); 22] = [
+    (
+        "limit_price",
+        "limit orders are not supported: send a market order",
+    ),
+    (
+        "stop_price",
+        "stop entries are not supported: send a market order",
+    ),
+    (
+        "trigger_price",
+        "triggered orders are not supported: send a market order",
+    ),
+    ("activation_price", "trailing stops are not supported"),
+    ("callback_rate", "trailing stops are not supported"),
+    (
+        "time_in_force",
+        "only market orders are supported, which have no time in force",
+    ),
+    (
+        "expire_time",
+        "only market orders are supported, which do not expire",
+    ),
+    (
+        "expiry",
+        "only market orders are supported, which do not expire",
+    ),
+    (
+        "expires_at",
+        "only market orders are supported, which do not expire",
+    ),
+    (
+        "good_till_date",
+        "only market orders are supported, which do not expire",
+    ),
+    (
+        "post_only",
+        "only market orders are supported, which cannot be post-only",
+    ),
+    (
+        "close_position",
+        "send `close`, `close_long` or `close_short`",
+    ),
+    ("quantity", "the size is read from `position_size`"),
+    ("qty", "the size is read from `position_size`"),
+    ("size", "the size is read from `position_size`"),
+    ("amount", "the size is read from `position_size`"),
+    ("contracts", "the size is read from `position_size`"),
+    ("sl", "the stop is read from `stop_loss`"),
+    ("tp", "the target is read from `take_profit`"),
+    ("stoploss", "the stop is read from `stop_loss`"),
+    ("takeprofit", "the target is read from `take_profit`"),
+    (
+        "break_even",
+        "send `\"action\": \"move_stop_to_breakeven\"` (not supported yet)",
+    ),
+];
+
+/// Refuses a payload holding a field that would change the order's meaning and that Sentinel does not support.
+/// Keys are compared without regard to case; any `trailing_*` key is a trailing stop.
+pub(super) fn refuse_unsupported(raw: &RawPayload) -> Result<(), FieldError> {
+    // The order type first: it is what a sender of `limit_price` or `time_in_force` meant to change.
+    if let Some(value) = raw.get("order_type") {
+        let kind = fields::text(value).map_err(|m| FieldError::new("order_type", m))?;
+        if !kind.eq_ignore_ascii_case("market") {
+            return Err(FieldError::new(
+                "order_type",
+                format!("`{kind}` is not supported: only `market` orders are"),
+            ));
+        }
+    }
+    for key in raw.0.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k) {
+        let lower = key.to_ascii_lowercase();
+        if let Some((name, why)) = UNSUPPORTED.iter().find(|(name, _)| *name == lower) {
+            return Err(FieldError::new(name, *why));
+        }
+        if lower.starts_with("trailing") {
+            return Err(FieldError::new(
+                "trailing_stop",
+                format!("`{key}`: trailing stops are not supported"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `reduce_only`: true or false, as JSON or as text; absent is false.
+pub(super) fn reduce_only(raw: &RawPayload) -> Result<bool, FieldError> {
+    match raw.get("reduce_only") {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+        Some(_) => Err(FieldError::new("reduce_only", "must be true or false")),
+    }
+}
+
+/// A close's `position_size`: `"0.5"` units of the base asset or `"50%"` of the position.
+pub(super) fn close_size(value: &Value) -> Result<CloseSize, FieldError> {
+    let err = |m: String| FieldError::new("position_size", m);
+    if let Value::Number(_) = value {
+        return fields::quantity(value).map(CloseSize::Base).map_err(err);
+    }
+    let raw = fields::text(value).map_err(err)?;
+    if let Some(pct) = raw.strip_suffix('%') {
+        let pct = parse_decimal(pct.trim())
+            .map_err(|e| err(format!("`{raw}` is not a percentage: {e}")))?;
+        return CloseSize::position_percent(pct).map_err(|e| err(format!("`{raw}`: {e}")));
+    }
+    Quantity::from_str(raw).map(CloseSize::Base).map_err(|e| {
+        err(format!(
+            "`{raw}` is not a size to close ({e}): write units of the base asset (\"0.5\") or a percent of the \
+             position (\"50%\")"
+        ))
+    })
+}
+
+/// Refuses entry fields on an order that opens nothing (a close, or a reduce-only order).
+pub(super) fn refuse_entry_fields(raw: &RawPayload, what: &str) -> Result<(), FieldError> {
+    for name in ["stop_loss", "take_profit", "leverage"] {
+        if raw.get(name).is_some() {
+            return Err(FieldError::new(
+                name,
+                format!("{what} opens nothing, so it takes no `{name}`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a stop or target level on the wrong side of the entry price: for a long, a stop at or above it or a
+/// target at or below it; the reverse for a short. The entry price is the signal's `price`, else `last_price` (the
+/// symbol's last mark); with neither nothing is checked here, and the strategy answers `no_price`. `position` is the
+/// symbol's signed position, which tells the side a `reverse` opens.
+pub fn check_levels(
+    signal: &Signal,
+    last_price: Option<Price>,
+    position: Decimal,
+) -> Result<(), FieldError> {
+    let (side, order): (PositionSide, &EntryParams) = match &signal.intent {
+        Intent::Open { side, order } => (*side, order),
+        Intent::Reverse { order } if position > Decimal::ZERO => (PositionSide::Short, order),
+        Intent::Reverse { order } if position < Decimal::ZERO => (PositionSide::Long, order),
+        _ => return Ok(()),
+    };
+    let Some(entry) = signal.price.or(last_price) else {
+        return Ok(());
+    };
+    let long = side == PositionSide::Long;
+    let side_name = if long { "long" } else { "short" };
+    if let Some(ExitLevel::Price(stop)) = order.stop_loss {
+        let wrong = if long { stop >= entry } else { stop <= entry };
+        if wrong {
+            let should = if long { "below" } else { "above" };
+            return Err(FieldError::new(
+                "stop_loss",
+                format!(
+                    "{stop} is on the wrong side: a {side_name}'s stop must be {should} the entry price {entry}"
+                ),
+            ));
+        }
+    }
+    if let Some(ExitLevel::Price(target)) = order.take_profit {
+        let wrong = if long {
+            target <= entry
+        } else {
+            target >= entry
+        };
+        if wrong {
+            let should = if long { "above" } else { "below" };
+            return Err(FieldError::new(
+                "take_profit",
+                format!(
+                    "{target} is on the wrong side: a {side_name}'s target must be {should} the entry price {entry}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sentinel_actors::types::{SignalId, Symbol, Timestamp};
+
+    fn raw(json: &str) -> RawPayload {
+        RawPayload::parse(json.as_bytes()).unwrap()
+    }
+
+    fn p(s: &str) -> Price {
+        Price::from_str(s).unwrap()
+    }
+
+    fn entry(side: PositionSide, stop: Option<&str>, target: Option<&str>) -> Intent {
+        Intent::Open {
+            side,
+            order: EntryParams {
+                stop_loss: stop.map(|s| ExitLevel::Price(p(s))),
+                take_profit: target.map(|s| ExitLevel::Price(p(s))),
+                ..EntryParams::default()
+            },
+        }
+    }
+
+    fn signal(price: Option<&str>, intent: Intent) -> Signal {
+        Signal {
+            id: SignalId::new("s").unwrap(),
+            source: "t".into(),
+            symbol: Symbol::new("ETHUSDT").unwrap(),
+            received_at: Timestamp(0),
+            sent_at: None,
+            price: price.map(p),
+            intent,
+            comment: None,
+        }
+    }
+
+    fn field(result: Result<(), FieldError>) -> Option<&'static str> {
+        result.err().map(|e| e.field)
+    }
+
+    #[test]
+    fn levels_on_the_wrong_side_name_their_field() {
+        use PositionSide::{Long, Short};
+        let cases = [
+            // (side, stop, target, price, last, refused field)
+            (
+                Short,
+                Some("2700"),
+                None,
+                Some("2800"),
+                None,
+                Some("stop_loss"),
+            ),
+            (
+                Short,
+                None,
+                Some("2900"),
+                Some("2800"),
+                None,
+                Some("take_profit"),
+            ),
+            (
+                Short,
+                Some("2800"),
+                None,
+                Some("2800"),
+                None,
+                Some("stop_loss"),
+            ),
+            (Short, Some("2900"), Some("2700"), Some("2800"), None, None),
+            (
+                Long,
+                Some("2800"),
+                None,
+                Some("2800"),
+                None,
+                Some("stop_loss"),
+            ),
+            (
+                Long,
+                None,
+                Some("2800"),
+                Some("2800"),
+                None,
+                Some("take_profit"),
+            ),
+            (Long, Some("2700"), Some("2900"), Some("2800"), None, None),
+            // No price in the payload: the last mark is the entry price.
+            (
+                Long,
+                Some("2900"),
+                None,
+                None,
+                Some("2800"),
+                Some("stop_loss"),
+            ),
+            (Long, Some("2700"), None, None, Some("2800"), None),
+            // No price known at all: left to the strategy (`no_price`).
+            (Long, Some("2900"), None, None, None, None),
+        ];
+        for (side, stop, target, price, last, refused) in cases {
+            let s = signal(price, entry(side, stop, target));
+            assert_eq!(
+                field(check_levels(&s, last.map(p), Decimal::ZERO)),
+                refused,
+                "{side:?} stop {stop:?} target {target:?} at {price:?}/{last:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reverse_is_checked_for_the_side_it_opens() {
+        let reverse = Intent::Reverse {
+            order: EntryParams {
+                stop_loss: Some(ExitLevel::Price(p("2700"))),
+                ..EntryParams::default()
+            },
+        };
+        let s = signal(Some("2800"), reverse);
+        // Long now: the reverse opens a short, whose stop must be above 2800.
+        assert_eq!(
+            field(check_levels(&s, None, Decimal::ONE)),
+            Some("stop_loss")
+        );
+        assert_eq!(field(check_levels(&s, None, Decimal::NEGATIVE_ONE)), None);
+    }
+
+    #[test]
+    fn unsupported_fields_are_named() {
+        for (json, name) in [
+            (r#"{"order_type":"limit"}"#, "order_type"),
+            (r#"{"limit_price":90}"#, "limit_price"),
+            (r#"{"time_in_force":"GTC"}"#, "time_in_force"),
+            (r#"{"trailing_stop":"1%"}"#, "trailing_stop"),
+            (r#"{"Trailing_Offset":"1"}"#, "trailing_stop"),
+            (r#"{"SL":"1%"}"#, "sl"),
+            (r#"{"qty":"1"}"#, "qty"),
+        ] {
+            assert_eq!(
+                refuse_unsupported(&raw(json)).unwrap_err().field,
+                name,
+                "{json}"
+            );
+        }
+        for fine in [
+            r#"{"order_type":"market"}"#,
+            r#"{"order_type":"MARKET","limit_price":null}"#,
+            r#"{"interval":"5","exchange":"BINANCE"}"#,
+        ] {
+            assert_eq!(refuse_unsupported(&raw(fine)), Ok(()), "{fine}");
+        }
+    }
+
+    #[test]
+    fn close_sizes() {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        assert_eq!(
+            close_size(&Value::String("50%".into())),
+            Ok(CloseSize::PositionPercent(d("50")))
+        );
+        assert_eq!(
+            close_size(&serde_json::json!(0.5)),
+            Ok(CloseSize::Base(Quantity::from_str("0.5").unwrap()))
+        );
+        assert_eq!(
+            close_size(&Value::String("0.25".into())),
+            Ok(CloseSize::Base(Quantity::from_str("0.25").unwrap()))
+        );
+        for bad in ["0%", "101%", "-1%", "500 USDT", "-1", "x"] {
+            assert!(close_size(&Value::String(bad.into())).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reduce_only_values() {
+        assert_eq!(reduce_only(&raw("{}")), Ok(false));
+        assert_eq!(reduce_only(&raw(r#"{"reduce_only":true}"#)), Ok(true));
+        assert_eq!(reduce_only(&raw(r#"{"reduce_only":"false"}"#)), Ok(false));
+        assert!(reduce_only(&raw(r#"{"reduce_only":1}"#)).is_err());
+    }
+}

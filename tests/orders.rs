@@ -1,0 +1,321 @@
+//! Orders mean what they say: wrong-side levels and unsupported fields are refused naming the field, partial
+//! closes and reduce-only orders take what was asked, and levels on an add follow one rule. Through the daemon, with
+//! the paper venue at no fees and no slippage.
+
+mod common;
+
+use awc::http::StatusCode;
+use common::{config, free_config, Daemon};
+use serde_json::{json, Value};
+
+/// The body is refused 422 naming `field`.
+async fn refused(c: &common::Client, body: Value, field: &str) {
+    let (status, answer) = c.tradingview(body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{body} -> {answer}"
+    );
+    assert_eq!(answer["error"]["field"], field, "{body} -> {answer}");
+}
+
+async fn orders(c: &common::Client) -> Vec<Value> {
+    c.get("/api/orders?limit=1000").await["orders"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The open position, signed: negative for a short.
+async fn quantity(c: &common::Client, symbol: &str) -> Option<String> {
+    c.position(symbol).await.map(|p| {
+        let quantity = p["quantity"].as_str().unwrap();
+        match p["side"].as_str() {
+            Some("short") => format!("-{quantity}"),
+            _ => quantity.to_string(),
+        }
+    })
+}
+
+async fn balance(c: &common::Client) -> Value {
+    c.get("/api/account").await["balance"].clone()
+}
+
+#[actix_web::test]
+async fn wrong_side_unsupported_and_invalid_fields_are_refused_and_place_nothing() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    let eth = |extra: Value| {
+        let mut body = json!({"symbol": "ETHUSDT"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let cases = [
+        // The issue's short at 2800 with both levels on the wrong side.
+        (
+            json!({"action": "open_short", "price": 2800, "stop_loss": 2700}),
+            "stop_loss",
+        ),
+        (
+            json!({"action": "open_short", "price": 2800, "take_profit": 2900}),
+            "take_profit",
+        ),
+        (
+            json!({"action": "open_short", "price": 2800, "stop_loss": 2800}),
+            "stop_loss",
+        ),
+        (
+            json!({"action": "open_long", "price": 2800, "stop_loss": "2800"}),
+            "stop_loss",
+        ),
+        (
+            json!({"action": "buy", "price": 2800, "take_profit": "2799.99"}),
+            "take_profit",
+        ),
+        // Percent stops: negative, zero and 100 % or more are no stops.
+        (
+            json!({"action": "open_long", "price": 2800, "stop_loss": "-1%"}),
+            "stop_loss",
+        ),
+        (
+            json!({"action": "open_long", "price": 2800, "stop_loss": "0%"}),
+            "stop_loss",
+        ),
+        (
+            json!({"action": "open_long", "price": 2800, "stop_loss": "100%"}),
+            "stop_loss",
+        ),
+        (
+            json!({"action": "open_long", "price": 2800, "stop_loss": "150%"}),
+            "stop_loss",
+        ),
+        // Fields that would change the order's meaning.
+        (
+            json!({"action": "open_long", "price": 100, "order_type": "limit", "limit_price": 90}),
+            "order_type",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "limit_price": 90}),
+            "limit_price",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "time_in_force": "GTC"}),
+            "time_in_force",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "trailing_stop": "1%"}),
+            "trailing_stop",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "qty": "2"}),
+            "qty",
+        ),
+        (json!({"signal": "BUY", "price": 100, "sl": "95"}), "sl"),
+        (
+            json!({"action": "reverse", "price": 100, "reduce_only": true}),
+            "reduce_only",
+        ),
+        (
+            json!({"market_position": "long", "market_position_size": "1", "price": 100, "reduce_only": true}),
+            "reduce_only",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "reduce_only": "maybe"}),
+            "reduce_only",
+        ),
+        (
+            json!({"action": "buy", "price": 100, "reduce_only": true, "stop_loss": "95"}),
+            "stop_loss",
+        ),
+        (
+            json!({"action": "close_long", "price": 100, "take_profit": "120"}),
+            "take_profit",
+        ),
+        (
+            json!({"action": "close_long", "price": 100, "position_size": "500 USDT"}),
+            "position_size",
+        ),
+        (
+            json!({"action": "close", "price": 100, "position_size": "101%"}),
+            "position_size",
+        ),
+        (
+            json!({"signal": "SELL", "price": 100, "reduce_only": true, "take_profit": "90"}),
+            "take_profit",
+        ),
+        (
+            json!({"action": "update_stops", "price": 100, "stop_loss": "90"}),
+            "action",
+        ),
+    ];
+    for (extra, field) in cases {
+        refused(&c, eth(extra), field).await;
+    }
+    assert!(orders(&c).await.is_empty(), "nothing placed");
+    assert!(c.get("/api/signals").await["signals"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Without a price in the payload, the last mark is the entry price: a tick at 2800, then a long whose stop is
+    // above it.
+    let tick = c.act(json!({"symbol": "ETHUSDT", "price": 2800})).await;
+    assert_eq!(tick["status"], "ignored", "{tick}");
+    refused(
+        &c,
+        json!({"symbol": "ETHUSDT", "action": "open_long", "stop_loss": 2900}),
+        "stop_loss",
+    )
+    .await;
+    refused(
+        &c,
+        json!({"symbol": "ETHUSDT", "action": "open_short", "take_profit": 2800.5}),
+        "take_profit",
+    )
+    .await;
+    assert!(orders(&c).await.is_empty(), "nothing placed");
+
+    // The same levels on the right side fill, and `order_type: market` is what Sentinel does anyway.
+    let record = c
+        .act(
+            json!({"symbol": "ETHUSDT", "action": "open_short", "order_type": "market",
+                    "stop_loss": 2900, "take_profit": 2700}),
+        )
+        .await;
+    assert_eq!(record["status"], "filled", "{record}");
+    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("-1"));
+}
+
+#[actix_web::test]
+async fn partial_closes_by_quantity_and_percent() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    let act = |body: Value| c.act(body);
+    act(json!({"symbol": "ETHUSDT", "action": "open_long", "price": 2000, "position_size": "1"}))
+        .await;
+
+    // 0.4 of 1 at 2100: 0.6 left, (2100 - 2000) x 0.4 = 40 realized.
+    let record = act(
+        json!({"symbol": "ETHUSDT", "action": "close_long", "price": 2100, "position_size": "0.4"}),
+    )
+    .await;
+    assert_eq!(record["status"], "filled", "{record}");
+    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("0.6"));
+    assert_eq!(balance(&c).await, "10040");
+
+    // 50% of 0.6 = 0.3 at 2200: 0.3 left, (2200 - 2000) x 0.3 = 60 more.
+    act(json!({"symbol": "ETHUSDT", "action": "close", "price": 2200, "position_size": "50%"}))
+        .await;
+    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("0.3"));
+    assert_eq!(balance(&c).await, "10100");
+
+    // 5 is more than the 0.3 held: capped, the position is flat and nothing is opened short.
+    // (1900 - 2000) x 0.3 = -30.
+    act(json!({"symbol": "ETHUSDT", "action": "close_long", "price": 1900, "position_size": 5}))
+        .await;
+    assert_eq!(quantity(&c, "ETHUSDT").await, None);
+    assert_eq!(balance(&c).await, "10070");
+
+    // A reduce-only buy reduces a short and never opens a long: short 1 at 2000, buy 0.25 reduce-only at 1900
+    // leaves -0.75 and realizes (2000 - 1900) x 0.25 = 25.
+    act(json!({"symbol": "ETHUSDT", "action": "open_short", "price": 2000, "position_size": "1"}))
+        .await;
+    act(json!({"symbol": "ETHUSDT", "action": "buy", "price": 1900, "position_size": "0.25", "reduce_only": true}))
+        .await;
+    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("-0.75"));
+    assert_eq!(balance(&c).await, "10095");
+    // Without a size it closes the rest: (2000 - 1900) x 0.75 = 75.
+    act(json!({"symbol": "ETHUSDT", "action": "buy", "price": 1900, "reduce_only": "true"})).await;
+    assert_eq!(quantity(&c, "ETHUSDT").await, None);
+    assert_eq!(balance(&c).await, "10170");
+    // Flat: a reduce-only buy has nothing to reduce and opens nothing.
+    let record =
+        act(json!({"symbol": "ETHUSDT", "action": "buy", "price": 1900, "reduce_only": true}))
+            .await;
+    assert_eq!(
+        record["outcome"]["reason"]["code"], "nothing_to_close",
+        "{record}"
+    );
+    assert_eq!(quantity(&c, "ETHUSDT").await, None);
+    // A plain SELL signal (as OctoBot's REDUCE_ONLY sends it) reduces a long by its volume: 1 - 0.1 = 0.9 left,
+    // at the entry price, so nothing realized.
+    act(json!({"symbol": "ETHUSDT", "action": "open_long", "price": 2000, "position_size": "1"}))
+        .await;
+    act(json!({"symbol": "ETHUSDT", "signal": "SELL", "price": 2000, "volume": "0.1", "reduce_only": true})).await;
+    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("0.9"));
+    assert_eq!(balance(&c).await, "10170");
+    // One open, three partial closes, one open, two reduce-only buys, one open, one reduce-only sell: nine fills.
+    assert_eq!(orders(&c).await.len(), 9);
+}
+
+#[actix_web::test]
+async fn percent_levels_on_an_add_are_measured_from_the_average_entry() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    c.act(
+        json!({"symbol": "ETHUSDT", "action": "open_long", "price": 2000, "position_size": "1",
+                 "stop_loss": "10%"}),
+    )
+    .await;
+    // The add's 10% stop applies to the whole position, from the average entry (2000 + 2200) / 2 = 2100:
+    // 2100 x 0.9 = 1890 (measured from the add's own fill it would be 1980; the first entry's was 1800).
+    c.act(
+        json!({"symbol": "ETHUSDT", "action": "open_long", "price": 2200, "position_size": "1",
+                 "stop_loss": "10%"}),
+    )
+    .await;
+    let entry = c.position("ETHUSDT").await.unwrap();
+    assert_eq!(
+        (entry["quantity"].as_str(), entry["entry_price"].as_str()),
+        (Some("2"), Some("2100"))
+    );
+    c.act(json!({"symbol": "ETHUSDT", "price": 1980})).await;
+    c.act(json!({"symbol": "ETHUSDT", "price": 1890.01})).await;
+    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("2"));
+    c.act(json!({"symbol": "ETHUSDT", "price": 1890})).await;
+    assert_eq!(quantity(&c, "ETHUSDT").await, None, "stopped at 1890");
+    // (1890 - 2100) x 2 = -420.
+    assert_eq!(balance(&c).await, "9580");
+}
+
+#[actix_web::test]
+async fn an_add_without_levels_keeps_the_resting_ones_whatever_the_defaults() {
+    // SOLUSDT has a default target of 50%: it arms a new position, never an add.
+    let extra = r#"
+[[symbols]]
+symbol = "SOLUSDT"
+default_size = "1"
+max_leverage = 10
+quantity_step = "0.01"
+take_profit = "50%"
+"#;
+    let daemon = Daemon::start(&config("fee_rate = \"0\"\nslippage = \"0\"", extra));
+    let c = daemon.client();
+    c.act(
+        json!({"symbol": "SOLUSDT", "action": "open_long", "price": 100, "stop_loss": 90,
+                 "take_profit": 120}),
+    )
+    .await;
+    // The add gives no levels: the stop at 90 and the target at 120 stay for both units (the default would have
+    // put the target at 1.5 x the average 105 = 157.5).
+    c.act(json!({"symbol": "SOLUSDT", "action": "open_long", "price": 110}))
+        .await;
+    c.act(json!({"symbol": "SOLUSDT", "price": 119.99})).await;
+    assert_eq!(quantity(&c, "SOLUSDT").await.as_deref(), Some("2"));
+    c.act(json!({"symbol": "SOLUSDT", "price": 120})).await;
+    assert_eq!(quantity(&c, "SOLUSDT").await, None, "target at 120");
+    // (120 - 105) x 2 = 30.
+    assert_eq!(balance(&c).await, "10030");
+
+    // A new position gets the default target: 1 at 100, 100 x 1.5 = 150.
+    c.act(json!({"symbol": "SOLUSDT", "action": "open_long", "price": 100}))
+        .await;
+    c.act(json!({"symbol": "SOLUSDT", "price": 149.99})).await;
+    assert_eq!(quantity(&c, "SOLUSDT").await.as_deref(), Some("1"));
+    c.act(json!({"symbol": "SOLUSDT", "price": 150})).await;
+    assert_eq!(quantity(&c, "SOLUSDT").await, None, "default target at 150");
+    // 30 + (150 - 100) x 1 = 80.
+    assert_eq!(balance(&c).await, "10080");
+}
