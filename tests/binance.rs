@@ -747,3 +747,30 @@ async fn leverage_is_set_again_when_a_signal_asks_for_another() {
         .count();
     assert_eq!(leverage_calls, 2, "set once per change, not per order");
 }
+
+#[actix_web::test]
+async fn an_adds_percent_legs_are_measured_from_the_average_entry() {
+    let fake = FakeBinance::start().await;
+    let daemon = start(&fake, "").await;
+    let client = daemon.client();
+    client.act(open_long("BTCUSDT")).await;
+    // 0.01 at 50,000, then 0.01 at 52,000: the average entry is 51,000, so the 2 % stop is 49,980 and the 6 %
+    // target 54,060 (both on the 0.10 tick).
+    fake.set_mark("BTCUSDT", d("52000"));
+    let record = client.act(open_long("BTCUSDT")).await;
+    assert_eq!(record["status"], "filled", "{record}");
+    assert_eq!(fake.position("BTCUSDT"), d("0.02"));
+    let legs = new_algos(&fake, "BTCUSDT");
+    assert_eq!(
+        legs.len(),
+        2,
+        "the first entry's legs were replaced: {legs:?}"
+    );
+    let stop = legs.iter().find(|l| l.order_type == "STOP_MARKET").unwrap();
+    let target = legs
+        .iter()
+        .find(|l| l.order_type == "TAKE_PROFIT_MARKET")
+        .unwrap();
+    assert_eq!(stop.trigger_price, d("49980"));
+    assert_eq!(target.trigger_price, d("54060"));
+}

@@ -104,18 +104,6 @@ impl ArmedExits {
     }
 }
 
-/// What a fill does to a symbol's exits, with `%` levels measured from the fill's own price. For a venue that
-/// does not track the average entry (Binance's adapter keeps quantities only); the ledger and paper use
-/// `after_fill_at`.
-pub fn after_fill(
-    exits: &mut Option<ArmedExits>,
-    order: Option<&OrderRequest>,
-    fill: &Fill,
-    position_after: Decimal,
-) {
-    after_fill_at(exits, order, fill, position_after, fill.price.get());
-}
-
 /// What a fill does to a symbol's exits. The rule, one for every entry and add:
 /// - a flat position has none; a fill that turned the position to the other side drops the old side's;
 /// - an entry's levels apply to the whole position, `%` ones measured from `average_entry` (the position's average

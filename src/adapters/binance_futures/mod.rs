@@ -25,8 +25,9 @@ use tracing::{info, warn};
 use sentinel_actors::exits::ArmedExits;
 use sentinel_actors::ledger::Ledger;
 use sentinel_actors::order::{Fill, FillReason, OrderRequest};
+use sentinel_actors::portfolio::Position;
 use sentinel_actors::risk::Approved;
-use sentinel_actors::types::{ClientOrderId, Price, Side, Symbol, Timestamp};
+use sentinel_actors::types::{ClientOrderId, Price, Symbol, Timestamp};
 use sentinel_actors::venue::{
     Balance, Execution, ExecutionReport, ExecutionVenue, Marks, OpenOrder, RejectReason,
     RuleViolation, VenueError, VenueFuture, VenuePosition,
@@ -58,8 +59,8 @@ pub enum FeedMode {
 /// What the venue knows of the account between calls.
 #[derive(Debug, Default)]
 struct Book {
-    /// Signed position amounts as the venue last told us.
-    positions: HashMap<Symbol, Decimal>,
+    /// Positions as the venue last told us, and as our fills moved them since.
+    positions: HashMap<Symbol, Position>,
     /// Leverage set on the exchange, per symbol, since start.
     leverage: HashMap<Symbol, u32>,
     /// Symbols whose margin type was set since start.
@@ -73,15 +74,12 @@ struct Book {
 }
 
 impl Book {
-    /// Moves the symbol's position by a fill; the position after it.
-    fn apply(&mut self, fill: &Fill) -> Decimal {
-        let signed = match fill.side {
-            Side::Buy => fill.quantity.get(),
-            Side::Sell => -fill.quantity.get(),
-        };
+    /// Books a fill on the symbol's position (the same arithmetic as the ledger's, so both measure levels from the
+    /// same average entry); the position after it, and its average entry.
+    fn apply(&mut self, fill: &Fill) -> (Decimal, Decimal) {
         let position = self.positions.entry(fill.symbol.clone()).or_default();
-        *position = position.saturating_add(signed);
-        *position
+        position.apply(fill, None);
+        (position.quantity, position.entry_price)
     }
 }
 

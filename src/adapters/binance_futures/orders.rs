@@ -334,10 +334,10 @@ async fn after_fill(inner: &Inner, order: &OrderRequest, fill: &Fill) {
     let symbol = &order.symbol;
     let (current, desired) = {
         let mut book = inner.book();
-        let after = book.apply(fill);
+        let (after, entry) = book.apply(fill);
         let current = book.legs.get(symbol).cloned();
         let mut desired = current.clone();
-        exits::after_fill(&mut desired, Some(order), fill, after);
+        exits::after_fill_at(&mut desired, Some(order), fill, after, entry);
         (current, desired)
     };
     move_legs(inner, symbol, current, desired).await;

@@ -14,6 +14,7 @@ use sentinel_actors::event::{AdoptedPosition, Event};
 use sentinel_actors::exits::ArmedExits;
 use sentinel_actors::ledger::Ledger;
 use sentinel_actors::order::FillReason;
+use sentinel_actors::portfolio::Position;
 use sentinel_actors::types::{PositionSide, Symbol};
 use sentinel_actors::venue::{Balance, VenuePosition};
 
@@ -192,7 +193,14 @@ pub async fn read(inner: &Inner, ledger: &Ledger) -> anyhow::Result<Reconciliati
                     exits: exits.clone(),
                 });
             }
-            book.positions.insert(symbol.clone(), quantity);
+            book.positions.insert(
+                symbol.clone(),
+                Position {
+                    quantity,
+                    entry_price: entry,
+                    ..Position::default()
+                },
+            );
             if let Some(exits) = exits {
                 book.legs.insert(symbol, exits);
             }
