@@ -18,6 +18,9 @@ use crate::types::{ClientOrderId, Price, SignalId, Symbol, Timestamp};
 const DAY_MS: i64 = 86_400_000;
 /// The window of the orders-per-minute limits, and how far back order times are kept.
 pub const WINDOW_MS: i64 = 60_000;
+/// Orders of the last minute kept at most: the most an orders-per-minute limit may be set to (Binance allows 1,200
+/// a minute), and a bound on what every published view copies, whatever the throughput.
+pub const ORDERS_KEPT: usize = 2_000;
 
 /// A limit written as an amount of the quote currency ("500") or a percentage of a base ("5%").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,7 +251,9 @@ impl LimitsState {
             self.peak_equity = self.peak_equity.max(portfolio.equity());
         }
         let horizon = at.0.saturating_sub(WINDOW_MS);
-        while self.orders.front().is_some_and(|o| o.at.0 <= horizon) {
+        while self.orders.front().is_some_and(|o| o.at.0 <= horizon)
+            || self.orders.len() > ORDERS_KEPT
+        {
             self.orders.pop_front();
         }
     }

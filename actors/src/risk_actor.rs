@@ -1,6 +1,7 @@
 //! The risk actor: checks each proposed order against the published ledger view and hands approved ones to the
 //! exchange actor. It owns the trading state (the kill switch).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::messages::{Execute, GetTradingState, Placed, Propose, SetTradingState
 use crate::order::{OrderOutcome, OrderRequest};
 use crate::risk::{Approved, DenyReason, Exposure, RiskEngine, TradingState};
 use crate::supervise::guard;
-use crate::types::Timestamp;
+use crate::types::{ClientOrderId, Timestamp};
 use crate::venue::{Marks, VenueError};
 
 /// How long risk waits for the ledger to fold an order's signal before judging the order without it (a signal
@@ -114,15 +115,22 @@ impl RiskActor {
             }
             Err(reason) => return Err(reason),
         };
+        // Approvals the view has not folded yet count towards the per-minute limits; without those limits nothing
+        // needs them, and under load the set would be thousands long.
+        let per_minute = self.limits.max_orders_per_minute.is_some()
+            || self.limits.max_orders_per_minute_per_symbol.is_some();
         if grows(exposure.position, order) {
-            self.unfolded.retain(|o| {
-                o.at.0 > now.0.saturating_sub(WINDOW_MS)
-                    && !view
-                        .limits
-                        .orders
-                        .iter()
-                        .any(|f| f.client_order_id == o.client_order_id)
-            });
+            if per_minute {
+                let folded: HashSet<&ClientOrderId> = view
+                    .limits
+                    .orders
+                    .iter()
+                    .map(|f| &f.client_order_id)
+                    .collect();
+                self.unfolded.retain(|o| {
+                    o.at.0 > now.0.saturating_sub(WINDOW_MS) && !folded.contains(&o.client_order_id)
+                });
+            }
             let venue_mark = self
                 .marks
                 .as_ref()
@@ -137,11 +145,13 @@ impl RiskActor {
             };
             self.limits.check(order, &judged)?;
         }
-        self.unfolded.push(OrderStamp {
-            at: now,
-            symbol: order.symbol.clone(),
-            client_order_id: order.client_order_id.clone(),
-        });
+        if per_minute {
+            self.unfolded.push(OrderStamp {
+                at: now,
+                symbol: order.symbol.clone(),
+                client_order_id: order.client_order_id.clone(),
+            });
+        }
         Ok(approved)
     }
 

@@ -146,6 +146,11 @@ fn limits(c: &mut Checker, raw: &RawRisk) -> Limits {
     let count = |c: &mut Checker, key: &str, value: Option<i64>| {
         value.map(|v| c.whole(&format!("risk.{key}"), Some(v), 1, 1..=1_000_000) as u32)
     };
+    // The log keeps the last minute's orders up to this many, so a limit can count no more.
+    let per_minute = |c: &mut Checker, key: &str, value: Option<i64>| {
+        let most = sentinel_actors::limits::ORDERS_KEPT as u64;
+        value.map(|v| c.whole(&format!("risk.{key}"), Some(v), 1, 1..=most) as u32)
+    };
     let secs = |c: &mut Checker, key: &str, value: Option<i64>| {
         value.map(|v| c.whole(&format!("risk.{key}"), Some(v), 1, 1..=31_536_000) as i64 * 1000)
     };
@@ -161,8 +166,8 @@ fn limits(c: &mut Checker, raw: &RawRisk) -> Limits {
                     .ok_or_else(|| format!("must be at most {}", amount::MAX_ACCOUNT_TOTAL))
             })
         }),
-        max_orders_per_minute: count(c, "max_orders_per_minute", raw.max_orders_per_minute),
-        max_orders_per_minute_per_symbol: count(
+        max_orders_per_minute: per_minute(c, "max_orders_per_minute", raw.max_orders_per_minute),
+        max_orders_per_minute_per_symbol: per_minute(
             c,
             "max_orders_per_minute_per_symbol",
             raw.max_orders_per_minute_per_symbol,
