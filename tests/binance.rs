@@ -774,3 +774,47 @@ async fn an_adds_percent_legs_are_measured_from_the_average_entry() {
     assert_eq!(stop.trigger_price, d("49980"));
     assert_eq!(target.trigger_price, d("54060"));
 }
+
+#[actix_web::test]
+async fn update_stops_moves_the_algo_legs_that_changed() {
+    let fake = FakeBinance::start().await;
+    let daemon = start(&fake, "").await;
+    let client = daemon.client();
+    client.act(open_long("BTCUSDT")).await;
+    let before = new_algos(&fake, "BTCUSDT");
+    let old_stop = before
+        .iter()
+        .find(|l| l.order_type == "STOP_MARKET")
+        .unwrap()
+        .clone();
+    let old_target = before
+        .iter()
+        .find(|l| l.order_type == "TAKE_PROFIT_MARKET")
+        .unwrap()
+        .clone();
+    assert_eq!(old_stop.trigger_price, d("49000"));
+
+    let record = client
+        .act(json!({"symbol": "BTCUSDT", "action": "update_stops", "stop_loss": "49512.34"}))
+        .await;
+    assert_eq!(record["status"], "exits_moved", "{record}");
+    // The old stop is cancelled; the new one rests at its trigger rounded up to the 0.10 tick (a long's stop a
+    // little tighter, never looser); the target, not given, is the same algo order as before.
+    let cancelled = fake
+        .algo_orders()
+        .into_iter()
+        .find(|a| a.algo_id == old_stop.algo_id)
+        .unwrap();
+    assert_eq!(cancelled.status, "CANCELED");
+    let legs = new_algos(&fake, "BTCUSDT");
+    assert_eq!(legs.len(), 2, "{legs:?}");
+    let stop = legs.iter().find(|l| l.order_type == "STOP_MARKET").unwrap();
+    assert_eq!(stop.trigger_price, d("49512.4"));
+    assert!(stop.close_position);
+    assert_ne!(stop.client_algo_id, old_stop.client_algo_id);
+    let target = legs
+        .iter()
+        .find(|l| l.order_type == "TAKE_PROFIT_MARKET")
+        .unwrap();
+    assert_eq!(target.algo_id, old_target.algo_id);
+}

@@ -145,9 +145,15 @@ async fn wrong_side_unsupported_and_invalid_fields_are_refused_and_place_nothing
             json!({"signal": "SELL", "price": 100, "reduce_only": true, "take_profit": "90"}),
             "take_profit",
         ),
+        // Nothing is entered: entry fields are refused, and at least one level is needed.
         (
-            json!({"action": "update_stops", "price": 100, "stop_loss": "90"}),
-            "action",
+            json!({"action": "update_stops", "price": 100, "stop_loss": "90", "position_size": "1"}),
+            "position_size",
+        ),
+        (json!({"action": "update_stops", "price": 100}), "stop_loss"),
+        (
+            json!({"action": "move_stop_to_breakeven", "price": 100, "stop_loss": "90"}),
+            "stop_loss",
         ),
     ];
     for (extra, field) in cases {
@@ -318,4 +324,167 @@ take_profit = "50%"
     assert_eq!(quantity(&c, "SOLUSDT").await, None, "default target at 150");
     // 30 + (150 - 100) x 1 = 80.
     assert_eq!(balance(&c).await, "10080");
+}
+
+/// The exits a signal's outcome says rest now: (stop, target).
+fn moved(record: &Value) -> (Value, Value) {
+    assert_eq!(record["status"], "exits_moved", "{record}");
+    let exits = &record["outcome"]["exits"];
+    (
+        exits["stop_loss"][0].clone(),
+        exits["take_profit"][0].clone(),
+    )
+}
+
+/// The journaled fills of a reason (`stop_loss`, `take_profit`, `signal`), with their prices.
+async fn fills_for(c: &common::Client, reason: &str) -> Vec<String> {
+    orders(c)
+        .await
+        .iter()
+        .filter(|o| o["kind"] == "filled" && o["fill"]["reason"] == reason)
+        .map(|o| o["fill"]["price"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[actix_web::test]
+async fn update_stops_moves_the_stop_measured_from_the_average_entry() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    c.act(json!({"symbol": "BTCUSDT", "action": "open_long", "price": 100, "position_size": "1"}))
+        .await;
+    // 2% below the entry 100: 98. No price in the payload: the last price 100 is the market.
+    let record = c
+        .act(json!({"symbol": "BTCUSDT", "action": "update_stops", "stop_loss": "2%"}))
+        .await;
+    assert_eq!(moved(&record), (json!("98"), Value::Null));
+    c.act(json!({"symbol": "BTCUSDT", "price": 98.01})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    c.act(json!({"symbol": "BTCUSDT", "price": 98})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at 98");
+    assert_eq!(fills_for(&c, "stop_loss").await, ["98"]);
+    // (98 - 100) x 1 = -2.
+    assert_eq!(balance(&c).await, "9998");
+}
+
+#[actix_web::test]
+async fn break_even_puts_the_stop_at_the_entry_and_not_past_the_market() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    c.act(
+        json!({"symbol": "BTCUSDT", "action": "open_long", "price": 100, "position_size": "1",
+                 "take_profit": 120}),
+    )
+    .await;
+    // In profit at 101: the stop goes to the entry 100, the target at 120 stays.
+    let record = c
+        .act(json!({"symbol": "BTCUSDT", "action": "move_stop_to_breakeven", "price": 101}))
+        .await;
+    assert_eq!(moved(&record), (json!("100"), json!("120")));
+    c.act(json!({"symbol": "BTCUSDT", "price": 100.01})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    c.act(json!({"symbol": "BTCUSDT", "price": 100})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at the entry");
+    // No slippage: closed at 100 exactly, nothing won or lost.
+    assert_eq!(fills_for(&c, "stop_loss").await, ["100"]);
+    assert_eq!(balance(&c).await, "10000");
+
+    // A losing long (last price 99, entry 100): a stop at 100 would be above the market and fire at once, so
+    // nothing moves, and the outcome says why.
+    c.act(
+        json!({"symbol": "BTCUSDT", "action": "open_long", "price": 100, "position_size": "1",
+                 "stop_loss": 90}),
+    )
+    .await;
+    let record = c
+        .act(json!({"symbol": "BTCUSDT", "action": "move_stop_to_breakeven", "price": 99}))
+        .await;
+    assert_eq!(record["status"], "ignored", "{record}");
+    let reason = &record["outcome"]["reason"];
+    assert_eq!(
+        (
+            &reason["code"],
+            &reason["field"],
+            &reason["level"],
+            &reason["last_price"]
+        ),
+        (
+            &json!("level_wrong_side"),
+            &json!("stop_loss"),
+            &json!("100"),
+            &json!("99")
+        ),
+        "{record}"
+    );
+    // The stop at 90 still rests.
+    c.act(json!({"symbol": "BTCUSDT", "price": 90.01})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    c.act(json!({"symbol": "BTCUSDT", "price": 90})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at 90");
+}
+
+#[actix_web::test]
+async fn stop_moves_need_a_position_and_the_right_side_of_the_market() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    let record = c
+        .act(json!({"symbol": "BTCUSDT", "action": "update_stops", "price": 100, "stop_loss": 95}))
+        .await;
+    assert_eq!(record["status"], "ignored", "{record}");
+    assert_eq!(record["outcome"]["reason"]["code"], "no_position");
+    let record = c
+        .act(json!({"symbol": "BTCUSDT", "action": "move_stop_to_breakeven", "price": 100}))
+        .await;
+    assert_eq!(record["outcome"]["reason"]["code"], "no_position");
+
+    c.act(json!({"symbol": "BTCUSDT", "action": "open_long", "price": 100, "position_size": "1"}))
+        .await;
+    // A long's stop above the last price, or its target below it: 422 naming the field, nothing recorded.
+    let before = c.get("/api/signals?limit=1000").await["signals"]
+        .as_array()
+        .unwrap()
+        .len();
+    refused(
+        &c,
+        json!({"symbol": "BTCUSDT", "action": "update_stops", "stop_loss": 100}),
+        "stop_loss",
+    )
+    .await;
+    refused(
+        &c,
+        json!({"symbol": "BTCUSDT", "action": "update_stops", "price": 104, "take_profit": 103}),
+        "take_profit",
+    )
+    .await;
+    let after = c.get("/api/signals?limit=1000").await["signals"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "nothing recorded");
+}
+
+#[actix_web::test]
+async fn moved_levels_survive_a_restart() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    c.act(
+        json!({"symbol": "BTCUSDT", "action": "open_long", "price": 100, "position_size": "1",
+                 "stop_loss": 90, "take_profit": 150}),
+    )
+    .await;
+    let record = c
+        .act(json!({"symbol": "BTCUSDT", "action": "update_stops", "stop_loss": 95, "take_profit": "10%"}))
+        .await;
+    assert_eq!(moved(&record), (json!("95"), json!("110")));
+
+    let daemon = daemon.restart();
+    let c = daemon.client();
+    // The ledger folded the move and the paper book was restored from it: the stop rests at 95 (not 90), the
+    // target at 110 (not 150).
+    c.act(json!({"symbol": "BTCUSDT", "price": 95.01})).await;
+    c.act(json!({"symbol": "BTCUSDT", "price": 109.99})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    c.act(json!({"symbol": "BTCUSDT", "price": 110})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await, None, "target at 110");
+    assert_eq!(fills_for(&c, "take_profit").await, ["110"]);
+    assert_eq!(balance(&c).await, "10010");
 }

@@ -121,6 +121,13 @@ pub enum Event {
         /// Every difference found, in words.
         mismatches: Vec<String>,
     },
+    /// A signal (`update_stops`, `move_stop_to_breakeven`) moved the symbol's resting stop loss and take profit:
+    /// these are the legs the venue now holds, replacing those before.
+    ExitsMoved {
+        symbol: Symbol,
+        signal_id: SignalId,
+        exits: ArmedExits,
+    },
 }
 
 /// A position as the venue holds it, adopted at start.
@@ -149,10 +156,11 @@ pub enum EventKind {
     TradingStateChanged,
     StrategyStateChanged,
     Reconciled,
+    ExitsMoved,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::SignalAccepted,
         EventKind::Decided,
         EventKind::RiskChecked,
@@ -164,6 +172,7 @@ impl EventKind {
         EventKind::TradingStateChanged,
         EventKind::StrategyStateChanged,
         EventKind::Reconciled,
+        EventKind::ExitsMoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +188,7 @@ impl EventKind {
             EventKind::TradingStateChanged => "trading_state_changed",
             EventKind::StrategyStateChanged => "strategy_state_changed",
             EventKind::Reconciled => "reconciled",
+            EventKind::ExitsMoved => "exits_moved",
         }
     }
 
@@ -207,6 +217,7 @@ impl Event {
             Event::TradingStateChanged { .. } => EventKind::TradingStateChanged,
             Event::StrategyStateChanged { .. } => EventKind::StrategyStateChanged,
             Event::Reconciled { .. } => EventKind::Reconciled,
+            Event::ExitsMoved { .. } => EventKind::ExitsMoved,
         }
     }
 
@@ -214,9 +225,9 @@ impl Event {
     pub fn signal_id(&self) -> Option<&SignalId> {
         match self {
             Event::SignalAccepted { signal, .. } => Some(&signal.id),
-            Event::Decided { signal_id, .. } | Event::SignalFinished { signal_id, .. } => {
-                Some(signal_id)
-            }
+            Event::Decided { signal_id, .. }
+            | Event::SignalFinished { signal_id, .. }
+            | Event::ExitsMoved { signal_id, .. } => Some(signal_id),
             Event::RiskChecked { order, .. }
             | Event::OrderSent { order }
             | Event::Rejected { order, .. } => Some(&order.signal_id),
@@ -235,7 +246,8 @@ impl Event {
             Event::Decided { symbol, .. }
             | Event::SignalFinished { symbol, .. }
             | Event::Cancelled { symbol, .. }
-            | Event::StrategyStateChanged { symbol, .. } => Some(symbol),
+            | Event::StrategyStateChanged { symbol, .. }
+            | Event::ExitsMoved { symbol, .. } => Some(symbol),
             Event::RiskChecked { order, .. }
             | Event::OrderSent { order }
             | Event::Rejected { order, .. } => Some(&order.symbol),

@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::event::{Event, Offset};
+use crate::exits::ArmedExits;
 use crate::log::{Clock, EventLog, Receipt};
-use crate::messages::{Execute, FindFill, PriceUpdate};
+use crate::messages::{Execute, FindFill, MoveExits, PriceUpdate};
 use crate::order::{Fill, OrderRequest};
 use crate::venue::{Execution, ExecutionReport, ExecutionVenue, VenueError};
 
@@ -207,6 +208,46 @@ impl Handler<FindFill> for ExchangeActor {
     }
 }
 
+impl Handler<MoveExits> for ExchangeActor {
+    type Result = ResponseActFuture<Self, Result<(ArmedExits, Offset), VenueError>>;
+
+    fn handle(&mut self, msg: MoveExits, _ctx: &mut Context<Self>) -> Self::Result {
+        let MoveExits {
+            symbol,
+            signal_id,
+            exits,
+        } = msg;
+        let moved = self.venue.move_exits(symbol.clone(), exits);
+        Box::pin(wrap_future::<_, Self>(moved).then(move |result, act: &mut Self, _| {
+            let fut: Reply<Result<(ArmedExits, Offset), VenueError>> = match result {
+                Ok(exits) => {
+                    info!(%symbol, %signal_id, stop_loss = ?exits.stop_loss.as_ref().map(|l| l.0),
+                          take_profit = ?exits.take_profit.as_ref().map(|l| l.0), "exits moved");
+                    // Waited for, as a fill is: the ledger and a restart must know which legs rest.
+                    let receipt = act.log.append(vec![Event::ExitsMoved {
+                        symbol,
+                        signal_id,
+                        exits: exits.clone(),
+                    }]);
+                    Box::pin(wrap_future::<_, Self>(async move { receipt.durable().await }).map(
+                        move |durable, _, _| match durable {
+                            Ok(offset) => Ok((exits, offset)),
+                            Err(e) => Err(VenueError::Unknown {
+                                detail: format!("the exits moved but could not be recorded: {e}"),
+                            }),
+                        },
+                    ))
+                }
+                Err(error) => {
+                    warn!(%symbol, %signal_id, %error, "exits not moved");
+                    Box::pin(actix::fut::ready(Err(error)))
+                }
+            };
+            fut
+        }))
+    }
+}
+
 impl StreamHandler<ExecutionReport> for ExchangeActor {
     fn handle(&mut self, report: ExecutionReport, ctx: &mut Context<Self>) {
         match report {
@@ -287,6 +328,9 @@ mod tests {
             nothing()
         }
         fn cancel(&self, _: Symbol, _: ClientOrderId) -> VenueFuture<()> {
+            nothing()
+        }
+        fn move_exits(&self, _: Symbol, _: ArmedExits) -> VenueFuture<ArmedExits> {
             nothing()
         }
         fn query(&self, _: Symbol, _: ClientOrderId) -> VenueFuture<Option<Fill>> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::order::{Fill, FillReason, OrderRequest};
 use crate::signal::ExitLevel;
-use crate::types::{ClientOrderId, PositionSide, Price};
+use crate::types::{ClientOrderId, PositionSide, Price, SignalId};
 
 /// Leg numbers of the exit orders an entry arms, after the legs a signal itself can produce.
 pub const STOP_LOSS_LEG: u8 = 90;
@@ -40,24 +40,7 @@ impl ArmedExits {
         } else {
             PositionSide::Short
         };
-        let level = |exit: ExitLevel, against: bool| -> Option<Price> {
-            match exit {
-                ExitLevel::Price(price) => Some(price),
-                ExitLevel::Percent(pct) => {
-                    // A stop sits against the position, a profit target with it.
-                    let up = (side == PositionSide::Long) != against;
-                    let sign = if up {
-                        Decimal::ONE
-                    } else {
-                        Decimal::NEGATIVE_ONE
-                    };
-                    // A level beyond the price bounds can never be crossed, so none is armed.
-                    let factor = Decimal::ONE.checked_add(sign * pct / Decimal::ONE_HUNDRED)?;
-                    let level = entry.get().checked_mul(factor)?;
-                    Price::new(level.round_dp(SCALE).normalize()).ok()
-                }
-            }
-        };
+        let level = |exit: ExitLevel, against: bool| level_at(side, entry, exit, against);
         Some(ArmedExits {
             side,
             stop_loss: protection
@@ -69,6 +52,53 @@ impl ArmedExits {
                 .and_then(|exit| level(exit, false))
                 .map(|p| (p, ClientOrderId::derive(&order.signal_id, TAKE_PROFIT_LEG))),
         })
+    }
+
+    /// The exits after a signal moved them (`update_stops`, `move_stop_to_breakeven`), for the position on `side`
+    /// with average entry `entry`: levels given are computed as `arm` does (`%` from the average entry) with legs of
+    /// this signal; break-even puts the stop at `entry`; a level not given keeps the one `resting`. The same signal
+    /// on the same position always gives the same exits, so moving them again after a restart changes nothing.
+    pub fn moved(
+        resting: Option<&ArmedExits>,
+        signal_id: &SignalId,
+        side: PositionSide,
+        entry: Price,
+        stop_loss: Option<ExitLevel>,
+        take_profit: Option<ExitLevel>,
+        breakeven: bool,
+    ) -> ArmedExits {
+        // Levels guard the side they were armed for; none resting for another side is kept.
+        let resting = resting.filter(|armed| armed.side == side);
+        let stop_loss = if breakeven {
+            Some(ExitLevel::Price(entry))
+        } else {
+            stop_loss
+        };
+        let leg = |exit: Option<ExitLevel>,
+                   against: bool,
+                   number: u8,
+                   kept: Option<&(Price, ClientOrderId)>| {
+            match exit {
+                Some(exit) => level_at(side, entry, exit, against)
+                    .map(|price| (price, ClientOrderId::derive(signal_id, number))),
+                None => kept.cloned(),
+            }
+        };
+        ArmedExits {
+            side,
+            stop_loss: leg(
+                stop_loss,
+                true,
+                STOP_LOSS_LEG,
+                resting.and_then(|r| r.stop_loss.as_ref()),
+            ),
+            take_profit: leg(
+                take_profit,
+                false,
+                TAKE_PROFIT_LEG,
+                resting.and_then(|r| r.take_profit.as_ref()),
+            ),
+        }
     }
 
     /// Takes the leg with this client order id off, leaving the other resting; whether it was resting.
@@ -100,6 +130,25 @@ impl ArmedExits {
             (Some((_, id)), _) => Some((FillReason::StopLoss, id.clone())),
             (None, Some((_, id))) => Some((FillReason::TakeProfit, id.clone())),
             (None, None) => None,
+        }
+    }
+}
+
+/// The price of a level for a position on `side` with average entry `entry`: a stop (`against`) sits against the
+/// position, a profit target with it. `None` for a `%` level beyond the price bounds, which could never be crossed.
+fn level_at(side: PositionSide, entry: Price, exit: ExitLevel, against: bool) -> Option<Price> {
+    match exit {
+        ExitLevel::Price(price) => Some(price),
+        ExitLevel::Percent(pct) => {
+            let up = (side == PositionSide::Long) != against;
+            let sign = if up {
+                Decimal::ONE
+            } else {
+                Decimal::NEGATIVE_ONE
+            };
+            let factor = Decimal::ONE.checked_add(sign * pct / Decimal::ONE_HUNDRED)?;
+            let level = entry.get().checked_mul(factor)?;
+            Price::new(level.round_dp(SCALE).normalize()).ok()
         }
     }
 }

@@ -139,6 +139,15 @@ impl Ledger {
             Event::StrategyStateChanged { symbol, paused } => {
                 self.paused.insert(symbol.clone(), *paused);
             }
+            // The legs the venue holds now replace those before, while the position they guard is open.
+            Event::ExitsMoved { symbol, exits, .. } => {
+                let open = !self.portfolio.position_quantity(symbol).is_zero();
+                if open && (exits.stop_loss.is_some() || exits.take_profit.is_some()) {
+                    self.exits.insert(symbol.clone(), exits.clone());
+                } else {
+                    self.exits.remove(symbol);
+                }
+            }
             Event::Cancelled {
                 symbol,
                 client_order_id,

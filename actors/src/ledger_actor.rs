@@ -2,6 +2,7 @@
 //! the `Ledger`, and publishes a read-only `View` after each batch; strategies, risk and the API read that view and
 //! never the state itself. It also stores checkpoints, so a restart folds only what came after the last one.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -9,13 +10,14 @@ use tokio::sync::watch;
 use tracing::{error, warn};
 
 use crate::event::{Offset, Stamped};
+use crate::exits::ArmedExits;
 use crate::ledger::Ledger;
 use crate::limits::LimitsState;
 use crate::log::{tail, EventLog, LogError};
 use crate::messages::Checkpoint;
 use crate::portfolio::Portfolio;
 use crate::supervise::guard;
-use crate::types::Timestamp;
+use crate::types::{Symbol, Timestamp};
 
 /// Events read per batch while following the log.
 const BATCH: usize = 1024;
@@ -31,6 +33,8 @@ pub struct View {
     pub oldest_pending: Option<Timestamp>,
     /// What the account limits are judged on.
     pub limits: LimitsState,
+    /// The stop loss and take profit resting per symbol: a stop move keeps the level it does not give.
+    pub exits: BTreeMap<Symbol, ArmedExits>,
 }
 
 impl View {
@@ -42,6 +46,7 @@ impl View {
             pending,
             oldest_pending,
             limits: ledger.limits.clone(),
+            exits: ledger.exits.clone(),
         }
     }
 }

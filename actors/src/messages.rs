@@ -9,11 +9,12 @@ use actix::Message;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::event::{Delivery, Offset};
+use crate::exits::ArmedExits;
 use crate::log::{LogError, Receipt};
 use crate::order::{Fill, OrderOutcome, OrderRequest};
 use crate::risk::{Approved, TradingState};
 use crate::signal::Signal;
-use crate::types::{Price, Symbol};
+use crate::types::{Price, SignalId, Symbol};
 use crate::venue::VenueError;
 
 /// HTTP edge -> ingress actor: an authenticated, parsed webhook. Replies with the receipt of its `SignalAccepted`
@@ -95,6 +96,17 @@ pub struct Execute {
 pub struct PriceUpdate {
     pub symbol: Symbol,
     pub price: Price,
+}
+
+/// Strategy actor -> exchange actor: move the symbol's resting stop loss and take profit to `exits` (a signal's
+/// `update_stops` / `move_stop_to_breakeven`). Replies with the legs the venue now holds and the offset of their
+/// `ExitsMoved` event once durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(ArmedExits, Offset), VenueError>")]
+pub struct MoveExits {
+    pub symbol: Symbol,
+    pub signal_id: SignalId,
+    pub exits: ArmedExits,
 }
 
 /// Strategy actor -> exchange actor, after a restart: did the venue fill this order although the log does not say

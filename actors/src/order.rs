@@ -3,6 +3,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::exits::ArmedExits;
 use crate::log::LogError;
 use crate::risk::DenyReason;
 use crate::signal::{Action, ExitLevel};
@@ -88,6 +89,8 @@ pub enum Failure {
     ActorUnavailable { actor: String },
     /// What the signal led to could not be recorded in the log.
     NotRecorded { error: LogError },
+    /// The venue did not move the resting stop loss and take profit; those resting before stay.
+    ExitsNotMoved { error: VenueError },
 }
 
 /// Journals from before typed failures hold a text.
@@ -104,6 +107,7 @@ enum FailureTagged {
     StrategyPanicked { message: String },
     ActorUnavailable { actor: String },
     NotRecorded { error: LogError },
+    ExitsNotMoved { error: VenueError },
 }
 
 impl From<FailureRepr> for Failure {
@@ -118,6 +122,9 @@ impl From<FailureRepr> for Failure {
             FailureRepr::Typed(FailureTagged::NotRecorded { error }) => {
                 Failure::NotRecorded { error }
             }
+            FailureRepr::Typed(FailureTagged::ExitsNotMoved { error }) => {
+                Failure::ExitsNotMoved { error }
+            }
             FailureRepr::Text(message) => Failure::StrategyPanicked { message },
         }
     }
@@ -131,6 +138,9 @@ impl std::fmt::Display for Failure {
             }
             Failure::ActorUnavailable { actor } => write!(f, "the {actor} actor is unavailable"),
             Failure::NotRecorded { error } => write!(f, "not recorded: {error}"),
+            Failure::ExitsNotMoved { error } => {
+                write!(f, "the stops were not moved (those resting stay): {error}")
+            }
         }
     }
 }
@@ -152,6 +162,8 @@ pub enum SignalOutcome {
     Rejected { orders: Vec<OrderOutcome> },
     /// Nothing to do (already flat, paused, a tick, ...).
     Ignored { reason: IgnoreReason },
+    /// `update_stops` / `move_stop_to_breakeven`: the position's stop loss and take profit now rest at `exits`.
+    ExitsMoved { exits: ArmedExits },
     /// It could not be acted on; nothing was ordered.
     Failed { error: Failure },
 }
@@ -185,6 +197,7 @@ impl SignalOutcome {
             SignalOutcome::Denied { .. } => "denied",
             SignalOutcome::Rejected { .. } => "rejected",
             SignalOutcome::Ignored { .. } => "ignored",
+            SignalOutcome::ExitsMoved { .. } => "exits_moved",
             SignalOutcome::Failed { .. } => "failed",
         }
     }
@@ -208,4 +221,21 @@ pub enum IgnoreReason {
     SizeBelowStep,
     /// No price is known yet for the symbol: send one in the payload or a tick first.
     NoPrice,
+    /// Stops can only move for an open position, and none is open.
+    NoPosition,
+    /// A moved stop or target would be on the wrong side of the last price (break-even on a losing position puts
+    /// the stop beyond the market): nothing was moved.
+    LevelWrongSide {
+        field: ExitField,
+        level: Price,
+        last_price: Price,
+    },
+}
+
+/// Which resting exit a level is for, as the payload names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitField {
+    StopLoss,
+    TakeProfit,
 }

@@ -58,6 +58,13 @@ pub enum Intent {
     },
     /// Market data only: update the last price (fills, stop-losses, take-profits).
     Tick,
+    /// Move the open position's resting stop loss and take profit: a level not given keeps the one resting;
+    /// `breakeven` puts the stop at the position's average entry price.
+    UpdateExits {
+        stop_loss: Option<ExitLevel>,
+        take_profit: Option<ExitLevel>,
+        breakeven: bool,
+    },
 }
 
 impl Intent {
@@ -88,6 +95,10 @@ impl Intent {
             Intent::Resume => Action::Resume,
             Intent::Target { .. } => Action::Target,
             Intent::Tick => Action::Tick,
+            Intent::UpdateExits {
+                breakeven: true, ..
+            } => Action::MoveStopToBreakeven,
+            Intent::UpdateExits { .. } => Action::UpdateStops,
         }
     }
 }
@@ -106,10 +117,12 @@ pub enum Action {
     Resume,
     Target,
     Tick,
+    UpdateStops,
+    MoveStopToBreakeven,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 12] = [
         Action::OpenLong,
         Action::OpenShort,
         Action::CloseLong,
@@ -120,6 +133,8 @@ impl Action {
         Action::Resume,
         Action::Target,
         Action::Tick,
+        Action::UpdateStops,
+        Action::MoveStopToBreakeven,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -134,6 +149,8 @@ impl Action {
             Action::Resume => "resume",
             Action::Target => "target",
             Action::Tick => "tick",
+            Action::UpdateStops => "update_stops",
+            Action::MoveStopToBreakeven => "move_stop_to_breakeven",
         }
     }
 

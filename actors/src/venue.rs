@@ -10,6 +10,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
 use crate::event::CancelReason;
+use crate::exits::ArmedExits;
 use crate::order::{Fill, FillReason, OrderRequest};
 use crate::risk::Approved;
 use crate::types::{ClientOrderId, Price, Quantity, Side, Symbol, Timestamp};
@@ -193,6 +194,11 @@ pub trait ExecutionVenue: Send + Sync + 'static {
 
     /// The fill of the order with this client order id, if it filled.
     fn query(&self, symbol: Symbol, client_order_id: ClientOrderId) -> VenueFuture<Option<Fill>>;
+
+    /// Replaces the symbol's resting stop loss and take profit with `exits`: legs whose client order id is resting
+    /// already stay, the others are cancelled, new ones placed. Moving to the same legs twice changes nothing.
+    /// Returns the legs actually resting afterwards.
+    fn move_exits(&self, symbol: Symbol, exits: ArmedExits) -> VenueFuture<ArmedExits>;
 
     /// Orders resting on the venue, for one symbol or all.
     fn open_orders(&self, symbol: Option<Symbol>) -> VenueFuture<Vec<OpenOrder>>;

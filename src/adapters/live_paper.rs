@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
+use sentinel_actors::exits::ArmedExits;
 use sentinel_actors::order::{Fill, OrderRequest};
 use sentinel_actors::risk::Approved;
 use sentinel_actors::types::{ClientOrderId, Price, Quantity, Symbol, Timestamp};
@@ -101,6 +102,10 @@ impl ExecutionVenue for LivePaper {
 
     fn cancel(&self, symbol: Symbol, client_order_id: ClientOrderId) -> VenueFuture<()> {
         self.paper.cancel(symbol, client_order_id)
+    }
+
+    fn move_exits(&self, symbol: Symbol, exits: ArmedExits) -> VenueFuture<ArmedExits> {
+        self.paper.move_exits(symbol, exits)
     }
 
     fn query(&self, symbol: Symbol, client_order_id: ClientOrderId) -> VenueFuture<Option<Fill>> {

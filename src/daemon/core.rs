@@ -128,6 +128,7 @@ pub fn start(
         risk: risk.clone().recipient(),
         prices: exchange.clone().recipient(),
         fills: exchange.clone().recipient(),
+        exits: exchange.clone().recipient(),
         log: log.clone(),
         latencies: latencies.clone(),
         marks: venue_handle.marks(),

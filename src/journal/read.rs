@@ -44,6 +44,7 @@ pub enum SignalStatus {
     Denied,
     Rejected,
     Ignored,
+    ExitsMoved,
     Failed,
 }
 
@@ -56,6 +57,7 @@ impl SignalStatus {
             SignalStatus::Denied => "denied",
             SignalStatus::Rejected => "rejected",
             SignalStatus::Ignored => "ignored",
+            SignalStatus::ExitsMoved => "exits_moved",
             SignalStatus::Failed => "failed",
         }
     }

@@ -120,11 +120,10 @@ fn field<T>(name: &'static str, result: Result<T, String>) -> Result<T, FieldErr
 
 fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, FieldError> {
     let lower = action.to_ascii_lowercase();
-    if matches!(lower.as_str(), "update_stops" | "move_stop_to_breakeven") {
-        return Err(FieldError::new(
-            "action",
-            format!("`{action}` is not supported yet: stops change only with a new entry's levels"),
-        ));
+    match lower.as_str() {
+        "update_stops" => return update_exits(raw, false),
+        "move_stop_to_breakeven" => return update_exits(raw, true),
+        _ => {}
     }
     // TradingView's {{strategy.order.action}} says buy or sell.
     let action = match lower.as_str() {
@@ -135,7 +134,7 @@ fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, 
                 "action",
                 format!(
                     "`{action}` is not one of open_long, open_short, close_long, close_short, close, reverse, pause, \
-                     resume, buy, sell"
+                     resume, update_stops, move_stop_to_breakeven, buy, sell"
                 ),
             )
         })?,
@@ -184,7 +183,52 @@ fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, 
         Action::Reverse => Intent::Reverse { order: order()? },
         Action::Pause => Intent::Pause,
         Action::Resume => Intent::Resume,
-        Action::Target | Action::Tick => unreachable!("filtered above"),
+        Action::Target | Action::Tick | Action::UpdateStops | Action::MoveStopToBreakeven => {
+            unreachable!("filtered above")
+        }
+    })
+}
+
+/// `update_stops` (at least one of `stop_loss`, `take_profit`) or `move_stop_to_breakeven` (the stop to the
+/// average entry; a `take_profit` may move with it). Nothing is entered, so entry fields are refused.
+fn update_exits(raw: &RawPayload, breakeven: bool) -> Result<Intent, FieldError> {
+    let what = if breakeven {
+        "move_stop_to_breakeven"
+    } else {
+        "update_stops"
+    };
+    for name in ["position_size", "leverage", "reduce_only"] {
+        if raw.get(name).is_some() {
+            return Err(FieldError::new(
+                name,
+                format!(
+                    "{what} moves the resting stops and opens nothing, so it takes no `{name}`"
+                ),
+            ));
+        }
+    }
+    if breakeven && raw.get("stop_loss").is_some() {
+        return Err(FieldError::new(
+            "stop_loss",
+            "move_stop_to_breakeven puts the stop at the entry price; send `update_stops` to set it elsewhere",
+        ));
+    }
+    let level = |name: &'static str| -> Result<_, FieldError> {
+        raw.get(name)
+            .map(|v| field(name, fields::exit_level(v)))
+            .transpose()
+    };
+    let (stop_loss, take_profit) = (level("stop_loss")?, level("take_profit")?);
+    if !breakeven && stop_loss.is_none() && take_profit.is_none() {
+        return Err(FieldError::new(
+            "stop_loss",
+            "update_stops needs `stop_loss`, `take_profit` or both",
+        ));
+    }
+    Ok(Intent::UpdateExits {
+        stop_loss,
+        take_profit,
+        breakeven,
     })
 }
 

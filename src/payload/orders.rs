@@ -4,7 +4,7 @@
 
 use rust_decimal::Decimal;
 use sentinel_actors::amount::parse_decimal;
-use sentinel_actors::signal::{CloseSize, EntryParams, ExitLevel, Intent, Signal};
+use sentinel_actors::signal::{CloseSize, ExitLevel, Intent, Signal};
 use sentinel_actors::types::{PositionSide, Price, Quantity};
 use serde_json::Value;
 use std::str::FromStr;
@@ -68,7 +68,7 @@ const UNSUPPORTED: [(&str, &str); 22] = [
     ("takeprofit", "the target is read from `take_profit`"),
     (
         "break_even",
-        "send `\"action\": \"move_stop_to_breakeven\"` (not supported yet)",
+        "send `\"action\": \"move_stop_to_breakeven\"`",
     ),
 ];
 
@@ -147,16 +147,39 @@ pub(super) fn refuse_entry_fields(raw: &RawPayload, what: &str) -> Result<(), Fi
 /// Refuses a stop or target level on the wrong side of the entry price: for a long, a stop at or above it or a
 /// target at or below it; the reverse for a short. The entry price is the signal's `price`, else `last_price` (the
 /// symbol's last mark); with neither nothing is checked here, and the strategy answers `no_price`. `position` is the
-/// symbol's signed position, which tells the side a `reverse` opens.
+/// symbol's signed position, which tells the side a `reverse` opens, and the side whose stops `update_stops` moves
+/// (measured against the last price, since nothing is entered; without a position the strategy ignores it).
 pub fn check_levels(
     signal: &Signal,
     last_price: Option<Price>,
     position: Decimal,
 ) -> Result<(), FieldError> {
-    let (side, order): (PositionSide, &EntryParams) = match &signal.intent {
-        Intent::Open { side, order } => (*side, order),
-        Intent::Reverse { order } if position > Decimal::ZERO => (PositionSide::Short, order),
-        Intent::Reverse { order } if position < Decimal::ZERO => (PositionSide::Long, order),
+    let (side, stop_loss, take_profit, reference) = match &signal.intent {
+        Intent::Open { side, order } => (*side, order.stop_loss, order.take_profit, "entry"),
+        Intent::Reverse { order } if position > Decimal::ZERO => (
+            PositionSide::Short,
+            order.stop_loss,
+            order.take_profit,
+            "entry",
+        ),
+        Intent::Reverse { order } if position < Decimal::ZERO => (
+            PositionSide::Long,
+            order.stop_loss,
+            order.take_profit,
+            "entry",
+        ),
+        Intent::UpdateExits {
+            stop_loss,
+            take_profit,
+            ..
+        } if !position.is_zero() => {
+            let side = if position > Decimal::ZERO {
+                PositionSide::Long
+            } else {
+                PositionSide::Short
+            };
+            (side, *stop_loss, *take_profit, "last")
+        }
         _ => return Ok(()),
     };
     let Some(entry) = signal.price.or(last_price) else {
@@ -164,19 +187,19 @@ pub fn check_levels(
     };
     let long = side == PositionSide::Long;
     let side_name = if long { "long" } else { "short" };
-    if let Some(ExitLevel::Price(stop)) = order.stop_loss {
+    if let Some(ExitLevel::Price(stop)) = stop_loss {
         let wrong = if long { stop >= entry } else { stop <= entry };
         if wrong {
             let should = if long { "below" } else { "above" };
             return Err(FieldError::new(
                 "stop_loss",
                 format!(
-                    "{stop} is on the wrong side: a {side_name}'s stop must be {should} the entry price {entry}"
+                    "{stop} is on the wrong side: a {side_name}'s stop must be {should} the {reference} price {entry}"
                 ),
             ));
         }
     }
-    if let Some(ExitLevel::Price(target)) = order.take_profit {
+    if let Some(ExitLevel::Price(target)) = take_profit {
         let wrong = if long {
             target <= entry
         } else {
@@ -187,7 +210,7 @@ pub fn check_levels(
             return Err(FieldError::new(
                 "take_profit",
                 format!(
-                    "{target} is on the wrong side: a {side_name}'s target must be {should} the entry price {entry}"
+                    "{target} is on the wrong side: a {side_name}'s target must be {should} the {reference} price {entry}"
                 ),
             ));
         }
@@ -198,6 +221,7 @@ pub fn check_levels(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sentinel_actors::signal::EntryParams;
     use sentinel_actors::types::{SignalId, Symbol, Timestamp};
 
     fn raw(json: &str) -> RawPayload {

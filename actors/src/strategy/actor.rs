@@ -8,14 +8,18 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::event::{Event, Offset};
+use crate::exits::ArmedExits;
 use crate::latency::{Latencies, Span};
 use crate::ledger_actor::{view_after, ViewRx};
 use crate::log::EventLog;
-use crate::messages::{FindFill, Placed, PriceUpdate, Propose, Recovered, SignalReceived};
+use crate::messages::{
+    FindFill, MoveExits, Placed, PriceUpdate, Propose, Recovered, SignalReceived,
+};
 use crate::order::{Failure, OrderOutcome, OrderRequest, SignalOutcome};
 use crate::signal::Signal;
 use crate::strategy::book::{Decision, MarketView, StrategyBook};
 use crate::supervise::guard;
+use crate::types::Price;
 use crate::venue::Marks;
 
 /// Where a signal goes after its strategy.
@@ -24,10 +28,17 @@ pub struct Downstream {
     pub risk: Recipient<Propose>,
     pub prices: Recipient<PriceUpdate>,
     pub fills: Recipient<FindFill>,
+    pub exits: Recipient<MoveExits>,
     pub log: Arc<dyn EventLog>,
     pub latencies: Arc<Latencies>,
     /// The venue's market prices, when it has its own: fresher than the last signal's price.
     pub marks: Option<watch::Receiver<Marks>>,
+}
+
+/// What a decided signal goes on to do.
+enum Work {
+    Orders(Vec<OrderRequest>),
+    MoveExits(ArmedExits),
 }
 
 pub struct StrategyActor {
@@ -54,9 +65,17 @@ impl StrategyActor {
     fn market(&self) -> MarketView {
         let view = self.view.borrow();
         let symbol = self.book.symbol();
+        let position = view.portfolio.position_quantity(symbol);
         MarketView {
-            position: view.portfolio.position_quantity(symbol),
+            position,
             equity: view.portfolio.equity(),
+            entry_price: view
+                .portfolio
+                .positions
+                .get(symbol)
+                .filter(|_| !position.is_zero())
+                .and_then(|p| Price::new(p.entry_price).ok()),
+            exits: view.exits.get(symbol).cloned(),
             last_price: self
                 .downstream
                 .marks
@@ -67,18 +86,15 @@ impl StrategyActor {
     }
 
     /// Decides on a signal: the orders to place, or how it ended. A panic restarts the actor.
-    fn decide(
-        &mut self,
-        signal: &Signal,
-        ctx: &mut Context<Self>,
-    ) -> Result<Vec<OrderRequest>, SignalOutcome> {
+    fn decide(&mut self, signal: &Signal, ctx: &mut Context<Self>) -> Result<Work, SignalOutcome> {
         let was_paused = self.book.is_paused();
         // Reading the view is inside the guard too: a panic there must not take the actor and its mailbox down.
         match guard(|| {
             let market = self.market();
             self.book.on_signal(signal, &market)
         }) {
-            Ok(Decision::Orders(orders)) => Ok(orders),
+            Ok(Decision::Orders(orders)) => Ok(Work::Orders(orders)),
+            Ok(Decision::MoveExits(exits)) => Ok(Work::MoveExits(exits)),
             Ok(Decision::Deny(reason)) => {
                 info!(symbol = %signal.symbol, signal_id = %signal.id, %reason, "signal denied");
                 Err(SignalOutcome::Denied {
@@ -175,10 +191,13 @@ impl Handler<SignalReceived> for StrategyActor {
                     Some(Recovered {
                         decided: Some(orders),
                         fills,
-                    }) => Ok((orders, fills, true, false)),
-                    recovered => act.decide(&signal, ctx).map(|orders| {
+                    }) => Ok((Work::Orders(orders), fills, true, false)),
+                    // A stop move records no decision: a restart decides it again on the ledger's exits, which
+                    // gives the same legs (their ids come from the signal), and moving to them again changes
+                    // nothing.
+                    recovered => act.decide(&signal, ctx).map(|work| {
                         let fills = recovered.map(|r| r.fills).unwrap_or_default();
-                        (orders, fills, was_recovered, true)
+                        (work, fills, was_recovered, true)
                     }),
                 })
             };
@@ -188,7 +207,10 @@ impl Handler<SignalReceived> for StrategyActor {
                 let Some(decided) = decided else { return };
                 let outcome = match decided {
                     Err(outcome) => outcome,
-                    Ok((orders, fills, recovered, record)) => {
+                    Ok((Work::MoveExits(exits), ..)) => {
+                        move_exits(&downstream, view, &signal, exits).await
+                    }
+                    Ok((Work::Orders(orders), fills, recovered, record)) => {
                         if record {
                             let _ = downstream.log.append(vec![Event::Decided {
                                 signal_id: signal.id.clone(),
@@ -216,6 +238,35 @@ impl Handler<SignalReceived> for StrategyActor {
             .into_actor(act)
         });
         AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+/// Has the venue move the symbol's exits and waits for the ledger to count the move, so the next signal sees the
+/// legs resting.
+async fn move_exits(
+    downstream: &Downstream,
+    mut view: ViewRx,
+    signal: &Signal,
+    exits: ArmedExits,
+) -> SignalOutcome {
+    let asked = MoveExits {
+        symbol: signal.symbol.clone(),
+        signal_id: signal.id.clone(),
+        exits,
+    };
+    match downstream.exits.send(asked).await {
+        Ok(Ok((exits, offset))) => {
+            view_after(&mut view, offset).await;
+            SignalOutcome::ExitsMoved { exits }
+        }
+        Ok(Err(error)) => SignalOutcome::Failed {
+            error: Failure::ExitsNotMoved { error },
+        },
+        Err(_) => SignalOutcome::Failed {
+            error: Failure::ActorUnavailable {
+                actor: "exchange".into(),
+            },
+        },
     }
 }
 

@@ -4,7 +4,9 @@ use rust_decimal::prelude::Signed;
 use rust_decimal::Decimal;
 
 use super::sizing::{entry_quantity, round_to_step};
+use super::stops::move_exits;
 use crate::amount::MAX_QUANTITY;
+use crate::exits::ArmedExits;
 use crate::order::{IgnoreReason, OrderRequest, Protection};
 use crate::risk::DenyReason;
 use crate::signal::{
@@ -25,12 +27,16 @@ pub struct SymbolSettings {
 }
 
 /// The account as the strategy sees it when a signal arrives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarketView {
     /// Signed: > 0 long, < 0 short.
     pub position: Decimal,
     pub equity: Decimal,
     pub last_price: Option<Price>,
+    /// The position's average entry price (`%` levels of a stop move are measured from it); `None` when flat.
+    pub entry_price: Option<Price>,
+    /// The stop loss and take profit resting for the position: a move keeps the level it does not give.
+    pub exits: Option<ArmedExits>,
 }
 
 /// What to do about a signal.
@@ -41,6 +47,8 @@ pub enum Decision {
     Ignore(IgnoreReason),
     /// The signal asks for more than any order may hold: denied before an order exists.
     Deny(DenyReason),
+    /// Move the position's resting stop loss and take profit to these (no order is placed).
+    MoveExits(ArmedExits),
 }
 
 /// One symbol's strategy state. Positions live in the portfolio; what is here is what only the strategy knows.
@@ -114,6 +122,20 @@ impl StrategyBook {
         match &signal.intent {
             Intent::Tick | Intent::Pause | Intent::Resume => {
                 return Ok(Decision::Ignore(IgnoreReason::PriceUpdate))
+            }
+            Intent::UpdateExits {
+                stop_loss,
+                take_profit,
+                breakeven,
+            } => {
+                return Ok(move_exits(
+                    signal,
+                    view,
+                    price,
+                    *stop_loss,
+                    *take_profit,
+                    *breakeven,
+                ))
             }
             Intent::Open { side, order } => {
                 if self.paused {
@@ -227,7 +249,7 @@ fn close_quantity(size: CloseSize, position: Decimal, step: Decimal) -> Decimal 
     }
 }
 
-fn side_of(position: Decimal) -> PositionSide {
+pub(super) fn side_of(position: Decimal) -> PositionSide {
     if position > Decimal::ZERO {
         PositionSide::Long
     } else {
@@ -368,6 +390,8 @@ mod tests {
             position: d(position),
             equity: d("10000"),
             last_price: None,
+            entry_price: None,
+            exits: None,
         }
     }
 

@@ -3,6 +3,7 @@
 mod actor;
 mod book;
 mod sizing;
+mod stops;
 
 pub use actor::{Downstream, StrategyActor};
 pub use book::{Decision, MarketView, StrategyBook, SymbolSettings};

@@ -309,6 +309,11 @@ impl ExecutionVenue for BinanceFutures {
         Box::pin(async move { orders::cancel_leg(&inner, &symbol, &client_order_id).await })
     }
 
+    fn move_exits(&self, symbol: Symbol, exits: ArmedExits) -> VenueFuture<ArmedExits> {
+        let inner = self.inner.clone();
+        Box::pin(async move { orders::move_exits(&inner, &symbol, exits).await })
+    }
+
     fn query(&self, symbol: Symbol, client_order_id: ClientOrderId) -> VenueFuture<Option<Fill>> {
         let inner = self.inner.clone();
         Box::pin(async move {

@@ -343,13 +343,40 @@ async fn after_fill(inner: &Inner, order: &OrderRequest, fill: &Fill) {
     move_legs(inner, symbol, current, desired).await;
 }
 
-/// Cancels the legs resting that `desired` does not hold, and places those it adds.
+/// A signal moved the position's legs (`update_stops`, `move_stop_to_breakeven`): those that changed are cancelled
+/// and the new ones placed. The legs actually resting afterwards; a leg Binance refused is not among them.
+pub(super) async fn move_exits(
+    inner: &Inner,
+    symbol: &Symbol,
+    exits: ArmedExits,
+) -> Result<ArmedExits, VenueError> {
+    let current = {
+        let book = inner.book();
+        let open = book
+            .positions
+            .get(symbol)
+            .is_some_and(|p| !p.quantity.is_zero());
+        if !open {
+            return Err(VenueError::rejected(RejectReason::WouldNotReduce));
+        }
+        book.legs.get(symbol).cloned()
+    };
+    let side = exits.side;
+    let resting = move_legs(inner, symbol, current, Some(exits)).await;
+    Ok(resting.unwrap_or(ArmedExits {
+        side,
+        stop_loss: None,
+        take_profit: None,
+    }))
+}
+
+/// Cancels the legs resting that `desired` does not hold, and places those it adds; the legs resting afterwards.
 async fn move_legs(
     inner: &Inner,
     symbol: &Symbol,
     current: Option<ArmedExits>,
     desired: Option<ArmedExits>,
-) {
+) -> Option<ArmedExits> {
     let ids = |legs: &Option<ArmedExits>| -> Vec<ClientOrderId> {
         legs.iter()
             .flat_map(|l| [l.stop_loss.as_ref(), l.take_profit.as_ref()])
@@ -389,10 +416,12 @@ async fn move_legs(
     let mut book = inner.book();
     match placed {
         Some(legs) if legs.stop_loss.is_some() || legs.take_profit.is_some() => {
-            book.legs.insert(symbol.clone(), legs);
+            book.legs.insert(symbol.clone(), legs.clone());
+            Some(legs)
         }
         _ => {
             book.legs.remove(symbol);
+            None
         }
     }
 }

@@ -210,6 +210,24 @@ impl Book {
         Some(fill)
     }
 
+    /// Replaces the symbol's resting stop loss and take profit (a signal moved them), exactly as the ledger folds
+    /// `Event::ExitsMoved`. Refused when nothing is open: there is no position for them to close.
+    pub fn move_exits(
+        &mut self,
+        symbol: &Symbol,
+        exits: ArmedExits,
+    ) -> Result<ArmedExits, VenueError> {
+        if self.account.position_quantity(symbol).is_zero() {
+            return Err(VenueError::rejected(RejectReason::WouldNotReduce));
+        }
+        if exits.stop_loss.is_some() || exits.take_profit.is_some() {
+            self.exits.insert(symbol.clone(), exits.clone());
+        } else {
+            self.exits.remove(symbol);
+        }
+        Ok(exits)
+    }
+
     /// Takes a resting stop loss or take profit off the book; the other leg stays.
     pub fn cancel(&mut self, symbol: &Symbol, id: &ClientOrderId) -> Result<(), VenueError> {
         if self

@@ -19,6 +19,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 
+use sentinel_actors::exits::ArmedExits;
 use sentinel_actors::ledger::Ledger;
 use sentinel_actors::order::{Fill, OrderRequest};
 use sentinel_actors::risk::Approved;
@@ -156,6 +157,10 @@ impl ExecutionVenue for PaperVenue {
         ready(&self.book, move |book| {
             book.cancel(&symbol, &client_order_id)
         })
+    }
+
+    fn move_exits(&self, symbol: Symbol, exits: ArmedExits) -> VenueFuture<ArmedExits> {
+        ready(&self.book, move |book| book.move_exits(&symbol, exits))
     }
 
     fn query(&self, symbol: Symbol, client_order_id: ClientOrderId) -> VenueFuture<Option<Fill>> {

@@ -188,6 +188,8 @@ impl Account {
             position: self.portfolio.position_quantity(&symbol),
             equity: self.portfolio.equity(),
             last_price: self.portfolio.last_price(&symbol),
+            entry_price: None,
+            exits: None,
         };
         let decision = self.books[index].on_signal(&signal, &view);
         if let Decision::Orders(orders) = &decision {
@@ -298,7 +300,13 @@ proptest! {
             intent,
             comment: None,
         };
-        let view = MarketView { position, equity, last_price: None };
+        let view = MarketView {
+            position,
+            equity,
+            last_price: None,
+            entry_price: None,
+            exits: None,
+        };
         match account.books[0].on_signal(&signal, &view) {
             Decision::Orders(orders) => {
                 prop_assert!(!orders.is_empty());
@@ -315,7 +323,7 @@ proptest! {
                 }
             }
             Decision::Deny(reason) => prop_assert!(is_bound_denial(&reason), "{reason:?}"),
-            Decision::Ignore(_) => {}
+            Decision::Ignore(_) | Decision::MoveExits(_) => {}
         }
     }
 }
