@@ -818,3 +818,20 @@ async fn update_stops_moves_the_algo_legs_that_changed() {
         .unwrap();
     assert_eq!(target.algo_id, old_target.algo_id);
 }
+
+#[actix_web::test]
+async fn a_trailing_stop_is_refused_before_anything_is_sent() {
+    let fake = FakeBinance::start().await;
+    let daemon = start(&fake, "").await;
+    let client = daemon.client();
+    // Not wired to Binance's TRAILING_STOP_MARKET yet: refused with a typed reason rather than resting a stop that
+    // does not trail.
+    let record = client
+        .act(json!({"symbol": "BTCUSDT", "action": "open_long", "trailing_stop": "1%"}))
+        .await;
+    assert_eq!(record["status"], "rejected", "{record}");
+    let text = record.to_string();
+    assert!(text.contains("trailing_stop_unsupported"), "{text}");
+    assert!(fake.orders().is_empty(), "no entry was sent");
+    assert!(fake.algo_orders().is_empty(), "no leg was sent");
+}

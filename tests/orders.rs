@@ -104,8 +104,41 @@ async fn wrong_side_unsupported_and_invalid_fields_are_refused_and_place_nothing
             json!({"action": "open_long", "price": 100, "time_in_force": "GTC"}),
             "time_in_force",
         ),
+        // A trailing stop: a percent from 0.1 to 10, in place of a fixed stop, on an entry only.
         (
-            json!({"action": "open_long", "price": 100, "trailing_stop": "1%"}),
+            json!({"action": "open_long", "price": 100, "trailing_stop": "20%"}),
+            "trailing_stop",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "trailing_stop": "0.05%"}),
+            "trailing_stop",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "trailing_stop": "2"}),
+            "trailing_stop",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "trailing_stop": "2%", "stop_loss": 90}),
+            "trailing_stop",
+        ),
+        (
+            json!({"signal": "BUY", "price": 100, "trailing_stop": "11%"}),
+            "trailing_stop",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "trailing_offset": "1"}),
+            "trailing_stop",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "trailing_stop": "1%", "callback_rate": 1}),
+            "callback_rate",
+        ),
+        (
+            json!({"action": "close_long", "price": 100, "trailing_stop": "1%"}),
+            "trailing_stop",
+        ),
+        (
+            json!({"action": "update_stops", "price": 100, "trailing_stop": "1%"}),
             "trailing_stop",
         ),
         (
@@ -487,4 +520,57 @@ async fn moved_levels_survive_a_restart() {
     assert_eq!(quantity(&c, "BTCUSDT").await, None, "target at 110");
     assert_eq!(fills_for(&c, "take_profit").await, ["110"]);
     assert_eq!(balance(&c).await, "10010");
+}
+
+/// A long opened at 100 with a 2% trailing stop: (stop) 98 at the entry.
+async fn long_trailing_two_percent(c: &common::Client) {
+    let record = c
+        .act(
+            json!({"symbol": "BTCUSDT", "action": "open_long", "price": 100, "position_size": "1",
+                     "trailing_stop": "2%"}),
+        )
+        .await;
+    assert_eq!(record["status"], "filled", "{record}");
+}
+
+#[actix_web::test]
+async fn a_trailing_stop_follows_new_highs_and_never_moves_back() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    long_trailing_two_percent(&c).await;
+    // New highs 105 and 110 move the stop to 105 x 0.98 = 102.9, then 110 x 0.98 = 107.8.
+    for price in [105, 110] {
+        c.act(json!({"symbol": "BTCUSDT", "price": price})).await;
+    }
+    // 108 is no new high: the stop stays at 107.8, and 108 does not cross it.
+    c.act(json!({"symbol": "BTCUSDT", "price": 108})).await;
+    c.act(json!({"symbol": "BTCUSDT", "price": 107.81})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    c.act(json!({"symbol": "BTCUSDT", "price": 107.8})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at 107.8");
+    // Fired as a stop, at the level: no slippage in `free_config`.
+    assert_eq!(fills_for(&c, "stop_loss").await, ["107.8"]);
+    // (107.8 - 100) x 1 = 7.8.
+    assert_eq!(balance(&c).await, "10007.8");
+}
+
+#[actix_web::test]
+async fn a_trailed_stop_survives_a_restart() {
+    let daemon = Daemon::start(&free_config());
+    let c = daemon.client();
+    long_trailing_two_percent(&c).await;
+    for price in [105, 110, 108] {
+        c.act(json!({"symbol": "BTCUSDT", "price": price})).await;
+    }
+
+    let daemon = daemon.restart();
+    let c = daemon.client();
+    // The ledger trailed the stop on the same ticks, and the paper book was restored from it: it rests at 107.8
+    // (not the 98 it was armed at), and the high it trails from is still 110, so 109 moves nothing.
+    c.act(json!({"symbol": "BTCUSDT", "price": 109})).await;
+    c.act(json!({"symbol": "BTCUSDT", "price": 107.81})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    c.act(json!({"symbol": "BTCUSDT", "price": 107.8})).await;
+    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at 107.8");
+    assert_eq!(fills_for(&c, "stop_loss").await, ["107.8"]);
 }

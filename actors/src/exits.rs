@@ -19,8 +19,22 @@ const SCALE: u32 = 8;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArmedExits {
     pub side: PositionSide,
+    /// The stop's current level: a trailing stop's moves land here.
     pub stop_loss: Option<(Price, ClientOrderId)>,
     pub take_profit: Option<(Price, ClientOrderId)>,
+    /// Set when the stop trails (`"trailing_stop"`); journals and checkpoints from before trailing stops have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trailing: Option<Trail>,
+}
+
+/// A trailing stop's state: kept as data so the paper venue and the ledger, which both apply `ArmedExits::trail` to
+/// every price they see, agree on the level after a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trail {
+    /// The distance in percent (0.1 to 10).
+    pub rate: Decimal,
+    /// The best price seen for the position since the stop was armed (highest for a long, lowest for a short).
+    pub best: Price,
 }
 
 impl ArmedExits {
@@ -43,6 +57,7 @@ impl ArmedExits {
         let level = |exit: ExitLevel, against: bool| level_at(side, entry, exit, against);
         Some(ArmedExits {
             side,
+            trailing: trail_of(protection.stop_loss, entry),
             stop_loss: protection
                 .stop_loss
                 .and_then(|exit| level(exit, true))
@@ -84,8 +99,13 @@ impl ArmedExits {
                 None => kept.cloned(),
             }
         };
+        let trailing = match stop_loss {
+            Some(exit) => trail_of(Some(exit), entry),
+            None => resting.and_then(|r| r.trailing),
+        };
         ArmedExits {
             side,
+            trailing,
             stop_loss: leg(
                 stop_loss,
                 true,
@@ -101,13 +121,54 @@ impl ArmedExits {
         }
     }
 
+    /// Moves a trailing stop for a new `price`: a new best price (a high for a long, a low for a short) puts the
+    /// stop `rate`% from it, and the stop only ever tightens. The paper venue and the ledger call this on every price
+    /// they see, before looking for a crossing; whether the stop moved.
+    pub fn trail(&mut self, price: Price) -> bool {
+        let Some(trail) = self.trailing.as_mut() else {
+            return false;
+        };
+        let Some((stop, _)) = self.stop_loss.as_mut() else {
+            return false;
+        };
+        let long = self.side == PositionSide::Long;
+        let better = if long {
+            price > trail.best
+        } else {
+            price < trail.best
+        };
+        if !better {
+            return false;
+        }
+        trail.best = price;
+        let Some(level) = level_at(self.side, price, ExitLevel::Percent(trail.rate), true) else {
+            return false;
+        };
+        let tighter = if long { level > *stop } else { level < *stop };
+        if tighter {
+            *stop = level;
+        }
+        tighter
+    }
+
     /// Takes the leg with this client order id off, leaving the other resting; whether it was resting.
     pub fn cancel(&mut self, id: &ClientOrderId) -> bool {
-        for leg in [&mut self.stop_loss, &mut self.take_profit] {
-            if leg.as_ref().is_some_and(|(_, resting)| resting == id) {
-                *leg = None;
-                return true;
-            }
+        if self
+            .stop_loss
+            .as_ref()
+            .is_some_and(|(_, resting)| resting == id)
+        {
+            self.stop_loss = None;
+            self.trailing = None;
+            return true;
+        }
+        if self
+            .take_profit
+            .as_ref()
+            .is_some_and(|(_, resting)| resting == id)
+        {
+            self.take_profit = None;
+            return true;
         }
         false
     }
@@ -139,7 +200,7 @@ impl ArmedExits {
 fn level_at(side: PositionSide, entry: Price, exit: ExitLevel, against: bool) -> Option<Price> {
     match exit {
         ExitLevel::Price(price) => Some(price),
-        ExitLevel::Percent(pct) => {
+        ExitLevel::Percent(pct) | ExitLevel::Trailing(pct) => {
             let up = (side == PositionSide::Long) != against;
             let sign = if up {
                 Decimal::ONE
@@ -150,6 +211,14 @@ fn level_at(side: PositionSide, entry: Price, exit: ExitLevel, against: bool) ->
             let level = entry.get().checked_mul(factor)?;
             Price::new(level.round_dp(SCALE).normalize()).ok()
         }
+    }
+}
+
+/// A trailing stop's state when `stop_loss` asks for one, starting from `entry`.
+fn trail_of(stop_loss: Option<ExitLevel>, entry: Price) -> Option<Trail> {
+    match stop_loss {
+        Some(ExitLevel::Trailing(rate)) => Some(Trail { rate, best: entry }),
+        _ => None,
     }
 }
 
@@ -186,6 +255,7 @@ pub fn after_fill_at(
         if let Some(resting) = exits.take() {
             if order.protection.stop_loss.is_none() {
                 armed.stop_loss = resting.stop_loss;
+                armed.trailing = resting.trailing;
             }
             if order.protection.take_profit.is_none() {
                 armed.take_profit = resting.take_profit;
@@ -257,6 +327,90 @@ mod tests {
                 e.take_profit.as_ref().map(|l| l.0),
             )
         })
+    }
+
+    fn trailing(id: &str, side: Side, rate: &str) -> OrderRequest {
+        let mut order = entry(id, None, None);
+        order.side = side;
+        order.protection.stop_loss = Some(ExitLevel::Trailing(d(rate)));
+        order
+    }
+
+    fn stop(exits: &ArmedExits) -> Price {
+        exits.stop_loss.as_ref().unwrap().0
+    }
+
+    #[test]
+    fn a_trailing_stop_follows_each_new_best_price_and_never_moves_back() {
+        // A long of 1 at 100, 2%: the stop starts at 100 x 0.98 = 98.
+        let order = trailing("a", Side::Buy, "2");
+        let mut long = ArmedExits::arm(&order, p("100"), d("1")).unwrap();
+        assert_eq!(stop(&long), p("98"));
+        // Highs 105 and 110: 105 x 0.98 = 102.9, then 110 x 0.98 = 107.8.
+        assert!(long.trail(p("105")));
+        assert_eq!(stop(&long), p("102.9"));
+        assert!(long.trail(p("110")));
+        assert_eq!(stop(&long), p("107.8"));
+        // 108 is below the high: nothing moves, and it does not cross the stop; 107.8 does.
+        assert!(!long.trail(p("108")));
+        assert_eq!(stop(&long), p("107.8"));
+        assert_eq!(long.crossed(p("108")), None);
+        assert!(!long.trail(p("107.8")));
+        assert_eq!(
+            long.crossed(p("107.8")).map(|c| c.0),
+            Some(FillReason::StopLoss)
+        );
+
+        // A short of 1 at 100, 2%: 102 at the entry; a low of 90 puts it at 90 x 1.02 = 91.8; 95 moves nothing.
+        let order = trailing("b", Side::Sell, "2");
+        let mut short = ArmedExits::arm(&order, p("100"), d("-1")).unwrap();
+        assert_eq!(stop(&short), p("102"));
+        assert!(short.trail(p("90")));
+        assert_eq!(stop(&short), p("91.8"));
+        assert!(!short.trail(p("95")));
+        assert_eq!(stop(&short), p("91.8"));
+        assert_eq!(short.trailing.unwrap().best, p("90"));
+
+        // A fixed stop does not trail.
+        let mut fixed = ArmedExits::arm(&entry("c", Some("2%"), None), p("100"), d("1")).unwrap();
+        assert!(!fixed.trail(p("200")));
+        assert_eq!(stop(&fixed), p("98"));
+    }
+
+    #[test]
+    fn moving_the_stop_ends_the_trailing_and_moving_only_the_target_keeps_it() {
+        let order = trailing("a", Side::Buy, "2");
+        let mut armed = ArmedExits::arm(&order, p("100"), d("1")).unwrap();
+        armed.trail(p("110"));
+        let b = SignalId::new("b").unwrap();
+        let target_only = ArmedExits::moved(
+            Some(&armed),
+            &b,
+            PositionSide::Long,
+            p("100"),
+            None,
+            Some(level("150")),
+            false,
+        );
+        assert_eq!(target_only.trailing, armed.trailing);
+        assert_eq!(stop(&target_only), p("107.8"));
+        let fixed = ArmedExits::moved(
+            Some(&armed),
+            &b,
+            PositionSide::Long,
+            p("100"),
+            Some(level("105")),
+            None,
+            false,
+        );
+        assert_eq!((fixed.trailing, stop(&fixed)), (None, p("105")));
+    }
+
+    #[test]
+    fn exits_journaled_before_trailing_stops_still_load() {
+        let old = r#"{"side":"long","stop_loss":["98","x:90"],"take_profit":null}"#;
+        let exits: ArmedExits = serde_json::from_str(old).unwrap();
+        assert_eq!(exits.trailing, None);
     }
 
     #[test]

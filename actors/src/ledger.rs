@@ -89,6 +89,10 @@ impl Ledger {
             Event::SignalAccepted { signal, .. } => {
                 if let Some(price) = signal.price {
                     self.portfolio.mark(&signal.symbol, price);
+                    // The paper venue trails on the same price before it looks for a crossing; a restart must agree.
+                    if let Some(armed) = self.exits.get_mut(&signal.symbol) {
+                        armed.trail(price);
+                    }
                 }
                 self.order.insert((stamped.offset, signal.id.clone()));
                 self.pending.insert(

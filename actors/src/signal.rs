@@ -271,12 +271,27 @@ pub enum ExitLevel {
     Percent(Decimal),
     /// `"44000"`: this absolute price.
     Price(Price),
+    /// `"trailing_stop": "1%"` (a stop only): starts this far below a long's average entry (above a short's) and
+    /// follows each new best price at this distance, never back (`ArmedExits::trail`).
+    Trailing(Decimal),
 }
 
 impl ExitLevel {
     /// A distance from the entry price: above 0%, below 100% (a 100% stop would sit at a price of 0).
     pub fn percent(pct: Decimal) -> Result<Self, InvalidValue> {
         percent(pct, false).map(ExitLevel::Percent)
+    }
+
+    /// A trailing stop's distance: from 0.1% to 10%, the callback rates Binance takes, so a stop that trails on
+    /// paper could trail on the venue too.
+    pub fn trailing(pct: Decimal) -> Result<Self, InvalidValue> {
+        let (min, max) = (Decimal::new(1, 1), Decimal::TEN);
+        if pct < min || pct > max {
+            return Err(InvalidValue(format!(
+                "a trailing stop must be from {min}% to {max}%, not {pct}%"
+            )));
+        }
+        scale(pct).map(ExitLevel::Trailing)
     }
 }
 

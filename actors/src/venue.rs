@@ -47,6 +47,9 @@ pub enum RejectReason {
     /// Trading on the venue is halted (the API key was refused, ...): nothing is sent until an operator acts.
     #[error("trading on the venue is halted: {why}")]
     Halted { why: String },
+    /// The venue adapter does not place trailing stops (Binance): the entry is refused before it is sent.
+    #[error("this venue does not take trailing stops yet: send a fixed `stop_loss`")]
+    TrailingStopUnsupported,
 }
 
 /// An order that the venue's published rules (exchange filters) refuse.

@@ -12,6 +12,7 @@ use tracing::warn;
 use sentinel_actors::exits::ArmedExits;
 use sentinel_actors::order::{Fill, OrderRequest};
 use sentinel_actors::risk::Approved;
+use sentinel_actors::signal::ExitLevel;
 use sentinel_actors::types::{ClientOrderId, Price, Quantity, Symbol, Timestamp};
 use sentinel_actors::venue::{
     Balance, Execution, ExecutionReport, ExecutionVenue, Marks, OpenOrder, RejectReason,
@@ -75,6 +76,16 @@ impl ExecutionVenue for LivePaper {
 
     fn submit(&self, order: Approved<OrderRequest>, at: Timestamp) -> VenueFuture<Execution> {
         let symbol = order.get().symbol.clone();
+        // A trailing stop here would follow live marks the journal never sees, so after a restart the ledger would
+        // restore it looser than it was: refused until those moves are journaled.
+        if matches!(
+            order.get().protection.stop_loss,
+            Some(ExitLevel::Trailing(_))
+        ) {
+            return Box::pin(async {
+                Err(VenueError::rejected(RejectReason::TrailingStopUnsupported))
+            });
+        }
         let Some(mark) = self.market.mark(&symbol) else {
             return Box::pin(
                 async move { Err(VenueError::rejected(RejectReason::NoPrice { symbol })) },

@@ -79,6 +79,7 @@ pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldErr
             if let Some(v) = raw.get("volume") {
                 order.size = Some(SizeSpec::Base(field("volume", fields::quantity(v))?));
             }
+            order.stop_loss = orders::trailing_stop(raw)?;
             Intent::Open { side, order }
         }
     } else if let Some(v) = raw.get("market_position") {
@@ -197,7 +198,7 @@ fn update_exits(raw: &RawPayload, breakeven: bool) -> Result<Intent, FieldError>
     } else {
         "update_stops"
     };
-    for name in ["position_size", "leverage", "reduce_only"] {
+    for name in ["position_size", "leverage", "reduce_only", "trailing_stop"] {
         if raw.get(name).is_some() {
             return Err(FieldError::new(
                 name,
@@ -265,6 +266,9 @@ fn entry_params(raw: &RawPayload, quote: &str) -> Result<EntryParams, FieldError
     }
     if let Some(v) = raw.get("stop_loss") {
         order.stop_loss = Some(field("stop_loss", fields::exit_level(v))?);
+    }
+    if let Some(trailing) = orders::trailing_stop(raw)? {
+        order.stop_loss = Some(trailing);
     }
     if let Some(v) = raw.get("take_profit") {
         order.take_profit = Some(field("take_profit", fields::exit_level(v))?);

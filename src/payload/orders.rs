@@ -27,8 +27,14 @@ const UNSUPPORTED: [(&str, &str); 22] = [
         "trigger_price",
         "triggered orders are not supported: send a market order",
     ),
-    ("activation_price", "trailing stops are not supported"),
-    ("callback_rate", "trailing stops are not supported"),
+    (
+        "activation_price",
+        "a trailing stop starts from the entry: send only `trailing_stop`",
+    ),
+    (
+        "callback_rate",
+        "the trailing distance is read from `trailing_stop` (\"1%\")",
+    ),
     (
         "time_in_force",
         "only market orders are supported, which have no time in force",
@@ -73,7 +79,8 @@ const UNSUPPORTED: [(&str, &str); 22] = [
 ];
 
 /// Refuses a payload holding a field that would change the order's meaning and that Sentinel does not support.
-/// Keys are compared without regard to case; any `trailing_*` key is a trailing stop.
+/// Keys are compared without regard to case; any `trailing_*` key but `trailing_stop` itself is a trailing stop
+/// written some other way.
 pub(super) fn refuse_unsupported(raw: &RawPayload) -> Result<(), FieldError> {
     // The order type first: it is what a sender of `limit_price` or `time_in_force` meant to change.
     if let Some(value) = raw.get("order_type") {
@@ -90,10 +97,10 @@ pub(super) fn refuse_unsupported(raw: &RawPayload) -> Result<(), FieldError> {
         if let Some((name, why)) = UNSUPPORTED.iter().find(|(name, _)| *name == lower) {
             return Err(FieldError::new(name, *why));
         }
-        if lower.starts_with("trailing") {
+        if lower.starts_with("trailing") && key != "trailing_stop" {
             return Err(FieldError::new(
                 "trailing_stop",
-                format!("`{key}`: trailing stops are not supported"),
+                format!("`{key}` is not read: write `\"trailing_stop\": \"1%\"`"),
             ));
         }
     }
@@ -109,6 +116,31 @@ pub(super) fn reduce_only(raw: &RawPayload) -> Result<bool, FieldError> {
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
         Some(_) => Err(FieldError::new("reduce_only", "must be true or false")),
     }
+}
+
+/// An entry's `trailing_stop`: `"1%"`, from 0.1% to 10%, in place of a fixed `stop_loss` (the stop it arms is the
+/// position's only one).
+pub(super) fn trailing_stop(raw: &RawPayload) -> Result<Option<ExitLevel>, FieldError> {
+    let Some(value) = raw.get("trailing_stop") else {
+        return Ok(None);
+    };
+    let err = |m: String| FieldError::new("trailing_stop", m);
+    if raw.get("stop_loss").is_some() {
+        return Err(err(
+            "a trailing stop is the position's stop: send it or `stop_loss`, not both".into(),
+        ));
+    }
+    let text = fields::text(value).map_err(err)?.trim();
+    let Some(pct) = text.strip_suffix('%') else {
+        return Err(err(format!(
+            "`{text}` is not a percentage: write the distance as \"1%\" (0.1% to 10%)"
+        )));
+    };
+    let pct =
+        parse_decimal(pct.trim()).map_err(|e| err(format!("`{text}` is not a percentage: {e}")))?;
+    ExitLevel::trailing(pct)
+        .map(Some)
+        .map_err(|e| err(e.to_string()))
 }
 
 /// A close's `position_size`: `"0.5"` units of the base asset or `"50%"` of the position.
@@ -133,7 +165,7 @@ pub(super) fn close_size(value: &Value) -> Result<CloseSize, FieldError> {
 
 /// Refuses entry fields on an order that opens nothing (a close, or a reduce-only order).
 pub(super) fn refuse_entry_fields(raw: &RawPayload, what: &str) -> Result<(), FieldError> {
-    for name in ["stop_loss", "take_profit", "leverage"] {
+    for name in ["stop_loss", "trailing_stop", "take_profit", "leverage"] {
         if raw.get(name).is_some() {
             return Err(FieldError::new(
                 name,
@@ -353,8 +385,9 @@ mod tests {
             (r#"{"order_type":"limit"}"#, "order_type"),
             (r#"{"limit_price":90}"#, "limit_price"),
             (r#"{"time_in_force":"GTC"}"#, "time_in_force"),
-            (r#"{"trailing_stop":"1%"}"#, "trailing_stop"),
+            (r#"{"Trailing_Stop":"1%"}"#, "trailing_stop"),
             (r#"{"Trailing_Offset":"1"}"#, "trailing_stop"),
+            (r#"{"callback_rate":"1"}"#, "callback_rate"),
             (r#"{"SL":"1%"}"#, "sl"),
             (r#"{"qty":"1"}"#, "qty"),
         ] {
@@ -368,8 +401,31 @@ mod tests {
             r#"{"order_type":"market"}"#,
             r#"{"order_type":"MARKET","limit_price":null}"#,
             r#"{"interval":"5","exchange":"BINANCE"}"#,
+            r#"{"trailing_stop":"1%"}"#,
         ] {
             assert_eq!(refuse_unsupported(&raw(fine)), Ok(()), "{fine}");
+        }
+    }
+
+    #[test]
+    fn trailing_stops_are_a_percent_within_binance_bounds_and_no_fixed_stop() {
+        let rate = |json: &str| trailing_stop(&raw(json)).map_err(|e| e.field);
+        let pct = |s: &str| Some(ExitLevel::Trailing(Decimal::from_str(s).unwrap()));
+        assert_eq!(rate("{}"), Ok(None));
+        assert_eq!(rate(r#"{"trailing_stop":"1%"}"#), Ok(pct("1")));
+        assert_eq!(rate(r#"{"trailing_stop":" 0.1 %"}"#), Ok(pct("0.1")));
+        assert_eq!(rate(r#"{"trailing_stop":"10%"}"#), Ok(pct("10")));
+        for bad in [
+            r#"{"trailing_stop":"0.09%"}"#,
+            r#"{"trailing_stop":"10.01%"}"#,
+            r#"{"trailing_stop":"0%"}"#,
+            r#"{"trailing_stop":"-1%"}"#,
+            r#"{"trailing_stop":"1"}"#,
+            r#"{"trailing_stop":1}"#,
+            r#"{"trailing_stop":"x%"}"#,
+            r#"{"trailing_stop":"1%","stop_loss":"2%"}"#,
+        ] {
+            assert_eq!(rate(bad), Err("trailing_stop"), "{bad}");
         }
     }
 

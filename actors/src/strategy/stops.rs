@@ -108,6 +108,7 @@ mod tests {
             side: PositionSide::Long,
             stop_loss: Some((p("90"), ClientOrderId::derive(&first.id, STOP_LOSS_LEG))),
             take_profit: Some((p("150"), ClientOrderId::derive(&first.id, TAKE_PROFIT_LEG))),
+            trailing: None,
         };
         let view = long_at("100", Some(resting.clone()));
         let update = signal("b");

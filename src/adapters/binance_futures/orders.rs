@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 use sentinel_actors::event::CancelReason;
 use sentinel_actors::exits::{self, ArmedExits};
 use sentinel_actors::order::{Fill, FillReason, OrderRequest};
+use sentinel_actors::signal::ExitLevel;
 use sentinel_actors::types::{
     ClientOrderId, PositionSide, Price, Quantity, Side, Symbol, Timestamp,
 };
@@ -74,6 +75,11 @@ pub async fn submit(inner: &Inner, order: &OrderRequest) -> Result<Execution, Ve
                 "{unresolved} orders have an unknown outcome; no new entry until they are settled"
             ),
         });
+    }
+    // Paper trails the stop itself; here it would have to be Binance's TRAILING_STOP_MARKET, which is not wired:
+    // refused before anything is sent, rather than resting a fixed stop that does not trail.
+    if matches!(order.protection.stop_loss, Some(ExitLevel::Trailing(_))) {
+        return Err(VenueError::rejected(RejectReason::TrailingStopUnsupported));
     }
     let rule = |violation| VenueError::rejected(RejectReason::Rule { violation });
     let rules = inner.rules();
@@ -367,6 +373,7 @@ pub(super) async fn move_exits(
         side,
         stop_loss: None,
         take_profit: None,
+        trailing: None,
     }))
 }
 

@@ -160,6 +160,7 @@ pub async fn read(inner: &Inner, ledger: &Ledger) -> anyhow::Result<Reconciliati
                         side,
                         stop_loss,
                         take_profit,
+                        trailing: None,
                     })
                 }
             });

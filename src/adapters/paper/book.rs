@@ -143,8 +143,12 @@ impl Book {
     /// Records the symbol's last price and fires the exit it crosses, at that price: a stop wins over a target.
     /// Failing that, a position whose liquidation price the mark reached (a long's at or below it, a short's at or
     /// above) is closed whole at its liquidation price, with the fee: a gap past it fills there, not at the mark.
+    /// A trailing stop follows the price first (as the ledger folds it), then fires if the price crossed it.
     pub fn mark(&mut self, symbol: &Symbol, price: Price, at: Timestamp) -> Option<Fill> {
         self.account.mark(symbol, price);
+        if let Some(armed) = self.exits.get_mut(symbol) {
+            armed.trail(price);
+        }
         self.fire_exit(symbol, price, at)
             .or_else(|| self.liquidate(symbol, price, at))
     }
