@@ -5,8 +5,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,36 +73,10 @@ path = "journal.db"
 
 /// Starts the binary and waits until it listens; returns it and its address.
 fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sentinel"))
-        .args(["run", "--config"])
-        .arg(dir.join("config.toml"))
-        .env("CRASH_TEST_PASSPHRASE", PASSPHRASE)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("address=").nth(1) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(
-                        addr.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the daemon listens within 30 s");
-    (child, format!("http://{addr}"))
+    common::start_binary(
+        &dir.join("config.toml"),
+        &[("CRASH_TEST_PASSPHRASE", PASSPHRASE)],
+    )
 }
 
 fn body(id: &str, n: u64) -> String {

@@ -262,44 +262,21 @@ async fn drawdown_halts_until_an_operator_resumes() {
 /// are folded back from the journal.
 #[actix_web::test]
 async fn the_limits_state_survives_sigkill() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, Stdio};
-
     let dir = tempfile::tempdir().unwrap();
     let config_text = config("max_daily_loss = \"15\"\nentry_cooldown_secs = 3600").replace(
         "[exchange]",
         "[journal]\npath = \"journal.db\"\n\n[exchange]",
     );
     std::fs::write(dir.path().join("config.toml"), &config_text).unwrap();
-    let start = || -> (Child, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sentinel"))
-            .args(["run", "--config"])
-            .arg(dir.path().join("config.toml"))
-            .env("TEST_TV_PASSPHRASE", common::PASSPHRASE)
-            .env("TEST_HMAC_SECRET", common::HMAC_SECRET)
-            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("address=").nth(1) {
-                    if let Some(tx) = tx.take() {
-                        let addr = addr.split_whitespace().next().unwrap_or_default();
-                        let _ = tx.send(addr.to_string());
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the daemon listens within 30 s");
-        (child, format!("http://{addr}"))
+    let start = || {
+        common::start_binary(
+            &dir.path().join("config.toml"),
+            &[
+                ("TEST_TV_PASSPHRASE", common::PASSPHRASE),
+                ("TEST_HMAC_SECRET", common::HMAC_SECRET),
+                ("TEST_ADMIN_TOKEN", ADMIN_TOKEN),
+            ],
+        )
     };
     let http = awc::Client::builder()
         .timeout(Duration::from_secs(10))

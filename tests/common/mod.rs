@@ -346,3 +346,42 @@ impl Client {
             .cloned()
     }
 }
+
+/// Starts the `sentinel` binary on `config` with `env` set, and waits until it listens: the process (to kill with
+/// SIGKILL, as a crash would) and its base URL.
+pub fn start_binary(
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sentinel"));
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("address=").nth(1) {
+                if let Some(tx) = tx.take() {
+                    let addr = addr.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the daemon listens within 30 s");
+    (child, format!("http://{addr}"))
+}
