@@ -122,6 +122,7 @@ fn signal_events(n: usize, received_at: Timestamp) -> Vec<Event> {
         leverage: Leverage::ONE,
         reference_price: price,
         protection: Protection::default(),
+        limit: None,
     };
     let fill = Fill {
         client_order_id: order.client_order_id.clone(),

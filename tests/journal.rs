@@ -258,6 +258,7 @@ async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
         leverage: Leverage::new(5).unwrap(),
         reference_price: price,
         protection: Protection::default(),
+        limit: None,
     };
     let (close, open) = (leg(0, true), leg(1, false));
     let fill = Fill {

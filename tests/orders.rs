@@ -93,16 +93,59 @@ async fn wrong_side_unsupported_and_invalid_fields_are_refused_and_place_nothing
         ),
         // Fields that would change the order's meaning.
         (
-            json!({"action": "open_long", "price": 100, "order_type": "limit", "limit_price": 90}),
+            json!({"action": "open_long", "price": 100, "order_type": "stop_market"}),
             "order_type",
         ),
         (
-            json!({"action": "open_long", "price": 100, "limit_price": 90}),
+            json!({"action": "open_long", "price": 100, "order_type": "limit"}),
+            "limit_price",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "order_type": "market", "limit_price": 90}),
             "limit_price",
         ),
         (
             json!({"action": "open_long", "price": 100, "time_in_force": "GTC"}),
             "time_in_force",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "limit_price": 90, "time_in_force": "day"}),
+            "time_in_force",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "limit_price": 90, "time_in_force": "GTD"}),
+            "expires_at",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "limit_price": 90, "expires_at": 1_600_000_000}),
+            "expires_at",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "limit_price": 90, "time_in_force": "IOC",
+                   "expires_at": 4_000_000_000u64}),
+            "time_in_force",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "limit_price": 90, "post_only": true}),
+            "post_only",
+        ),
+        // Only entries rest: a close, a reduce-only order or a reverse is a market order.
+        (
+            json!({"action": "close_long", "price": 100, "order_type": "limit", "limit_price": 90}),
+            "order_type",
+        ),
+        (
+            json!({"action": "buy", "price": 100, "reduce_only": true, "limit_price": 90}),
+            "limit_price",
+        ),
+        (
+            json!({"action": "reverse", "price": 100, "limit_price": 90}),
+            "order_type",
+        ),
+        // A limit entry's levels are checked against its limit price: 95 is below the market, above the limit.
+        (
+            json!({"action": "open_long", "price": 100, "limit_price": 90, "stop_loss": 95}),
+            "stop_loss",
         ),
         // A trailing stop: a percent from 0.1 to 10, in place of a fixed stop, on an entry only.
         (

@@ -65,6 +65,10 @@ pub enum CancelReason {
     Replaced,
     /// The venue ended it on its own (cancelled on the venue's website, expired, rejected when it fired).
     ByVenue,
+    /// A `gtd` limit entry reached its `expires_at` unfilled.
+    Expired,
+    /// Trading left `active` (halted or reducing): no entry may fill, so resting entries are taken off.
+    TradingStopped,
 }
 
 /// One thing that happened.
@@ -86,6 +90,8 @@ pub enum Event {
     },
     /// An approved order left for the venue.
     OrderSent { order: OrderRequest },
+    /// A limit entry the market has not reached rests on the venue; it ends `Filled` or `Cancelled`.
+    OrderResting { order: OrderRequest },
     /// The venue filled an order (`order` is `None` for a resting stop or target).
     Filled {
         order: Option<OrderRequest>,
@@ -149,6 +155,7 @@ pub enum EventKind {
     Decided,
     RiskChecked,
     OrderSent,
+    OrderResting,
     Filled,
     Rejected,
     Cancelled,
@@ -160,11 +167,12 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::SignalAccepted,
         EventKind::Decided,
         EventKind::RiskChecked,
         EventKind::OrderSent,
+        EventKind::OrderResting,
         EventKind::Filled,
         EventKind::Rejected,
         EventKind::Cancelled,
@@ -181,6 +189,7 @@ impl EventKind {
             EventKind::Decided => "decided",
             EventKind::RiskChecked => "risk_checked",
             EventKind::OrderSent => "order_sent",
+            EventKind::OrderResting => "order_resting",
             EventKind::Filled => "filled",
             EventKind::Rejected => "rejected",
             EventKind::Cancelled => "cancelled",
@@ -210,6 +219,7 @@ impl Event {
             Event::Decided { .. } => EventKind::Decided,
             Event::RiskChecked { .. } => EventKind::RiskChecked,
             Event::OrderSent { .. } => EventKind::OrderSent,
+            Event::OrderResting { .. } => EventKind::OrderResting,
             Event::Filled { .. } => EventKind::Filled,
             Event::Rejected { .. } => EventKind::Rejected,
             Event::Cancelled { .. } => EventKind::Cancelled,
@@ -230,6 +240,7 @@ impl Event {
             | Event::ExitsMoved { signal_id, .. } => Some(signal_id),
             Event::RiskChecked { order, .. }
             | Event::OrderSent { order }
+            | Event::OrderResting { order }
             | Event::Rejected { order, .. } => Some(&order.signal_id),
             Event::Filled { order, .. } => order.as_ref().map(|o| &o.signal_id),
             Event::Cancelled { .. }
@@ -250,6 +261,7 @@ impl Event {
             | Event::ExitsMoved { symbol, .. } => Some(symbol),
             Event::RiskChecked { order, .. }
             | Event::OrderSent { order }
+            | Event::OrderResting { order }
             | Event::Rejected { order, .. } => Some(&order.symbol),
             Event::Filled { fill, .. } => Some(&fill.symbol),
             Event::TradingStateChanged { .. } | Event::Reconciled { .. } => None,
@@ -261,6 +273,7 @@ impl Event {
         match self {
             Event::RiskChecked { order, .. }
             | Event::OrderSent { order }
+            | Event::OrderResting { order }
             | Event::Rejected { order, .. } => Some(&order.client_order_id),
             Event::Filled { fill, .. } => Some(&fill.client_order_id),
             Event::Cancelled {

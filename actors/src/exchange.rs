@@ -13,9 +13,9 @@ use tracing::{error, info, warn};
 use crate::event::{Event, Offset};
 use crate::exits::ArmedExits;
 use crate::log::{Clock, EventLog, Receipt};
-use crate::messages::{Execute, FindFill, MoveExits, PriceUpdate};
+use crate::messages::{CancelResting, Execute, Executed, FindFill, MoveExits, PriceUpdate};
 use crate::order::{Fill, OrderRequest};
-use crate::venue::{Execution, ExecutionReport, ExecutionVenue, VenueError};
+use crate::venue::{Execution, ExecutionReport, ExecutionVenue, RejectReason, VenueError};
 
 /// A reply still on its way, with access to the actor when it gets there.
 type Reply<T> = Pin<Box<dyn ActorFuture<ExchangeActor, Output = T>>>;
@@ -69,6 +69,27 @@ impl ExchangeActor {
         self.log.append(vec![Event::Filled { order, fill }])
     }
 
+    /// Journals what the venue did on its own; a fill's receipt, to wait for.
+    fn report(&self, report: ExecutionReport) -> Option<Receipt> {
+        match report {
+            ExecutionReport::Filled(fill) => Some(self.record(None, fill)),
+            ExecutionReport::EntryFilled { order, fill } => Some(self.record(Some(*order), fill)),
+            ExecutionReport::Cancelled {
+                symbol,
+                client_order_id,
+                reason,
+            } => {
+                info!(%symbol, %client_order_id, ?reason, "resting order cancelled on the venue");
+                let _ = self.log.append(vec![Event::Cancelled {
+                    symbol,
+                    client_order_id,
+                    reason,
+                }]);
+                None
+            }
+        }
+    }
+
     /// Waits for a fill's record; a failure stops new orders.
     fn recorded(receipt: Receipt) -> impl ActorFuture<Self, Output = Option<Offset>> {
         wrap_future::<_, Self>(async move { receipt.durable().await }).map(|result, act: &mut Self, _| match result {
@@ -115,7 +136,7 @@ impl Supervised for ExchangeActor {
 
 impl Handler<Execute> for ExchangeActor {
     // Not atomic: while one venue call is in flight, others (other symbols') go ahead.
-    type Result = ResponseActFuture<Self, Result<(Fill, Option<Offset>), VenueError>>;
+    type Result = ResponseActFuture<Self, Result<Executed, VenueError>>;
 
     fn handle(&mut self, msg: Execute, _ctx: &mut Context<Self>) -> Self::Result {
         if self.unrecorded_fill {
@@ -132,11 +153,11 @@ impl Handler<Execute> for ExchangeActor {
         }]);
         let submitted = self.venue.submit(msg.order, self.clock.now());
         Box::pin(wrap_future::<_, Self>(submitted).then(move |result, act: &mut Self, _| {
-            let fut: Reply<Result<(Fill, Option<Offset>), VenueError>> = match result {
+            let fut: Reply<Result<Executed, VenueError>> = match result {
                 Ok(Execution::New(fill)) => {
                     let receipt = act.record(Some(order), fill.clone());
                     Box::pin(Self::recorded(receipt).map(move |offset, _, _| match offset {
-                        Some(offset) => Ok((fill, Some(offset))),
+                        Some(offset) => Ok(Executed::Filled(fill, Some(offset))),
                         None => Err(VenueError::Unknown {
                             detail: "the order filled but its fill could not be recorded".into(),
                         }),
@@ -144,7 +165,21 @@ impl Handler<Execute> for ExchangeActor {
                 }
                 Ok(Execution::AlreadyFilled(fill)) => {
                     info!(client_order_id = %fill.client_order_id, "order had already filled; not placed again");
-                    Box::pin(actix::fut::ready(Ok((fill, None))))
+                    Box::pin(actix::fut::ready(Ok(Executed::Filled(fill, None))))
+                }
+                Ok(Execution::Resting) => {
+                    info!(symbol = %order.symbol, client_order_id = %order.client_order_id,
+                          limit = ?order.limit.map(|l| l.price), "limit entry resting");
+                    // Waited for, as a fill is: the ledger and a restart must know what rests.
+                    let receipt = act.log.append(vec![Event::OrderResting { order }]);
+                    Box::pin(wrap_future::<_, Self>(async move { receipt.durable().await }).map(
+                        |durable, _, _| match durable {
+                            Ok(offset) => Ok(Executed::Resting(offset)),
+                            Err(e) => Err(VenueError::Unknown {
+                                detail: format!("the order rests but could not be recorded: {e}"),
+                            }),
+                        },
+                    ))
                 }
                 Err(error) => {
                     warn!(symbol = %order.symbol, client_order_id = %order.client_order_id, %error, "order not filled");
@@ -167,9 +202,7 @@ impl Handler<PriceUpdate> for ExchangeActor {
         let reports = self.venue.mark(&msg.symbol, msg.price, self.clock.now());
         let mut last = None;
         for report in reports {
-            if let ExecutionReport::Filled(fill) = report {
-                last = Some(self.record(None, fill));
-            }
+            last = self.report(report).or(last);
         }
         match last {
             // Appends are durable in order: the last one's durability covers them all.
@@ -250,24 +283,40 @@ impl Handler<MoveExits> for ExchangeActor {
 
 impl StreamHandler<ExecutionReport> for ExchangeActor {
     fn handle(&mut self, report: ExecutionReport, ctx: &mut Context<Self>) {
-        match report {
-            ExecutionReport::Filled(fill) => {
-                let receipt = self.record(None, fill);
-                ctx.spawn(Self::recorded(receipt).map(|_, _, _| ()));
-            }
-            ExecutionReport::Cancelled {
-                symbol,
-                client_order_id,
-                reason,
-            } => {
-                info!(%symbol, %client_order_id, ?reason, "resting order cancelled on the venue");
-                let _ = self.log.append(vec![Event::Cancelled {
-                    symbol,
-                    client_order_id,
-                    reason,
-                }]);
-            }
+        if let Some(receipt) = self.report(report) {
+            ctx.spawn(Self::recorded(receipt).map(|_, _, _| ()));
         }
+    }
+}
+
+impl Handler<CancelResting> for ExchangeActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: CancelResting, _ctx: &mut Context<Self>) -> Self::Result {
+        let CancelResting { orders, reason } = msg;
+        let venue = Arc::clone(&self.venue);
+        let log = Arc::clone(&self.log);
+        Box::pin(wrap_future::<_, Self>(async move {
+            for (symbol, client_order_id) in orders {
+                match venue.cancel(symbol.clone(), client_order_id.clone()).await {
+                    Ok(()) => {
+                        info!(%symbol, %client_order_id, ?reason, "resting entry cancelled");
+                        let _ = log.append(vec![Event::Cancelled {
+                            symbol,
+                            client_order_id,
+                            reason,
+                        }]);
+                    }
+                    // It filled or was cancelled meanwhile: its own event says so.
+                    Err(VenueError::Rejected {
+                        reason: RejectReason::UnknownOrder { .. },
+                    }) => {}
+                    Err(error) => {
+                        warn!(%symbol, %client_order_id, %error, "resting entry not cancelled");
+                    }
+                }
+            }
+        }))
     }
 }
 

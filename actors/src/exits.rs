@@ -304,6 +304,7 @@ mod tests {
                 stop_loss: stop.map(level),
                 take_profit: target.map(level),
             },
+            limit: None,
         }
     }
 

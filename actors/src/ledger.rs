@@ -14,7 +14,7 @@ use crate::order::{Fill, OrderRequest};
 use crate::portfolio::Portfolio;
 use crate::risk::TradingState;
 use crate::signal::Signal;
-use crate::types::{SignalId, Symbol, Timestamp};
+use crate::types::{ClientOrderId, SignalId, Symbol, Timestamp};
 
 /// An acknowledged signal that has not finished: it is processed (again) after a restart.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,9 @@ pub struct Ledger {
     pub upto: Offset,
     pub portfolio: Portfolio,
     pub exits: BTreeMap<Symbol, ArmedExits>,
+    /// Limit entries resting on the venue, by client order id, until they fill or are cancelled.
+    #[serde(default)]
+    pub resting: BTreeMap<ClientOrderId, OrderRequest>,
     /// `None`: never changed; the configuration's state holds.
     pub trading_state: Option<TradingState>,
     pub paused: BTreeMap<Symbol, bool>,
@@ -53,6 +56,7 @@ impl Ledger {
             upto: Offset::START,
             portfolio: Portfolio::new(starting_balance),
             exits: BTreeMap::new(),
+            resting: BTreeMap::new(),
             trading_state: None,
             paused: BTreeMap::new(),
             limits: LimitsState::default(),
@@ -112,7 +116,12 @@ impl Ledger {
                     pending.decided = Some(orders.clone());
                 }
             }
+            Event::OrderResting { order } => {
+                self.resting
+                    .insert(order.client_order_id.clone(), order.clone());
+            }
             Event::Filled { order, fill } => {
+                self.resting.remove(&fill.client_order_id);
                 // The entry's leverage becomes the position's, exactly as the paper book books it.
                 self.portfolio
                     .apply_fill_at(fill, order.as_ref().map(|o| o.leverage));
@@ -157,6 +166,7 @@ impl Ledger {
                 client_order_id,
                 ..
             } => {
+                self.resting.remove(client_order_id);
                 if let Some(armed) = self.exits.get_mut(symbol) {
                     armed.cancel(client_order_id);
                 }
@@ -247,6 +257,7 @@ mod tests {
                 stop_loss: stop.map(|s| ExitLevel::Percent(d(s))),
                 take_profit: None,
             },
+            limit: None,
         }
     }
 
@@ -341,5 +352,68 @@ mod tests {
         }
         assert_eq!(resumed, ledger);
         assert_eq!(resumed.pending().count(), 1);
+    }
+
+    #[test]
+    fn a_resting_limit_entry_is_kept_until_it_fills_or_is_cancelled() {
+        use crate::event::CancelReason;
+        use crate::signal::{LimitOrder, TimeInForce};
+        let limit = |mut o: OrderRequest, at: &str| {
+            o.limit = Some(LimitOrder {
+                price: Price::from_str(at).unwrap(),
+                time_in_force: TimeInForce::Gtc,
+                expires_at: None,
+            });
+            o.reference_price = Price::from_str(at).unwrap();
+            o.leverage = Leverage::new(5).unwrap();
+            o
+        };
+        let a = limit(order("a", Side::Buy, "2", Some("2")), "95");
+        let b = limit(order("b", Side::Buy, "1", None), "90");
+        let mut ledger = Ledger::new(d("1000"));
+        for e in &log(vec![
+            Event::OrderResting { order: a.clone() },
+            Event::OrderResting { order: b.clone() },
+        ]) {
+            ledger.apply(e);
+        }
+        assert_eq!(ledger.resting.len(), 2);
+        assert!(ledger.portfolio.position_quantity(&btc()).is_zero());
+        // The margin they hold: 2 x 95 / 5 = 38 and 1 x 90 / 5 = 18.
+        let view = crate::ledger_actor::View::of(&ledger);
+        assert_eq!(
+            view.resting_margin(&ClientOrderId::derive(&SignalId::new("x").unwrap(), 0)),
+            d("56")
+        );
+        assert_eq!(view.resting_margin(&b.client_order_id), d("38"));
+
+        // `a` fills at its limit: a position of 2 at 95, 5x, its 2 % stop at 93.1; `b` is cancelled.
+        let mut filled = fill(&a, "95");
+        filled.at = Timestamp(3);
+        for e in &log(vec![
+            Event::OrderResting { order: a.clone() },
+            Event::OrderResting { order: b.clone() },
+            Event::Filled {
+                order: Some(a.clone()),
+                fill: filled,
+            },
+            Event::Cancelled {
+                symbol: btc(),
+                client_order_id: b.client_order_id.clone(),
+                reason: CancelReason::TradingStopped,
+            },
+        ]) {
+            ledger.apply(e);
+        }
+        assert!(ledger.resting.is_empty());
+        assert_eq!(ledger.portfolio.position_quantity(&btc()), d("2"));
+        assert_eq!(
+            ledger.portfolio.positions[&btc()].leverage,
+            Leverage::new(5).unwrap()
+        );
+        assert_eq!(
+            ledger.exits[&btc()].stop_loss.as_ref().map(|s| s.0),
+            Price::from_str("93.1").ok()
+        );
     }
 }

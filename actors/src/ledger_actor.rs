@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use rust_decimal::Decimal;
 use tokio::sync::watch;
 use tracing::{error, warn};
 
@@ -15,9 +16,11 @@ use crate::ledger::Ledger;
 use crate::limits::LimitsState;
 use crate::log::{tail, EventLog, LogError};
 use crate::messages::Checkpoint;
+use crate::order::OrderRequest;
 use crate::portfolio::Portfolio;
+use crate::risk::TradingState;
 use crate::supervise::guard;
-use crate::types::{Symbol, Timestamp};
+use crate::types::{ClientOrderId, Symbol, Timestamp};
 
 /// Events read per batch while following the log.
 const BATCH: usize = 1024;
@@ -35,6 +38,10 @@ pub struct View {
     pub limits: LimitsState,
     /// The stop loss and take profit resting per symbol: a stop move keeps the level it does not give.
     pub exits: BTreeMap<Symbol, ArmedExits>,
+    /// Limit entries resting on the venue, by client order id.
+    pub resting: BTreeMap<ClientOrderId, OrderRequest>,
+    /// The kill switch as the log last set it; `None`: never changed, the configuration's holds.
+    pub trading_state: Option<TradingState>,
 }
 
 impl View {
@@ -47,7 +54,22 @@ impl View {
             oldest_pending,
             limits: ledger.limits.clone(),
             exits: ledger.exits.clone(),
+            resting: ledger.resting.clone(),
+            trading_state: ledger.trading_state,
         }
+    }
+
+    /// The initial margin the resting limit entries reserve, as a venue holds it for open orders: each one's
+    /// notional at its limit price over its leverage. `except` (an order placed again after a restart) is left out.
+    pub fn resting_margin(&self, except: &ClientOrderId) -> Decimal {
+        self.resting
+            .values()
+            .filter(|o| &o.client_order_id != except)
+            .map(|o| {
+                let notional = o.reference_price.get().saturating_mul(o.quantity.get());
+                crate::portfolio::initial_margin(notional, o.leverage)
+            })
+            .fold(Decimal::ZERO, Decimal::saturating_add)
     }
 }
 

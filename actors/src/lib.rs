@@ -17,6 +17,7 @@ pub mod log;
 pub mod messages;
 pub mod order;
 pub mod portfolio;
+pub mod resting;
 pub mod risk;
 pub mod risk_actor;
 pub mod router;

@@ -538,6 +538,7 @@ mod tests {
             leverage: Leverage::ONE,
             reference_price: p(price),
             protection: Protection::default(),
+            limit: None,
         }
     }
 

@@ -14,7 +14,7 @@ use crate::log::{LogError, Receipt};
 use crate::order::{Fill, OrderOutcome, OrderRequest};
 use crate::risk::{Approved, TradingState};
 use crate::signal::Signal;
-use crate::types::{Price, SignalId, Symbol};
+use crate::types::{ClientOrderId, Price, SignalId, Symbol};
 use crate::venue::VenueError;
 
 /// HTTP edge -> ingress actor: an authenticated, parsed webhook. Replies with the receipt of its `SignalAccepted`
@@ -81,12 +81,29 @@ pub struct Placed {
     pub recorded: Option<Offset>,
 }
 
-/// Risk actor -> exchange actor: an approved order to place. Replies with its fill and the fill's offset in the log
-/// (`None` when the venue had filled it before, and the log has it).
+/// Risk actor -> exchange actor: an approved order to place. Replies with what the venue did.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(Fill, Option<Offset>), VenueError>")]
+#[rtype(result = "Result<Executed, VenueError>")]
 pub struct Execute {
     pub order: Approved<OrderRequest>,
+}
+
+/// What became of an approved order at the venue.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Executed {
+    /// It filled; the fill's offset in the log (`None` when the venue had filled it before, and the log has it).
+    Filled(Fill, Option<Offset>),
+    /// A limit entry rests; the offset of its `OrderResting` event once durable.
+    Resting(Offset),
+}
+
+/// Daemon -> exchange actor: take these resting limit entries off the venue, each cancel journaled with `reason`.
+/// An order that is no longer resting (it filled, or was cancelled already) is skipped.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CancelResting {
+    pub orders: Vec<(Symbol, ClientOrderId)>,
+    pub reason: crate::event::CancelReason,
 }
 
 /// Strategy actor -> exchange actor: the symbol's last price. Replies with the offset of the last fill it triggered

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use crate::exits::ArmedExits;
 use crate::log::LogError;
 use crate::risk::DenyReason;
-use crate::signal::{Action, ExitLevel};
+use crate::signal::{Action, ExitLevel, LimitOrder};
 use crate::types::{ClientOrderId, Leverage, Price, Quantity, Side, SignalId, Symbol, Timestamp};
 use crate::venue::VenueError;
 
-/// A market order a strategy wants placed. It reaches an exchange only inside `risk::Approved`.
+/// An order a strategy wants placed: a market order, or a limit entry. It reaches an exchange only inside `risk::Approved`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OrderRequest {
     pub client_order_id: ClientOrderId,
@@ -27,6 +27,9 @@ pub struct OrderRequest {
     pub reference_price: Price,
     /// Stop-loss and take-profit to rest for the whole position once this entry fills.
     pub protection: Protection,
+    /// A limit entry rests on the venue until the market reaches its price; `None`: a market order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitOrder>,
 }
 
 /// Exit orders that rest on the exchange after an entry fills.
@@ -76,6 +79,10 @@ pub enum OrderOutcome {
     Rejected {
         order: OrderRequest,
         error: VenueError,
+    },
+    /// A limit entry the market has not reached: it rests on the venue.
+    Resting {
+        order: OrderRequest,
     },
 }
 
@@ -160,6 +167,8 @@ pub enum SignalOutcome {
     },
     /// The exchange rejected every order it produced.
     Rejected { orders: Vec<OrderOutcome> },
+    /// Every order before its last filled, and the last, a limit entry, rests on the venue.
+    Resting { orders: Vec<OrderOutcome> },
     /// Nothing to do (already flat, paused, a tick, ...).
     Ignored { reason: IgnoreReason },
     /// `update_stops` / `move_stop_to_breakeven`: the position's stop loss and take profit now rest at `exits`.
@@ -179,8 +188,11 @@ impl SignalOutcome {
             OrderOutcome::Denied { reason, .. } => Some(reason.clone()),
             _ => None,
         });
+        let resting = matches!(orders.last(), Some(OrderOutcome::Resting { .. }));
         if filled == orders.len() {
             SignalOutcome::Filled { orders }
+        } else if resting && filled + 1 == orders.len() {
+            SignalOutcome::Resting { orders }
         } else if filled > 0 {
             SignalOutcome::Partial { orders }
         } else if let Some(reason) = first_denial {
@@ -196,6 +208,7 @@ impl SignalOutcome {
             SignalOutcome::Partial { .. } => "partial",
             SignalOutcome::Denied { .. } => "denied",
             SignalOutcome::Rejected { .. } => "rejected",
+            SignalOutcome::Resting { .. } => "resting",
             SignalOutcome::Ignored { .. } => "ignored",
             SignalOutcome::ExitsMoved { .. } => "exits_moved",
             SignalOutcome::Failed { .. } => "failed",

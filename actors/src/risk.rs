@@ -452,6 +452,7 @@ mod tests {
             leverage: Leverage::new(leverage).unwrap(),
             reference_price: Price::from_str("40000").unwrap(),
             protection: Protection::default(),
+            limit: None,
         }
     }
 

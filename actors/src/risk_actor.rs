@@ -14,7 +14,7 @@ use crate::event::{Event, Verdict};
 use crate::ledger_actor::{view_after, View, ViewRx};
 use crate::limits::{grows, Judged, Limits, OrderStamp, WINDOW_MS};
 use crate::log::{Clock, EventLog, LogError, SystemClock};
-use crate::messages::{Execute, GetTradingState, Placed, Propose, SetTradingState};
+use crate::messages::{Execute, Executed, GetTradingState, Placed, Propose, SetTradingState};
 use crate::order::{OrderOutcome, OrderRequest};
 use crate::risk::{Approved, DenyReason, Exposure, RiskEngine, TradingState};
 use crate::supervise::guard;
@@ -96,7 +96,11 @@ impl RiskActor {
         let now = self.clock.now();
         self.enforce(now);
         let view = self.view.borrow().clone();
-        let exposure = Exposure::of(&view.portfolio, &order.symbol);
+        let mut exposure = Exposure::of(&view.portfolio, &order.symbol);
+        // Resting limit entries hold their margin until they fill or are cancelled.
+        exposure.available_margin = exposure
+            .available_margin
+            .saturating_sub(view.resting_margin(&order.client_order_id));
         let state = self.engine.state();
         let approved = match self.engine.check(order.clone(), exposure) {
             Ok(approved) => approved,
@@ -220,9 +224,13 @@ impl RiskActor {
                 Box::pin(
                     async move {
                         match sent.await {
-                            Ok(Ok((fill, recorded))) => Placed {
+                            Ok(Ok(Executed::Filled(fill, recorded))) => Placed {
                                 outcome: OrderOutcome::Filled { order, fill },
                                 recorded,
+                            },
+                            Ok(Ok(Executed::Resting(offset))) => Placed {
+                                outcome: OrderOutcome::Resting { order },
+                                recorded: Some(offset),
                             },
                             Ok(Err(error)) => Placed {
                                 outcome: OrderOutcome::Rejected { order, error },

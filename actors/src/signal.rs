@@ -172,6 +172,76 @@ pub struct EntryParams {
     pub leverage: Option<Leverage>,
     pub stop_loss: Option<ExitLevel>,
     pub take_profit: Option<ExitLevel>,
+    /// A limit entry: rests until the market reaches its price. `None`: a market order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitOrder>,
+}
+
+/// A limit entry's terms, as written in `limit_price`, `time_in_force` and `expires_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitOrder {
+    /// A buy fills at this price or below, a sell at this price or above.
+    pub price: Price,
+    pub time_in_force: TimeInForce,
+    /// When a `gtd` order is taken off the book unfilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+}
+
+impl LimitOrder {
+    /// Whether a market at `price` fills it: a buy's limit at or above it, a sell's at or below.
+    pub fn crossed_by(&self, side: crate::types::Side, price: Price) -> bool {
+        match side {
+            crate::types::Side::Buy => price <= self.price,
+            crate::types::Side::Sell => price >= self.price,
+        }
+    }
+
+    /// Whether it has expired at `at` (only a `gtd` order expires).
+    pub fn expired_at(&self, at: Timestamp) -> bool {
+        self.expires_at.is_some_and(|expiry| at >= expiry)
+    }
+}
+
+/// How long a limit entry rests, by the names Binance uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeInForce {
+    /// Good till cancelled: rests until it fills, trading halts or it is cancelled.
+    Gtc,
+    /// Immediate or cancel: fills now if the market is at its price, else is cancelled.
+    Ioc,
+    /// Fill or kill: the same on paper, where an order fills whole or not at all.
+    Fok,
+    /// Good till date: a `gtc` that expires at `expires_at`.
+    Gtd,
+}
+
+impl TimeInForce {
+    pub fn parse(raw: &str) -> Option<TimeInForce> {
+        match raw.to_ascii_lowercase().as_str() {
+            "gtc" => Some(TimeInForce::Gtc),
+            "ioc" => Some(TimeInForce::Ioc),
+            "fok" => Some(TimeInForce::Fok),
+            "gtd" => Some(TimeInForce::Gtd),
+            _ => None,
+        }
+    }
+
+    /// The name Binance and users write.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeInForce::Gtc => "GTC",
+            TimeInForce::Ioc => "IOC",
+            TimeInForce::Fok => "FOK",
+            TimeInForce::Gtd => "GTD",
+        }
+    }
+
+    /// Whether an order that the market does not fill now rests.
+    pub fn rests(self) -> bool {
+        matches!(self, TimeInForce::Gtc | TimeInForce::Gtd)
+    }
 }
 
 /// An entry's size, as written in `position_size`.

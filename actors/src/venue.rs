@@ -47,6 +47,18 @@ pub enum RejectReason {
     /// Trading on the venue is halted (the API key was refused, ...): nothing is sent until an operator acts.
     #[error("trading on the venue is halted: {why}")]
     Halted { why: String },
+    /// An `ioc` or `fok` limit entry found no price at or better than its limit: nothing filled.
+    #[error("the market is not at the limit price {limit}: an {} order does not rest", time_in_force.as_str())]
+    WouldNotFill {
+        limit: Price,
+        time_in_force: crate::signal::TimeInForce,
+    },
+    /// A `gtd` limit entry whose `expires_at` had passed when it reached the venue.
+    #[error("the order expired before it reached the venue")]
+    Expired,
+    /// The venue adapter does not rest limit entries (Binance): the entry is refused before it is sent.
+    #[error("this venue does not take limit entries yet: send a market order")]
+    LimitEntryUnsupported,
     /// The venue adapter does not place trailing stops (Binance): the entry is refused before it is sent.
     #[error("this venue does not take trailing stops yet: send a fixed `stop_loss`")]
     TrailingStopUnsupported,
@@ -143,6 +155,8 @@ pub enum Execution {
     /// An order with this client order id had already filled (a retry after a crash or a timeout): this is that
     /// fill, and nothing new happened.
     AlreadyFilled(Fill),
+    /// A limit entry the market has not reached rests on the venue (or already rested, on a retry).
+    Resting,
 }
 
 /// An order resting on the venue: a stop loss or take profit guarding a position.
@@ -175,7 +189,13 @@ pub struct Balance {
 /// Something the venue did on its own: a resting order fired or was cancelled.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExecutionReport {
+    /// A stop loss, take profit or liquidation.
     Filled(Fill),
+    /// A resting limit entry filled: the order says what it opens and which exits it arms.
+    EntryFilled {
+        order: Box<OrderRequest>,
+        fill: Fill,
+    },
     Cancelled {
         symbol: Symbol,
         client_order_id: ClientOrderId,
@@ -188,8 +208,8 @@ pub trait ExecutionVenue: Send + Sync + 'static {
     /// A short name for logs and the API: `paper`, `binance-futures`.
     fn name(&self) -> &'static str;
 
-    /// Places a market order and arms its protection (stop loss, take profit). Idempotent by client order id: the
-    /// same id never fills twice.
+    /// Places a market order and arms its protection (stop loss, take profit), or rests a limit entry the market has
+    /// not reached. Idempotent by client order id: the same id never fills or rests twice.
     fn submit(&self, order: Approved<OrderRequest>, at: Timestamp) -> VenueFuture<Execution>;
 
     /// Cancels a resting order.

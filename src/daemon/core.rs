@@ -115,6 +115,15 @@ pub fn start(
             RiskActor::new(engine, view, exchange, log).with_limits(limits, clock, marks)
         })
     };
+    {
+        let follow = sentinel_actors::resting::follow(
+            view.clone(),
+            config.risk.trading_state,
+            exchange.clone().recipient(),
+            clock.clone(),
+        );
+        on.spawn(follow);
+    }
     let admission = Admission::new(config.server.max_pending_signals);
     let books = config
         .symbols

@@ -121,6 +121,43 @@ pub async fn signals(
         .json(json!({ "signals": rows, "next_before": next_before, "pending": pending })))
 }
 
+/// What rests on the venue now, from the ledger: limit entries waiting for their price, and each position's stop loss
+/// and take profit.
+pub async fn open_orders(state: web::Data<AppState>) -> HttpResponse {
+    let view = state.view.borrow().clone();
+    let entries: Vec<Value> = view
+        .resting
+        .values()
+        .map(|o| {
+            let limit = o.limit.as_ref();
+            json!({
+                "client_order_id": o.client_order_id,
+                "signal_id": o.signal_id,
+                "symbol": o.symbol,
+                "side": o.side,
+                "quantity": o.quantity,
+                "limit_price": limit.map(|l| l.price),
+                "time_in_force": limit.map(|l| l.time_in_force.as_str()),
+                "expires_at": limit.and_then(|l| l.expires_at),
+                "leverage": o.leverage.get(),
+                "protection": o.protection,
+            })
+        })
+        .collect();
+    let exits: Vec<Value> = view
+        .exits
+        .iter()
+        .map(|(symbol, armed)| {
+            json!({
+                "symbol": symbol,
+                "stop_loss": armed.stop_loss.as_ref().map(|(price, _)| price),
+                "take_profit": armed.take_profit.as_ref().map(|(price, _)| price),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "entries": entries, "exits": exits }))
+}
+
 /// Fills, denials and rejections from the journal, newest first, paged like `signals`.
 pub async fn orders(
     state: web::Data<AppState>,

@@ -69,6 +69,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(get("/account", api::account))
                 .service(get("/signals", api::signals))
                 .service(get("/orders", api::orders))
+                .service(get("/open-orders", api::open_orders))
                 .service(get("/security", api::security))
                 .service(get("/latency", api::latency))
                 .service(

@@ -323,6 +323,24 @@ fn write(
             )?
             .execute(params![signal_id.as_str(), outcome.status(), json, at.0])?;
         }
+        // A resting limit entry's signal ends `filled` or `cancelled` when the entry does.
+        Event::Filled {
+            order: Some(order), ..
+        } if order.limit.is_some() => {
+            sp.prepare_cached(
+                "UPDATE signals SET status = 'filled' WHERE signal_id = ?1 AND status = 'resting'",
+            )?
+            .execute(params![order.signal_id.as_str()])?;
+        }
+        Event::Cancelled {
+            client_order_id, ..
+        } => {
+            sp.prepare_cached(
+                "UPDATE signals SET status = 'cancelled' WHERE status = 'resting' AND signal_id IN
+                   (SELECT signal_id FROM events WHERE kind = 'order_resting' AND client_order_id = ?1)",
+            )?
+            .execute(params![client_order_id.as_str()])?;
+        }
         _ => {}
     }
     Ok(Some(Offset(offset as u64)))

@@ -51,7 +51,12 @@ pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldErr
 
     let intent = if let Some(v) = raw.get("action") {
         orders::refuse_unsupported(raw)?;
-        action_intent(raw, field("action", fields::text(v))?, quote)?
+        action_intent(
+            raw,
+            field("action", fields::text(v))?,
+            quote,
+            ctx.received_at,
+        )?
     } else if let Some(v) = raw.get("signal") {
         orders::refuse_unsupported(raw)?;
         let side = match field("signal", fields::text(v))?
@@ -80,6 +85,7 @@ pub fn normalize(raw: &RawPayload, ctx: &Context<'_>) -> Result<Signal, FieldErr
                 order.size = Some(SizeSpec::Base(field("volume", fields::quantity(v))?));
             }
             order.stop_loss = orders::trailing_stop(raw)?;
+            order.limit = orders::limit(raw, ctx.received_at)?;
             Intent::Open { side, order }
         }
     } else if let Some(v) = raw.get("market_position") {
@@ -119,7 +125,12 @@ fn field<T>(name: &'static str, result: Result<T, String>) -> Result<T, FieldErr
     result.map_err(|message| FieldError::new(name, message))
 }
 
-fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, FieldError> {
+fn action_intent(
+    raw: &RawPayload,
+    action: &str,
+    quote: &str,
+    now: Timestamp,
+) -> Result<Intent, FieldError> {
     let lower = action.to_ascii_lowercase();
     match lower.as_str() {
         "update_stops" => return update_exits(raw, false),
@@ -140,7 +151,7 @@ fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, 
             )
         })?,
     };
-    let order = || entry_params(raw, quote);
+    let order = || entry_params(raw, quote, now);
     let reducing = orders::reduce_only(raw)?;
     let close = |side: Option<PositionSide>| -> Result<Intent, FieldError> {
         orders::refuse_entry_fields(raw, "a close")?;
@@ -181,7 +192,16 @@ fn action_intent(raw: &RawPayload, action: &str, quote: &str) -> Result<Intent, 
                 "a reverse opens the other side, so it cannot be reduce-only",
             ))
         }
-        Action::Reverse => Intent::Reverse { order: order()? },
+        Action::Reverse => {
+            let order = order()?;
+            if order.limit.is_some() {
+                return Err(FieldError::new(
+                    "order_type",
+                    "a reverse closes at market first: only open_long and open_short may be limit orders",
+                ));
+            }
+            Intent::Reverse { order }
+        }
         Action::Pause => Intent::Pause,
         Action::Resume => Intent::Resume,
         Action::Target | Action::Tick | Action::UpdateStops | Action::MoveStopToBreakeven => {
@@ -198,7 +218,14 @@ fn update_exits(raw: &RawPayload, breakeven: bool) -> Result<Intent, FieldError>
     } else {
         "update_stops"
     };
-    for name in ["position_size", "leverage", "reduce_only", "trailing_stop"] {
+    for name in [
+        "position_size",
+        "leverage",
+        "reduce_only",
+        "trailing_stop",
+        "limit_price",
+        "order_type",
+    ] {
         if raw.get(name).is_some() {
             return Err(FieldError::new(
                 name,
@@ -245,8 +272,11 @@ fn reduce(side: PositionSide, size: Option<CloseSize>) -> Intent {
     }
 }
 
-fn entry_params(raw: &RawPayload, quote: &str) -> Result<EntryParams, FieldError> {
-    let mut order = EntryParams::default();
+fn entry_params(raw: &RawPayload, quote: &str, now: Timestamp) -> Result<EntryParams, FieldError> {
+    let mut order = EntryParams {
+        limit: orders::limit(raw, now)?,
+        ..EntryParams::default()
+    };
     if let Some(v) = raw.get("position_size") {
         order.size = Some(field("position_size", fields::size(v, quote))?);
     }

@@ -4,8 +4,8 @@
 
 use rust_decimal::Decimal;
 use sentinel_actors::amount::parse_decimal;
-use sentinel_actors::signal::{CloseSize, ExitLevel, Intent, Signal};
-use sentinel_actors::types::{PositionSide, Price, Quantity};
+use sentinel_actors::signal::{CloseSize, ExitLevel, Intent, LimitOrder, Signal, TimeInForce};
+use sentinel_actors::types::{PositionSide, Price, Quantity, Timestamp};
 use serde_json::Value;
 use std::str::FromStr;
 
@@ -14,11 +14,7 @@ use super::{FieldError, RawPayload};
 
 /// Fields other bots and exchanges use that would change what an order means, and that Sentinel does not act on:
 /// each is refused, naming it, with what to write instead.
-const UNSUPPORTED: [(&str, &str); 22] = [
-    (
-        "limit_price",
-        "limit orders are not supported: send a market order",
-    ),
+const UNSUPPORTED: [(&str, &str); 19] = [
     (
         "stop_price",
         "stop entries are not supported: send a market order",
@@ -35,29 +31,12 @@ const UNSUPPORTED: [(&str, &str); 22] = [
         "callback_rate",
         "the trailing distance is read from `trailing_stop` (\"1%\")",
     ),
-    (
-        "time_in_force",
-        "only market orders are supported, which have no time in force",
-    ),
-    (
-        "expire_time",
-        "only market orders are supported, which do not expire",
-    ),
-    (
-        "expiry",
-        "only market orders are supported, which do not expire",
-    ),
-    (
-        "expires_at",
-        "only market orders are supported, which do not expire",
-    ),
-    (
-        "good_till_date",
-        "only market orders are supported, which do not expire",
-    ),
+    ("expire_time", "the expiry is read from `expires_at`"),
+    ("expiry", "the expiry is read from `expires_at`"),
+    ("good_till_date", "the expiry is read from `expires_at`"),
     (
         "post_only",
-        "only market orders are supported, which cannot be post-only",
+        "post-only orders are not supported: send a limit entry without it",
     ),
     (
         "close_position",
@@ -85,10 +64,10 @@ pub(super) fn refuse_unsupported(raw: &RawPayload) -> Result<(), FieldError> {
     // The order type first: it is what a sender of `limit_price` or `time_in_force` meant to change.
     if let Some(value) = raw.get("order_type") {
         let kind = fields::text(value).map_err(|m| FieldError::new("order_type", m))?;
-        if !kind.eq_ignore_ascii_case("market") {
+        if !kind.eq_ignore_ascii_case("market") && !kind.eq_ignore_ascii_case("limit") {
             return Err(FieldError::new(
                 "order_type",
-                format!("`{kind}` is not supported: only `market` orders are"),
+                format!("`{kind}` is not supported: send `market` or `limit`"),
             ));
         }
     }
@@ -105,6 +84,80 @@ pub(super) fn refuse_unsupported(raw: &RawPayload) -> Result<(), FieldError> {
         }
     }
     Ok(())
+}
+
+/// The fields of a limit entry, refused on anything else.
+const LIMIT_FIELDS: [&str; 3] = ["limit_price", "time_in_force", "expires_at"];
+
+/// A limit entry's terms: `"order_type": "limit"` with `limit_price`, an optional `time_in_force` (`GTC`, the
+/// default; `IOC`; `FOK`; `GTD`, the default when `expires_at` is given) and `expires_at` (a `GTD` order's expiry,
+/// after `now`). `None` for a market order, which takes none of these fields.
+pub(super) fn limit(raw: &RawPayload, now: Timestamp) -> Result<Option<LimitOrder>, FieldError> {
+    let is_limit = match raw.get("order_type") {
+        Some(v) => fields::text(v)
+            .map_err(|m| FieldError::new("order_type", m))?
+            .eq_ignore_ascii_case("limit"),
+        None => raw.get("limit_price").is_some(),
+    };
+    if !is_limit {
+        if let Some(name) = LIMIT_FIELDS.into_iter().find(|n| raw.get(n).is_some()) {
+            return Err(FieldError::new(
+                name,
+                format!("a market order takes no `{name}`: send `\"order_type\": \"limit\"` for a limit entry"),
+            ));
+        }
+        return Ok(None);
+    }
+    let price = raw
+        .get("limit_price")
+        .ok_or_else(|| FieldError::new("limit_price", "is required for a limit entry"))
+        .and_then(|v| fields::price(v).map_err(|m| FieldError::new("limit_price", m)))?;
+    let expires_at = raw
+        .get("expires_at")
+        .map(|v| fields::timestamp(v).map_err(|m| FieldError::new("expires_at", m)))
+        .transpose()?;
+    let time_in_force = match raw.get("time_in_force") {
+        Some(v) => {
+            let text = fields::text(v).map_err(|m| FieldError::new("time_in_force", m))?;
+            TimeInForce::parse(text.trim()).ok_or_else(|| {
+                FieldError::new(
+                    "time_in_force",
+                    format!("`{text}` is not one of GTC, IOC, FOK, GTD"),
+                )
+            })?
+        }
+        None if expires_at.is_some() => TimeInForce::Gtd,
+        None => TimeInForce::Gtc,
+    };
+    match (time_in_force, expires_at) {
+        (TimeInForce::Gtd, None) => {
+            return Err(FieldError::new(
+                "expires_at",
+                "is required for a GTD order: when it is taken off unfilled",
+            ))
+        }
+        (TimeInForce::Gtd, Some(at)) if at <= now => {
+            return Err(FieldError::new(
+                "expires_at",
+                "is in the past: a GTD order must expire after it arrives",
+            ))
+        }
+        (TimeInForce::Gtd, Some(_)) | (_, None) => {}
+        (other, Some(_)) => {
+            return Err(FieldError::new(
+                "time_in_force",
+                format!(
+                    "a {} order does not expire: send `GTD` with `expires_at`",
+                    other.as_str()
+                ),
+            ))
+        }
+    }
+    Ok(Some(LimitOrder {
+        price,
+        time_in_force,
+        expires_at,
+    }))
 }
 
 /// `reduce_only`: true or false, as JSON or as text; absent is false.
@@ -165,7 +218,20 @@ pub(super) fn close_size(value: &Value) -> Result<CloseSize, FieldError> {
 
 /// Refuses entry fields on an order that opens nothing (a close, or a reduce-only order).
 pub(super) fn refuse_entry_fields(raw: &RawPayload, what: &str) -> Result<(), FieldError> {
-    for name in ["stop_loss", "trailing_stop", "take_profit", "leverage"] {
+    let limit = raw
+        .get("order_type")
+        .and_then(|v| v.as_str())
+        .is_some_and(|t| t.eq_ignore_ascii_case("limit"));
+    if limit {
+        return Err(FieldError::new(
+            "order_type",
+            format!("{what} is a market order: only entries may be limit orders"),
+        ));
+    }
+    for name in ["stop_loss", "trailing_stop", "take_profit", "leverage"]
+        .into_iter()
+        .chain(LIMIT_FIELDS)
+    {
         if raw.get(name).is_some() {
             return Err(FieldError::new(
                 name,
@@ -214,8 +280,17 @@ pub fn check_levels(
         }
         _ => return Ok(()),
     };
-    let Some(entry) = signal.price.or(last_price) else {
-        return Ok(());
+    // A limit entry enters at its limit price, whatever the market does until then.
+    let limit = match &signal.intent {
+        Intent::Open { order, .. } => order.limit.map(|l| l.price),
+        _ => None,
+    };
+    let (entry, reference) = match limit {
+        Some(limit) => (limit, "limit"),
+        None => match signal.price.or(last_price) {
+            Some(price) => (price, reference),
+            None => return Ok(()),
+        },
     };
     let long = side == PositionSide::Long;
     let side_name = if long { "long" } else { "short" };
@@ -382,9 +457,9 @@ mod tests {
     #[test]
     fn unsupported_fields_are_named() {
         for (json, name) in [
-            (r#"{"order_type":"limit"}"#, "order_type"),
-            (r#"{"limit_price":90}"#, "limit_price"),
-            (r#"{"time_in_force":"GTC"}"#, "time_in_force"),
+            (r#"{"order_type":"stop"}"#, "order_type"),
+            (r#"{"post_only":true}"#, "post_only"),
+            (r#"{"expire_time":1}"#, "expire_time"),
             (r#"{"Trailing_Stop":"1%"}"#, "trailing_stop"),
             (r#"{"Trailing_Offset":"1"}"#, "trailing_stop"),
             (r#"{"callback_rate":"1"}"#, "callback_rate"),
@@ -400,6 +475,7 @@ mod tests {
         for fine in [
             r#"{"order_type":"market"}"#,
             r#"{"order_type":"MARKET","limit_price":null}"#,
+            r#"{"order_type":"limit","limit_price":90,"time_in_force":"GTC"}"#,
             r#"{"interval":"5","exchange":"BINANCE"}"#,
             r#"{"trailing_stop":"1%"}"#,
         ] {

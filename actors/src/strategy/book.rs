@@ -10,7 +10,7 @@ use crate::exits::ArmedExits;
 use crate::order::{IgnoreReason, OrderRequest, Protection};
 use crate::risk::DenyReason;
 use crate::signal::{
-    Action, CloseSize, EntryParams, ExitLevel, Intent, Signal, SizeSpec, TargetPosition,
+    Action, CloseSize, EntryParams, ExitLevel, Intent, LimitOrder, Signal, SizeSpec, TargetPosition,
 };
 use crate::types::{ClientOrderId, Leverage, PositionSide, Price, Quantity, Side, Symbol};
 
@@ -101,7 +101,12 @@ impl StrategyBook {
         if signal.comment.as_deref() == Some(crate::FAULT_INJECTION_PANIC) {
             panic!("fault injection: strategy for {} panics", signal.symbol);
         }
-        let Some(price) = signal.price.or(view.last_price) else {
+        // A limit entry is sized at its own price: it needs no market price to rest.
+        let limit_price = match &signal.intent {
+            Intent::Open { order, .. } => order.limit.map(|l| l.price),
+            _ => None,
+        };
+        let Some(price) = signal.price.or(view.last_price).or(limit_price) else {
             return match signal.intent {
                 Intent::Tick => Decision::Ignore(IgnoreReason::PriceUpdate),
                 _ => Decision::Ignore(IgnoreReason::NoPrice),
@@ -141,8 +146,8 @@ impl StrategyBook {
                 if self.paused {
                     return Ok(Decision::Ignore(IgnoreReason::Paused));
                 }
-                let Some(quantity) = entry_quantity(&self.settings, order, price, view.equity)?
-                else {
+                let at = order.limit.map_or(price, |l| l.price);
+                let Some(quantity) = entry_quantity(&self.settings, order, at, view.equity)? else {
                     return Ok(Decision::Ignore(IgnoreReason::SizeBelowStep));
                 };
                 if opposes(position, *side) {
@@ -303,6 +308,7 @@ impl<'a> Legs<'a> {
             true,
             self.book.settings.default_leverage,
             Protection::default(),
+            None,
         );
         Ok(())
     }
@@ -323,9 +329,17 @@ impl<'a> Legs<'a> {
             }
         };
         let leverage = order.leverage.unwrap_or(settings.default_leverage);
-        self.push(side.entry_side(), quantity, false, leverage, protection);
+        self.push(
+            side.entry_side(),
+            quantity,
+            false,
+            leverage,
+            protection,
+            order.limit,
+        );
     }
 
+    /// One leg; a limit entry is valued at its limit price, any other order at the last price.
     fn push(
         &mut self,
         side: Side,
@@ -333,6 +347,7 @@ impl<'a> Legs<'a> {
         reduce_only: bool,
         leverage: Leverage,
         protection: Protection,
+        limit: Option<LimitOrder>,
     ) {
         let leg = self.orders.len() as u8;
         self.orders.push(OrderRequest {
@@ -344,8 +359,9 @@ impl<'a> Legs<'a> {
             quantity,
             reduce_only,
             leverage,
-            reference_price: self.price,
+            reference_price: limit.map_or(self.price, |l| l.price),
             protection,
+            limit,
         });
     }
 }

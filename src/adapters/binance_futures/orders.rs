@@ -81,6 +81,11 @@ pub async fn submit(inner: &Inner, order: &OrderRequest) -> Result<Execution, Ve
     if matches!(order.protection.stop_loss, Some(ExitLevel::Trailing(_))) {
         return Err(VenueError::rejected(RejectReason::TrailingStopUnsupported));
     }
+    // A LIMIT order resting on Binance would need its fills followed on the user stream as entries: not wired yet,
+    // so refused rather than sent as a market order.
+    if order.limit.is_some() {
+        return Err(VenueError::rejected(RejectReason::LimitEntryUnsupported));
+    }
     let rule = |violation| VenueError::rejected(RejectReason::Rule { violation });
     let rules = inner.rules();
     let symbol_rules = rules.symbol(&order.symbol).map_err(rule)?;

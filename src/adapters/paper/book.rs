@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::prelude::Signed;
 use rust_decimal::Decimal;
 
+use sentinel_actors::event::CancelReason;
 use sentinel_actors::exits::{self, ArmedExits};
 use sentinel_actors::ledger::Ledger;
 use sentinel_actors::order::{Fill, FillReason, OrderRequest};
 use sentinel_actors::portfolio::{MarginSpec, Portfolio};
 use sentinel_actors::types::{ClientOrderId, Price, Quantity, Side, SignalId, Symbol, Timestamp};
 use sentinel_actors::venue::{
-    Balance, Execution, OpenOrder, RejectReason, VenueError, VenuePosition,
+    Balance, Execution, ExecutionReport, OpenOrder, RejectReason, VenueError, VenuePosition,
 };
 
 use super::costs::PaperCosts;
@@ -48,6 +49,8 @@ pub struct Book {
     account: Portfolio,
     /// Levels resting per symbol, armed and dropped by `exits::after_fill`, which the ledger folds with too.
     exits: BTreeMap<Symbol, ArmedExits>,
+    /// Limit entries the market has not reached, by client order id (the ledger's `resting`).
+    resting: BTreeMap<ClientOrderId, OrderRequest>,
     /// Past fills by client order id: a second submit of the same id gets the first fill back, as a real venue's
     /// order lookup would give it.
     filled: FillMemory,
@@ -61,6 +64,7 @@ impl Book {
             symbols: HashMap::new(),
             account: Portfolio::new(starting_balance),
             exits: BTreeMap::new(),
+            resting: BTreeMap::new(),
             filled: FillMemory::new(REMEMBERED_FILLS),
         }
     }
@@ -78,6 +82,7 @@ impl Book {
             symbols: HashMap::new(),
             account: ledger.portfolio.clone(),
             exits: ledger.exits.clone(),
+            resting: ledger.resting.clone(),
             filled,
         }
     }
@@ -114,6 +119,9 @@ impl Book {
         if let Some(fill) = self.filled.get(&order.client_order_id) {
             return Ok(Execution::AlreadyFilled(fill.clone()));
         }
+        if order.limit.is_some() {
+            return self.submit_limit(order, at);
+        }
         let last = self.account.last_price(&order.symbol).ok_or_else(|| {
             VenueError::rejected(RejectReason::NoPrice {
                 symbol: order.symbol.clone(),
@@ -138,6 +146,111 @@ impl Book {
         let fill = self.fill(market, last, at);
         self.book(Some(order), &fill);
         Ok(Execution::New(fill))
+    }
+
+    /// A limit entry: filled now if the last price is at or better than its limit (at that price with slippage, never
+    /// worse than the limit), else rested (`gtc`, `gtd`) or refused (`ioc`, `fok`). Resting twice changes nothing.
+    fn submit_limit(
+        &mut self,
+        order: &OrderRequest,
+        at: Timestamp,
+    ) -> Result<Execution, VenueError> {
+        let Some(limit) = order.limit else {
+            return self.submit(order, at);
+        };
+        if self.resting.contains_key(&order.client_order_id) {
+            return Ok(Execution::Resting);
+        }
+        if limit.expired_at(at) {
+            return Err(VenueError::rejected(RejectReason::Expired));
+        }
+        match self.account.last_price(&order.symbol) {
+            Some(last) if limit.crossed_by(order.side, last) => {
+                let market = Market {
+                    id: order.client_order_id.clone(),
+                    symbol: order.symbol.clone(),
+                    side: order.side,
+                    quantity: order.quantity,
+                    reason: FillReason::Signal,
+                };
+                let mut fill = self.fill(market, last, at);
+                let capped = match order.side {
+                    Side::Buy => fill.price.min(limit.price),
+                    Side::Sell => fill.price.max(limit.price),
+                };
+                if capped != fill.price {
+                    fill.price = capped;
+                    fill.fee = self.costs.fee(capped, fill.quantity);
+                }
+                self.book(Some(order), &fill);
+                Ok(Execution::New(fill))
+            }
+            _ if limit.time_in_force.rests() => {
+                self.resting
+                    .insert(order.client_order_id.clone(), order.clone());
+                Ok(Execution::Resting)
+            }
+            _ => Err(VenueError::rejected(RejectReason::WouldNotFill {
+                limit: limit.price,
+                time_in_force: limit.time_in_force,
+            })),
+        }
+    }
+
+    /// After `price` on `symbol`: every resting entry past its `expires_at` is taken off (any symbol's: time passed
+    /// for all), and the symbol's entries that `price` reaches fill at their limit price (a gap through the limit
+    /// fills there too, as a resting order would), with the fee, arming their exits. Oldest entry first.
+    pub fn fill_resting(
+        &mut self,
+        symbol: &Symbol,
+        price: Price,
+        at: Timestamp,
+    ) -> Vec<ExecutionReport> {
+        let mut reports = Vec::new();
+        let expired: Vec<ClientOrderId> = self
+            .resting
+            .iter()
+            .filter(|(_, o)| o.limit.is_some_and(|l| l.expired_at(at)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(order) = self.resting.remove(&id) {
+                reports.push(ExecutionReport::Cancelled {
+                    symbol: order.symbol,
+                    client_order_id: id,
+                    reason: CancelReason::Expired,
+                });
+            }
+        }
+        let crossed: Vec<ClientOrderId> = self
+            .resting
+            .iter()
+            .filter(|(_, o)| &o.symbol == symbol)
+            .filter(|(_, o)| o.limit.is_some_and(|l| l.crossed_by(o.side, price)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in crossed {
+            let Some(order) = self.resting.remove(&id) else {
+                continue;
+            };
+            let Some(limit) = order.limit else { continue };
+            let fill = Fill {
+                client_order_id: id,
+                symbol: order.symbol.clone(),
+                side: order.side,
+                quantity: order.quantity,
+                price: limit.price,
+                fee: self.costs.fee(limit.price, order.quantity),
+                reason: FillReason::Signal,
+                at,
+            };
+            self.book(Some(&order), &fill);
+            reports.push(ExecutionReport::EntryFilled {
+                order: Box::new(order),
+                fill,
+            });
+        }
+        reports
     }
 
     /// Records the symbol's last price and fires the exit it crosses, at that price: a stop wins over a target.
@@ -232,8 +345,12 @@ impl Book {
         Ok(exits)
     }
 
-    /// Takes a resting stop loss or take profit off the book; the other leg stays.
+    /// Takes a resting limit entry, or a stop loss or take profit, off the book; the other leg stays.
     pub fn cancel(&mut self, symbol: &Symbol, id: &ClientOrderId) -> Result<(), VenueError> {
+        if self.resting.get(id).is_some_and(|o| &o.symbol == symbol) {
+            self.resting.remove(id);
+            return Ok(());
+        }
         if self
             .exits
             .get_mut(symbol)
@@ -254,9 +371,23 @@ impl Book {
             .cloned()
     }
 
-    /// The resting exits, by symbol.
+    /// The resting limit entries, then the resting exits, by symbol.
     pub fn open_orders(&self, symbol: Option<&Symbol>) -> Vec<OpenOrder> {
-        let mut orders = Vec::new();
+        let mut orders: Vec<OpenOrder> = self
+            .resting
+            .values()
+            .filter(|o| symbol.is_none_or(|s| *s == o.symbol))
+            .filter_map(|o| {
+                Some(OpenOrder {
+                    client_order_id: o.client_order_id.clone(),
+                    symbol: o.symbol.clone(),
+                    side: o.side,
+                    quantity: Some(o.quantity),
+                    trigger: o.limit?.price,
+                    reason: FillReason::Signal,
+                })
+            })
+            .collect();
         for (on, armed) in &self.exits {
             if symbol.is_some_and(|s| s != on) {
                 continue;

@@ -184,12 +184,16 @@ impl ExecutionVenue for PaperVenue {
         ready(&self.book, |book| Ok(book.balance()))
     }
 
+    /// The exit or liquidation the price fires first, then the limit entries it fills or that expired.
     fn mark(&self, symbol: &Symbol, price: Price, at: Timestamp) -> Vec<ExecutionReport> {
-        lock(&self.book)
+        let mut book = lock(&self.book);
+        let mut reports: Vec<ExecutionReport> = book
             .mark(symbol, price, at)
             .map(ExecutionReport::Filled)
             .into_iter()
-            .collect()
+            .collect();
+        reports.extend(book.fill_resting(symbol, price, at));
+        reports
     }
 
     /// `None`: paper does nothing on its own. A resting exit fires only when `mark` gives it a price, and `mark`

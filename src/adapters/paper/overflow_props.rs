@@ -75,6 +75,7 @@ fn entry() -> impl Strategy<Value = EntryParams> {
             leverage: leverage.map(|l| Leverage::new(l).unwrap()),
             stop_loss,
             take_profit,
+            limit: None,
         })
 }
 
@@ -202,7 +203,7 @@ impl Account {
                 let leverage = approved.get().leverage;
                 match self.paper.submit(approved.get(), at) {
                     Ok(Execution::New(fill)) => self.portfolio.apply_fill_at(&fill, Some(leverage)),
-                    Ok(Execution::AlreadyFilled(_)) | Err(_) => break,
+                    Ok(Execution::AlreadyFilled(_) | Execution::Resting) | Err(_) => break,
                 }
             }
         }

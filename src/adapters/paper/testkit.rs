@@ -99,6 +99,7 @@ impl Order {
             leverage: Leverage::new(5).unwrap(),
             reference_price: price("45000"),
             protection: self.protection,
+            limit: None,
         }
     }
 

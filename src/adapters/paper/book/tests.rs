@@ -574,3 +574,119 @@ fn restored_from_the_ledger_after_a_liquidation_the_book_agrees() {
     assert_eq!(restored.account(), session.book.account());
     assert_eq!(restored.liquidation_price(&btc()), Some(d("20000")));
 }
+
+/// A buy limit at `limit`, good till `expires_at` (else till cancelled), with a 2 % stop.
+fn limit_buy(
+    signal: &'static str,
+    quantity: &'static str,
+    limit: &str,
+    expires_at: Option<i64>,
+) -> OrderRequest {
+    use sentinel_actors::signal::{LimitOrder, TimeInForce};
+    let mut order = Order::buy(signal, quantity)
+        .protected(percent(Some("2"), None))
+        .request();
+    order.limit = Some(LimitOrder {
+        price: price(limit),
+        time_in_force: if expires_at.is_some() {
+            TimeInForce::Gtd
+        } else {
+            TimeInForce::Gtc
+        },
+        expires_at: expires_at.map(Timestamp),
+    });
+    order
+}
+
+#[test]
+fn a_limit_entry_rests_then_fills_at_its_price_with_the_fee_and_arms_its_stop() {
+    let mut book = paper();
+    book.mark(&btc(), price("100"), Timestamp(1));
+    let order = limit_buy("a", "2", "95", None);
+    assert_eq!(book.submit(&order, Timestamp(2)), Ok(Execution::Resting));
+    // Resting twice (a retry) changes nothing.
+    assert_eq!(book.submit(&order, Timestamp(3)), Ok(Execution::Resting));
+    assert_eq!(book.open_orders(Some(&btc())).len(), 1);
+    assert!(book
+        .fill_resting(&btc(), price("95.01"), Timestamp(4))
+        .is_empty());
+
+    // 94 passes through 95: filled at 95, not 94, with no slippage; fee 95 x 2 x 0.0004 = 0.076.
+    let reports = book.fill_resting(&btc(), price("94"), Timestamp(5));
+    let [ExecutionReport::EntryFilled {
+        order: filled,
+        fill,
+    }] = reports.as_slice()
+    else {
+        panic!("expected one entry fill, got {reports:?}");
+    };
+    assert_eq!(filled.client_order_id, order.client_order_id);
+    assert_eq!(fill.price.get(), d("95"));
+    assert_eq!(fill.fee, d("0.076"));
+    assert_eq!(book.account().position_quantity(&btc()), d("2"));
+    // The 2 % stop from the entry of 95: 93.1.
+    assert_eq!(resting(&book, &btc()), (Some(price("93.1")), None));
+    assert!(book.open_orders(None).iter().all(|o| o.quantity.is_none()));
+    // The same id does not fill twice.
+    assert!(book
+        .fill_resting(&btc(), price("90"), Timestamp(6))
+        .is_empty());
+}
+
+#[test]
+fn an_ioc_limit_fills_now_capped_at_its_price_or_not_at_all() {
+    use sentinel_actors::signal::TimeInForce;
+    let mut book = paper();
+    book.mark(&btc(), price("100"), Timestamp(1));
+    let mut ioc = limit_buy("a", "1", "95", None);
+    if let Some(limit) = ioc.limit.as_mut() {
+        limit.time_in_force = TimeInForce::Ioc;
+    }
+    assert_eq!(
+        book.submit(&ioc, Timestamp(2)),
+        Err(VenueError::rejected(RejectReason::WouldNotFill {
+            limit: price("95"),
+            time_in_force: TimeInForce::Ioc
+        }))
+    );
+    assert!(book.open_orders(None).is_empty());
+    // At 100.03 with the limit: 100 x 1.0005 = 100.05 slips past it, so the fill is capped at 100.03.
+    let marketable = limit_buy("b", "1", "100.03", None);
+    let fill = new(book.submit(&marketable, Timestamp(3)));
+    assert_eq!(fill.price.get(), d("100.03"));
+}
+
+#[test]
+fn a_gtd_entry_expires_at_its_time_and_a_cancel_takes_an_entry_off() {
+    let mut book = paper();
+    book.mark(&btc(), price("100"), Timestamp(1));
+    assert_eq!(
+        book.submit(&limit_buy("a", "1", "90", Some(10)), Timestamp(2)),
+        Ok(Execution::Resting)
+    );
+    let gtc = limit_buy("b", "1", "95", None);
+    assert_eq!(book.submit(&gtc, Timestamp(3)), Ok(Execution::Resting));
+    // Already expired when it arrives: refused.
+    assert_eq!(
+        book.submit(&limit_buy("c", "1", "90", Some(4)), Timestamp(5)),
+        Err(VenueError::rejected(RejectReason::Expired))
+    );
+    // At 10 the GTD entry is taken off; 96 reaches neither.
+    let reports = book.fill_resting(&btc(), price("96"), Timestamp(10));
+    assert!(
+        matches!(
+            reports.as_slice(),
+            [ExecutionReport::Cancelled {
+                reason: CancelReason::Expired,
+                ..
+            }]
+        ),
+        "{reports:?}"
+    );
+    assert_eq!(book.cancel(&btc(), &gtc.client_order_id), Ok(()));
+    assert!(book.open_orders(None).is_empty());
+    assert!(book
+        .fill_resting(&btc(), price("80"), Timestamp(11))
+        .is_empty());
+    assert!(book.account().position_quantity(&btc()).is_zero());
+}
