@@ -112,6 +112,9 @@ pub struct SourceConfig {
     /// Browser origins whose pages may post to this source (`*`: any). Senders that are not browsers send no
     /// `Origin`; empty: a request that carries one is refused, so no web page can post a webhook.
     pub allow_origins: Vec<String>,
+    /// The source takes operator commands (`{"command":"halt"}`) and no signals: a kill switch for a sender that
+    /// signs its requests, such as a monitoring system or a phone shortcut.
+    pub commands: bool,
 }
 
 #[derive(Debug, Clone)]

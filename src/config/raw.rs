@@ -94,6 +94,8 @@ pub struct RawSource {
     pub client_cert_subject: Option<String>,
     #[serde(default)]
     pub allow_origins: Vec<String>,
+    /// Operator commands (halt, resume, reducing, flatten) instead of signals; signed sources only.
+    pub commands: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -688,6 +688,9 @@ fn source(
         c.problem(at("name"), format!("`{name}` is used by another source"));
     }
     let kind = c.required(&at("kind"), raw.kind)?;
+    let commands = raw.commands.unwrap_or(false);
+    // Whoever can send a command can stop trading or close every position: never on a secret from the docs.
+    let demo_signals_secret = (!commands).then_some(secret::DEMO_SIGNALS_SECRET);
     let tolerance = c.whole(
         &at("timestamp_tolerance_secs"),
         raw.timestamp_tolerance_secs,
@@ -752,12 +755,7 @@ fn source(
             refuse(c, "passphrase_env", raw.passphrase_env.is_some());
             refuse(c, "token_env", raw.token_env.is_some());
             let names = c.required(&at("secret_env"), raw.secret_env.clone())?;
-            let secrets = c.secrets(
-                &at("secret_env"),
-                &names,
-                Some(secret::DEMO_SIGNALS_SECRET),
-                paper,
-            );
+            let secrets = c.secrets(&at("secret_env"), &names, demo_signals_secret, paper);
             SourceAuth::Hmac(HmacScheme {
                 secrets,
                 signature_header: header(c, "signature_header", raw.signature_header.clone())
@@ -792,6 +790,22 @@ fn source(
             return None;
         }
     };
+    if commands {
+        match &auth {
+            // A passphrase or URL token travels in every request and is as good as new to whoever sees one; a
+            // signature covers only the body it came with.
+            SourceAuth::TradingView { .. } => c.problem(
+                at("commands"),
+                "operator commands need a signed source: use kind = \"hmac\" or \"standard-webhooks\"",
+            ),
+            SourceAuth::Hmac(scheme) if scheme.timestamp_header.is_none() => c.warnings.push(format!(
+                "{}: without timestamp_header a signed command stays valid forever; anyone who captures one can \
+                 send it again once duplicate_window_secs has passed",
+                at("commands")
+            )),
+            _ => {}
+        }
+    }
     let allow_ips =
         Allowlist::parse(raw.allow_ips.as_deref().unwrap_or_default()).unwrap_or_else(|message| {
             c.problem(at("allow_ips"), message);
@@ -820,6 +834,7 @@ fn source(
             60,
             0..=86_400,
         )),
+        commands,
     })
 }
 

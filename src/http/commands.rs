@@ -1,9 +1,11 @@
-//! Operator commands that act on the account (admin token): `POST /api/flatten` closes every open position.
+//! Operator commands that act on the account: `POST /api/flatten` (admin token), and the same commands from a
+//! signed command source (`{"command":"halt"}` to `POST /webhook/{source}`).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{json, Value};
 use std::time::Instant;
 
 use sentinel_actors::event::Delivery;
@@ -15,9 +17,13 @@ use tracing::warn;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::payload::RawPayload;
 
 /// The source name operator signals carry in the journal.
 pub const OPERATOR_SOURCE: &str = "operator";
+
+/// The longest `reason` a command may give: it goes to the log as written.
+const MAX_REASON_CHARS: usize = 200;
 
 /// Checks the admin token; operator writes are off without one.
 pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
@@ -31,22 +37,150 @@ pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     state.admin.authorize(req, &state.config.server, token)
 }
 
-/// Puts the account in `reducing` (no new entries; closes, stops and targets run) and closes every open position,
-/// each with a close signal of its own, journaled before the answer like any webhook's, so a crash in the middle
-/// finishes the job after the restart.
+/// `POST /api/flatten`: see `flatten_account`.
 pub async fn flatten(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
+    let answer = flatten_account(&state).await?;
+    Ok(HttpResponse::Accepted().json(answer))
+}
+
+/// What a command source may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Halt,
+    Resume,
+    Reducing,
+    Flatten,
+}
+
+impl Command {
+    fn parse(text: &str) -> Option<Command> {
+        match text {
+            "halt" => Some(Command::Halt),
+            "resume" => Some(Command::Resume),
+            "reducing" => Some(Command::Reducing),
+            "flatten" => Some(Command::Flatten),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Halt => "halt",
+            Command::Resume => "resume",
+            Command::Reducing => "reducing",
+            Command::Flatten => "flatten",
+        }
+    }
+}
+
+/// A command as a command source sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRequest {
+    pub command: Command,
+    /// The sender's words for the log (`"drawdown alert"`).
+    pub reason: Option<String>,
+}
+
+/// The body a command source sends. `id` is the sender's delivery id, which idempotency reads on its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    command: Option<Value>,
+    reason: Option<Value>,
+    #[serde(rename = "id")]
+    _id: Option<Value>,
+}
+
+const COMMAND_SHAPE: &str = r#"send {"command":"halt|resume|reducing|flatten","reason":"..."}"#;
+
+impl CommandRequest {
+    /// Reads a command source's body, secrets already stripped; a trade payload, or anything else, is refused
+    /// naming `command`.
+    pub fn parse(raw: &RawPayload) -> Result<CommandRequest, ApiError> {
+        let body: CommandBody = serde_json::from_str(&raw.to_json()).map_err(|_| {
+            ApiError::invalid_field(
+                "command",
+                format!("this source takes operator commands only: {COMMAND_SHAPE}"),
+            )
+        })?;
+        let command = match body.command {
+            Some(Value::String(text)) => Command::parse(text.trim()).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "command",
+                    format!("`{text}` is not one of halt, resume, reducing, flatten"),
+                )
+            })?,
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "command",
+                    format!("this source takes operator commands only: {COMMAND_SHAPE}"),
+                ))
+            }
+        };
+        let reason = match body.reason {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) if text.chars().count() <= MAX_REASON_CHARS => Some(text),
+            Some(_) => {
+                return Err(ApiError::invalid_field(
+                    "reason",
+                    format!("must be text of at most {MAX_REASON_CHARS} characters"),
+                ))
+            }
+        };
+        Ok(CommandRequest { command, reason })
+    }
+}
+
+/// Whether a body carries a `command` key: an ordinary source refuses it rather than read it as a signal.
+pub fn carries_command(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        command: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Probe>(body).is_ok_and(|probe| probe.command.is_some())
+}
+
+/// Carries out a command from the source named `source`, which has authenticated; the answer is the one the API
+/// gives for the same command.
+pub async fn run_command(
+    state: &AppState,
+    source: &str,
+    request: &CommandRequest,
+) -> Result<HttpResponse, ApiError> {
+    let command = request.command.as_str();
+    let reason = request.reason.as_deref().unwrap_or_default();
+    warn!(%source, command, ?reason, "operator command from a command source");
+    let to = match request.command {
+        Command::Halt => TradingState::Halted,
+        Command::Resume => TradingState::Active,
+        Command::Reducing => TradingState::Reducing,
+        Command::Flatten => {
+            return Ok(HttpResponse::Accepted().json(flatten_account(state).await?));
+        }
+    };
+    set_state(state, to).await?;
+    Ok(HttpResponse::Ok().json(json!({ "trading_state": to })))
+}
+
+/// Moves the account to `to`; the risk actor journals the change before it answers.
+pub async fn set_state(state: &AppState, to: TradingState) -> Result<(), ApiError> {
     state
         .risk
-        .send(SetTradingState {
-            state: TradingState::Reducing,
-        })
+        .send(SetTradingState { state: to })
         .await
         .map_err(|e| ApiError::unavailable(format!("risk actor unavailable: {e}")))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::unavailable(e.to_string()))
+}
+
+/// Puts the account in `reducing` (no new entries; closes, stops and targets run) and closes every open position,
+/// each with a close signal of its own, journaled before the answer like any webhook's, so a crash in the middle
+/// finishes the job after the restart. The answer names the trading state and each close's signal.
+pub async fn flatten_account(state: &AppState) -> Result<Value, ApiError> {
+    set_state(state, TradingState::Reducing).await?;
     let open: Vec<_> = {
         let view = state.view.borrow();
         view.portfolio
@@ -98,6 +232,5 @@ pub async fn flatten(
         positions = signals.len(),
         "FLATTEN: trading is reducing and every open position is being closed"
     );
-    Ok(HttpResponse::Accepted()
-        .json(json!({ "trading_state": TradingState::Reducing, "closing": signals })))
+    Ok(json!({ "trading_state": TradingState::Reducing, "closing": signals }))
 }

@@ -7,9 +7,10 @@
 //! 2. body, bounded in size (413) and time (408)
 //! 3. URL token, signature and signed timestamp on the raw body (401)
 //! 4. JSON (400) -> passphrase in the body, then every secret field stripped (401)
-//! 5. normalise into a `Signal` (422) -> idempotency (200 `duplicate`)
+//! 5. normalise into a `Signal` (422), or for a command source into an operator command (422) -> idempotency (200
+//!    `duplicate`)
 //! 6. per-source rate limit (429), counted only for new authenticated signals, so neither strangers nor a
-//!    sender's retries use it up -> router -> 202
+//!    sender's retries use it up -> router -> 202; a command is carried out as the API's would be (200, 202)
 //!
 //! A sender learns nothing about a payload's content (400/422 detail) before it has authenticated, except for
 //! TradingView passphrase sources, whose secret sits inside the JSON and must be parsed to be checked.
@@ -29,11 +30,15 @@ use sentinel_actors::types::{SignalId, Timestamp};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use super::commands::{carries_command, run_command, CommandRequest};
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::{AuthError, Request};
-use crate::payload::{check_levels, normalize, parse_body, signal_id, translate, Context};
-use crate::protect::dedupe::{DeliveryKey, Refused, MAX_DELIVERY_ID_BYTES};
+use crate::auth::{AuthError, Delivery as AuthDelivery, Request};
+use crate::config::SourceConfig;
+use crate::payload::{
+    check_levels, normalize, parse_body, signal_id, translate, Context, RawPayload,
+};
+use crate::protect::dedupe::{Claim, DeliveryKey, Refused, MAX_DELIVERY_ID_BYTES};
 use crate::protect::failures::Throttled;
 use crate::protect::limits::retry_after_secs;
 use crate::protect::network::{client_ip, ClientKey};
@@ -139,23 +144,20 @@ pub async fn receive(
     let mut raw = parse_body(&body).map_err(|e| ApiError::malformed(e.0))?;
     source.auth.verify_payload(&mut raw).map_err(refuse)?;
     attempt.authenticated();
+    // A command source takes operator commands and nothing else, and no other source takes them.
+    if source.commands {
+        return take_command(&state, source, &raw, delivery, now).await;
+    }
+    if carries_command(&body) {
+        return Err(ApiError::invalid_field(
+            "command",
+            "this source does not take operator commands",
+        ));
+    }
     // Another bot's alert (3Commas, OctoBot) in Sentinel's terms, or refused naming what cannot be mapped.
     translate(&mut raw, now).map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
 
-    // The delivery's identity: the sender's delivery id, else the payload's id; opaque, and bounded in size since it
-    // is kept for days.
-    let sender_id = match delivery.id {
-        Some(id) => Some(("webhook-id", id)),
-        None => raw.sender_id(),
-    };
-    if let Some((field, id)) = &sender_id {
-        if id.len() > MAX_DELIVERY_ID_BYTES {
-            return Err(ApiError::invalid_field(
-                field,
-                format!("a delivery id is at most {MAX_DELIVERY_ID_BYTES} bytes"),
-            ));
-        }
-    }
+    let sender_id = sender_id(delivery.id, &raw)?;
     let ctx = Context {
         source: &source.name,
         symbols: &state.symbols,
@@ -182,54 +184,17 @@ pub async fn receive(
 
     // The body as stored: secret fields were removed by `verify_payload`.
     let stored_payload = raw.to_json();
-    let keys = match sender_id {
-        Some((_, id)) => vec![DeliveryKey::Id {
-            source: source.name.clone(),
-            id,
-        }],
-        None => {
-            let mut keys = Vec::with_capacity(2);
-            // A signed timestamp's signature: the same request again is a replay for as long as it would pass.
-            if let Some(signature) = delivery.signature {
-                keys.push(DeliveryKey::Signature {
-                    source: source.name.clone(),
-                    signature,
-                });
-            }
-            // Digest of the stored body, so the key reveals nothing about a passphrase.
-            if !source.duplicate_window.is_zero() {
-                keys.push(DeliveryKey::body(&source.name, stored_payload.as_bytes()));
-            }
-            keys
-        }
-    };
-    let claim = match state.deduper.claim(keys, signal.id.clone(), now) {
+    let keys = delivery_keys(
+        source,
+        sender_id.map(|(_, id)| id),
+        delivery.signature,
+        &stored_payload,
+    );
+    let claim = match claim_delivery(&state, source, keys, signal.id.clone(), now).await {
         Ok(claim) => claim,
-        // Answered only once the first copy is on disk: a `duplicate` is as binding as a 202.
-        Err(Refused::Duplicate(first)) if first.durable().await => {
-            info!(source = %source.name, signal_id = %first.signal_id, "duplicate delivery");
-            return Ok(HttpResponse::Ok()
-                .json(json!({ "status": "duplicate", "signal_id": first.signal_id })));
-        }
-        Err(Refused::Duplicate(_)) => {
-            return Err(ApiError::unavailable(
-                "the first copy of this delivery could not be stored; retry",
-            ))
-        }
-        Err(Refused::Full) => {
-            state.refusals.record(&source.name, "overloaded");
-            return Err(ApiError::overloaded(
-                "too many recent deliveries are remembered to recognise a replay of this one; retry shortly",
-            ));
-        }
+        Err(answer) => return answer,
     };
     let key_text = claim.keys_text();
-    // Only new signals count against the source's limit; a refused one frees its key, so its retry is new.
-    if let Err(wait) = state.limits.check_source(&source.name) {
-        state.deduper.settle(claim, false);
-        state.refusals.record(&source.name, "rate_limited_source");
-        return Err(ApiError::too_many_requests(retry_after_secs(wait)));
-    }
 
     // Admitted (or shed with 503 before anything is recorded), appended, handed to its strategy; answered once
     // the acceptance is durable.
@@ -276,6 +241,126 @@ pub async fn receive(
     // Per webhook, so at debug: its outcome is logged when it is done.
     debug!(source = %source.name, symbol = %signal.symbol, %signal_id, action = %signal.intent.action(), "signal accepted");
     Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "signal_id": signal_id })))
+}
+
+/// A command source's command, through the same idempotency and rate limit as a signal: a replayed `halt` is
+/// answered `duplicate`, not carried out twice.
+async fn take_command(
+    state: &AppState,
+    source: &SourceConfig,
+    raw: &RawPayload,
+    delivery: AuthDelivery,
+    now: Timestamp,
+) -> Result<HttpResponse, ApiError> {
+    let request = CommandRequest::parse(raw)?;
+    let sender_id = sender_id(delivery.id, raw)?;
+    let id = signal_id(
+        &source.name,
+        sender_id.as_ref().map(|(_, id)| id.as_str()),
+        || fresh_signal_id(now),
+    );
+    let keys = delivery_keys(
+        source,
+        sender_id.map(|(_, id)| id),
+        delivery.signature,
+        &raw.to_json(),
+    );
+    let claim = match claim_delivery(state, source, keys, id, now).await {
+        Ok(claim) => claim,
+        Err(answer) => return answer,
+    };
+    let answer = run_command(state, &source.name, &request).await;
+    state.deduper.settle(claim, answer.is_ok());
+    answer
+}
+
+/// The delivery's identity: the sender's delivery id, else the payload's id; opaque, and bounded in size since it
+/// is kept for days.
+fn sender_id(
+    delivery_id: Option<String>,
+    raw: &RawPayload,
+) -> Result<Option<(&'static str, String)>, ApiError> {
+    let sender_id = match delivery_id {
+        Some(id) => Some(("webhook-id", id)),
+        None => raw.sender_id(),
+    };
+    if let Some((field, id)) = &sender_id {
+        if id.len() > MAX_DELIVERY_ID_BYTES {
+            return Err(ApiError::invalid_field(
+                field,
+                format!("a delivery id is at most {MAX_DELIVERY_ID_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(sender_id)
+}
+
+/// What makes a second copy of this delivery a duplicate: the sender's id, else the signature of a signed timestamp
+/// and the digest of the stored body.
+fn delivery_keys(
+    source: &SourceConfig,
+    sender_id: Option<String>,
+    signature: Option<[u8; 32]>,
+    stored_payload: &str,
+) -> Vec<DeliveryKey> {
+    if let Some(id) = sender_id {
+        return vec![DeliveryKey::Id {
+            source: source.name.clone(),
+            id,
+        }];
+    }
+    let mut keys = Vec::with_capacity(2);
+    // A signed timestamp's signature: the same request again is a replay for as long as it would pass.
+    if let Some(signature) = signature {
+        keys.push(DeliveryKey::Signature {
+            source: source.name.clone(),
+            signature,
+        });
+    }
+    // Digest of the stored body, so the key reveals nothing about a passphrase.
+    if !source.duplicate_window.is_zero() {
+        keys.push(DeliveryKey::body(&source.name, stored_payload.as_bytes()));
+    }
+    keys
+}
+
+/// Claims a new delivery's keys, then spends one of its source's rate limit. `Err` holds the answer for a copy of a
+/// delivery already taken, or one that cannot be told from one, or one over the limit.
+async fn claim_delivery(
+    state: &AppState,
+    source: &SourceConfig,
+    keys: Vec<DeliveryKey>,
+    signal_id: SignalId,
+    now: Timestamp,
+) -> Result<Claim, Result<HttpResponse, ApiError>> {
+    let claim = match state.deduper.claim(keys, signal_id, now) {
+        Ok(claim) => claim,
+        // Answered only once the first copy is on disk: a `duplicate` is as binding as a 202.
+        Err(Refused::Duplicate(first)) if first.durable().await => {
+            info!(source = %source.name, signal_id = %first.signal_id, "duplicate delivery");
+            return Err(Ok(HttpResponse::Ok().json(
+                json!({ "status": "duplicate", "signal_id": first.signal_id }),
+            )));
+        }
+        Err(Refused::Duplicate(_)) => {
+            return Err(Err(ApiError::unavailable(
+                "the first copy of this delivery could not be stored; retry",
+            )))
+        }
+        Err(Refused::Full) => {
+            state.refusals.record(&source.name, "overloaded");
+            return Err(Err(ApiError::overloaded(
+                "too many recent deliveries are remembered to recognise a replay of this one; retry shortly",
+            )));
+        }
+    };
+    // Only new deliveries count against the source's limit; a refused one frees its key, so its retry is new.
+    if let Err(wait) = state.limits.check_source(&source.name) {
+        state.deduper.settle(claim, false);
+        state.refusals.record(&source.name, "rate_limited_source");
+        return Err(Err(ApiError::too_many_requests(retry_after_secs(wait))));
+    }
+    Ok(claim)
 }
 
 /// Counts a refusal, and logs it if it is the first of its source and reason in this window: a flood of refusals
