@@ -835,3 +835,47 @@ async fn a_trailing_stop_is_refused_before_anything_is_sent() {
     assert!(fake.orders().is_empty(), "no entry was sent");
     assert!(fake.algo_orders().is_empty(), "no leg was sent");
 }
+
+#[actix_web::test]
+async fn a_limit_entry_is_refused_before_anything_is_sent() {
+    let fake = FakeBinance::start().await;
+    let daemon = start(&fake, "").await;
+    let client = daemon.client();
+    let record = client
+        .act(json!({"symbol": "BTCUSDT", "action": "open_long", "limit_price": 49000}))
+        .await;
+    assert_eq!(record["status"], "rejected", "{record}");
+    assert!(
+        record.to_string().contains("limit_entry_unsupported"),
+        "{record}"
+    );
+    assert!(fake.orders().is_empty(), "nothing was sent");
+}
+
+#[actix_web::test]
+async fn maintenance_margin_and_liquidation_follow_binances_brackets() {
+    let fake = FakeBinance::start().await;
+    let daemon = start(&fake, "").await;
+    let client = daemon.client();
+    // 1.1 BTC at about 50,000: about 55,000 of notional, in Binance's second bracket (0.5 %, less 50), where the
+    // configured flat 0.4 % would say 400.
+    let record = client
+        .act(json!({"symbol": "BTCUSDT", "action": "open_long", "position_size": "1.1", "leverage": 20}))
+        .await;
+    assert_eq!(record["status"], "filled", "{record}");
+    let position = client.position("BTCUSDT").await.unwrap();
+    // Valued at the mark, or at the entry before a mark is counted.
+    let price = position["mark_price"]
+        .as_str()
+        .or(position["entry_price"].as_str())
+        .unwrap();
+    let notional = d(position["quantity"].as_str().unwrap()) * d(price);
+    assert!(notional >= d("50000"), "{position}");
+    let expected = notional * d("0.005") - d("50");
+    assert_eq!(
+        d(position["maintenance_margin"].as_str().unwrap()),
+        expected.round_dp_with_strategy(8, rust_decimal::RoundingStrategy::AwayFromZero),
+        "{position}"
+    );
+    assert!(position["liquidation_price"].is_string(), "{position}");
+}

@@ -53,12 +53,42 @@ impl MarginMode {
     }
 }
 
-/// A symbol's margin terms, from its configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A symbol's margin terms, from its configuration (and the venue's brackets, when it has them).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarginSpec {
     pub mode: MarginMode,
-    /// Maintenance margin as a fraction of the position's notional (0.004 = 0.4 %, Binance's lowest bracket).
+    /// Maintenance margin as a fraction of the position's notional (0.004 = 0.4 %, Binance's lowest bracket), when
+    /// no bracket applies.
     pub maintenance_rate: Decimal,
+    /// The venue's notional brackets (Binance's `leverageBracket`), lowest first: a larger position pays a higher
+    /// rate, less the bracket's maintenance amount. Empty: `maintenance_rate` for every size.
+    pub brackets: std::sync::Arc<[Bracket]>,
+}
+
+/// One of Binance's maintenance margin brackets: a position whose notional is at least `floor` and below `cap`
+/// holds `notional x rate - amount` of maintenance margin (`amount` is Binance's `cum`, which makes the tiers meet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bracket {
+    pub floor: Decimal,
+    pub cap: Decimal,
+    pub rate: Decimal,
+    pub amount: Decimal,
+}
+
+impl MarginSpec {
+    /// The maintenance rate and amount for a position of `notional`: its bracket's, or the configured rate and 0.
+    /// Past the last bracket's cap, the last bracket's.
+    pub fn maintenance(&self, notional: Decimal) -> (Decimal, Decimal) {
+        let found = self
+            .brackets
+            .iter()
+            .find(|b| notional >= b.floor && notional < b.cap)
+            .or_else(|| self.brackets.last().filter(|b| notional >= b.cap));
+        match found {
+            Some(b) => (b.rate, b.amount),
+            None => (self.maintenance_rate, Decimal::ZERO),
+        }
+    }
 }
 
 impl MarginSpec {
@@ -71,6 +101,7 @@ impl Default for MarginSpec {
         Self {
             mode: MarginMode::Cross,
             maintenance_rate: Self::DEFAULT_MAINTENANCE_RATE,
+            brackets: std::sync::Arc::new([]),
         }
     }
 }
@@ -199,9 +230,17 @@ impl Position {
         initial_margin(self.notional(mark), self.leverage)
     }
 
-    /// Notional x the maintenance rate, rounded up to `MONEY_SCALE` places.
-    pub fn maintenance_margin(&self, mark: Option<Price>, rate: Decimal) -> Decimal {
-        margin_up(self.notional(mark).saturating_mul(rate))
+    /// Notional x its bracket's maintenance rate, less the bracket's amount (never below 0), rounded up to
+    /// `MONEY_SCALE` places.
+    pub fn maintenance_margin(&self, mark: Option<Price>, spec: &MarginSpec) -> Decimal {
+        let notional = self.notional(mark);
+        let (rate, amount) = spec.maintenance(notional);
+        margin_up(
+            notional
+                .saturating_mul(rate)
+                .saturating_sub(amount)
+                .max(Decimal::ZERO),
+        )
     }
 
     /// An isolated position's margin: what it was opened with, |quantity| x entry / leverage, rounded up.
@@ -375,12 +414,13 @@ impl Portfolio {
             .normalize()
     }
 
-    /// The mark at which `symbol`'s position is liquidated, by Binance's one-way formula with no bracket deduction
-    /// (cumB = 0):
+    /// The mark at which `symbol`'s position is liquidated, by Binance's one-way formula:
     ///
-    /// `LP = (WB - TMM_other + UPNL_other - side x Q x EP) / (Q x MMR - side x Q)`
+    /// `LP = (WB - TMM_other + UPNL_other + cumB - side x Q x EP) / (Q x MMR - side x Q)`
     ///
-    /// with side +1 for a long and -1 for a short, Q = |position|, EP its entry price, MMR its maintenance rate.
+    /// with side +1 for a long and -1 for a short, Q = |position|, EP its entry price, MMR and cumB the maintenance
+    /// rate and amount of the bracket its notional (at the mark) falls in (the configured rate and 0 without
+    /// brackets).
     /// - isolated: WB is the position's isolated margin (Q x EP / leverage); the other terms are 0;
     /// - cross: WB is the wallet less the isolated margin of the isolated positions; TMM_other and UPNL_other are
     ///   the maintenance margin and unrealized PnL of the other cross positions at their marks.
@@ -405,9 +445,7 @@ impl Portfolio {
                     match other_spec.mode {
                         MarginMode::Isolated => wallet = wallet.checked_sub(p.isolated_margin())?,
                         MarginMode::Cross => {
-                            mm = mm.checked_add(
-                                p.maintenance_margin(mark, other_spec.maintenance_rate),
-                            )?;
+                            mm = mm.checked_add(p.maintenance_margin(mark, &other_spec))?;
                             upnl = upnl.checked_add(p.unrealized_pnl(mark))?;
                         }
                     }
@@ -417,15 +455,17 @@ impl Portfolio {
         };
         let side = position.quantity.signum();
         let quantity = position.quantity.abs();
+        let (rate, amount) = spec.maintenance(position.notional(self.last_price(symbol)));
         let numerator = wallet
             .checked_sub(others_mm)?
             .checked_add(others_upnl)?
+            .checked_add(amount)?
             .checked_sub(
                 side.checked_mul(quantity)?
                     .checked_mul(position.entry_price)?,
             )?;
         let denominator = quantity
-            .checked_mul(spec.maintenance_rate)?
+            .checked_mul(rate)?
             .checked_sub(side.checked_mul(quantity)?)?;
         let price = numerator.checked_div(denominator)?;
         let towards_entry = if side.is_sign_positive() {
@@ -568,6 +608,7 @@ mod tests {
         MarginSpec {
             mode,
             maintenance_rate: d("0.004"),
+            ..MarginSpec::default()
         }
     }
 
@@ -684,7 +725,7 @@ mod tests {
         assert_eq!(p.available_margin(), d("9990"));
         // 1 x 100 x 0.004
         assert_eq!(
-            p.positions[&btc].maintenance_margin(None, d("0.004")),
+            p.positions[&btc].maintenance_margin(None, &spec(MarginMode::Cross)),
             d("0.4")
         );
     }
@@ -736,5 +777,49 @@ mod tests {
         p.apply_fill(&fill(Side::Buy, "1", "0.000000375", "0"));
         assert_eq!(p.positions[&btc].realized_pnl, Decimal::ZERO);
         assert_eq!(p.positions[&btc].open_realized_pnl, d("-0.00000013"));
+    }
+
+    /// Binance's first three BTCUSDT brackets: 0.4 % to 50k, 0.5 % less 50 to 250k, 1 % less 1,300 to 3M.
+    fn bracketed() -> MarginSpec {
+        let bracket = |floor: &str, cap: &str, rate: &str, amount: &str| Bracket {
+            floor: d(floor),
+            cap: d(cap),
+            rate: d(rate),
+            amount: d(amount),
+        };
+        MarginSpec {
+            mode: MarginMode::Isolated,
+            maintenance_rate: d("0.004"),
+            brackets: std::sync::Arc::new([
+                bracket("0", "50000", "0.004", "0"),
+                bracket("50000", "250000", "0.005", "50"),
+                bracket("250000", "3000000", "0.01", "1300"),
+            ]),
+        }
+    }
+
+    #[test]
+    fn brackets_set_the_maintenance_margin_and_the_liquidation_price() {
+        let spec = bracketed();
+        assert_eq!(spec.maintenance(d("49999.99")), (d("0.004"), d("0")));
+        assert_eq!(spec.maintenance(d("50000")), (d("0.005"), d("50")));
+        assert_eq!(spec.maintenance(d("5000000")), (d("0.01"), d("1300")));
+        // Without brackets, the configured rate for every size.
+        assert_eq!(
+            MarginSpec::default().maintenance(d("5000000")),
+            (d("0.004"), d("0"))
+        );
+
+        // Isolated long 10 at 10,000 at 10x: notional 100,000 (second bracket), margin 10,000.
+        let mut p = Portfolio::new(d("100000"));
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        p.apply_fill_at(&fill(Side::Buy, "10", "10000", "0"), leverage(10));
+        // 100,000 x 0.005 - 50
+        assert_eq!(p.positions[&btc].maintenance_margin(None, &spec), d("450"));
+        // (10,000 + 50 - 10 x 10,000) / (10 x 0.005 - 10) = 9040.2010050251256...; up, towards the entry.
+        let level = p.liquidation_price(&btc, &|_| spec.clone()).unwrap();
+        assert_eq!(level, d("9040.201005025126"));
+        // Check: at that price the loss leaves 10,000 - 9,597.98994974874 = 402.01..., and the maintenance margin
+        // of the 90,402.01 notional is 90,402.01 x 0.005 - 50 = 402.01.
     }
 }

@@ -5,10 +5,12 @@ pub mod binance_futures;
 mod live_paper;
 pub mod paper;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sentinel_actors::event::Event;
 use sentinel_actors::ledger::Ledger;
+use sentinel_actors::portfolio::Bracket;
 use sentinel_actors::types::Symbol;
 use sentinel_actors::venue::ExecutionVenue;
 
@@ -22,6 +24,8 @@ pub struct Connected {
     pub venue: Arc<dyn ExecutionVenue>,
     /// The account as the venue holds it, where it differs from the log (a real venue only).
     pub reconciled: Option<Event>,
+    /// The venue's maintenance margin brackets per symbol (Binance); none for paper, which uses the configured rates.
+    pub brackets: HashMap<Symbol, Arc<[Bracket]>>,
 }
 
 /// The configured venue, picking up where the log left off: `ledger` is the fold of the log at start-up.
@@ -61,15 +65,18 @@ pub async fn connect(
         ExchangeConfig::BinanceFutures(binance) => {
             let venue = BinanceFutures::connect(binance, symbols, ledger).await?;
             let reconciled = venue.reconciliation().and_then(|r| r.event());
+            let brackets = venue.brackets.clone();
             return Ok(Connected {
                 venue: Arc::new(venue),
                 reconciled,
+                brackets,
             });
         }
     };
     Ok(Connected {
         venue,
         reconciled: None,
+        brackets: HashMap::new(),
     })
 }
 

@@ -1017,5 +1017,6 @@ fn margin(
     MarginSpec {
         mode,
         maintenance_rate,
+        brackets: std::sync::Arc::new([]),
     }
 }

@@ -44,8 +44,7 @@ pub async fn run(
     for warning in &config.warnings {
         warn!("{warning}");
     }
-    let config = Arc::new(config);
-    let server_config = &config.server;
+    let mut config = config;
 
     // Two daemons on one journal would place every order twice.
     let _lock = match &config.journal.path {
@@ -66,6 +65,14 @@ pub async fn run(
             .context("the reconciliation with the venue could not be recorded")?;
         core::catch_up(&*log, &mut ledger)?;
     }
+    // The venue's maintenance brackets, where it has them, replace the configured flat rates.
+    for symbol in &mut config.symbols {
+        if let Some(brackets) = connected.brackets.get(symbol.symbol()) {
+            symbol.margin.brackets = brackets.clone();
+        }
+    }
+    let config = Arc::new(config);
+    let server_config = &config.server;
 
     let deduper = Arc::new(Deduper::new(
         server_config.delivery_id_retention,

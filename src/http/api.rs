@@ -31,7 +31,7 @@ pub async fn positions(state: web::Data<AppState>) -> HttpResponse {
             .symbols
             .iter()
             .find(|s| s.symbol() == symbol)
-            .map(|s| s.margin)
+            .map(|s| s.margin.clone())
             .unwrap_or_default()
     };
     let positions = portfolio
@@ -50,7 +50,7 @@ pub async fn positions(state: web::Data<AppState>) -> HttpResponse {
                 "leverage": p.leverage.get(),
                 "margin_mode": spec.mode.as_str(),
                 "initial_margin": p.initial_margin(mark),
-                "maintenance_margin": p.maintenance_margin(mark, spec.maintenance_rate),
+                "maintenance_margin": p.maintenance_margin(mark, &spec),
                 "liquidation_price": portfolio.liquidation_price(symbol, &spec_of),
                 "unrealized_pnl": p.unrealized_pnl(mark),
                 "realized_pnl": p.open_realized_pnl,

@@ -1415,6 +1415,7 @@ impl State {
             Ep::ExchangeInfo => Ok(self.exchange_info(now)),
             Ep::PremiumIndex => self.premium_index(p, now),
             Ep::DualGet => Ok(json!({ "dualSidePosition": self.dual_side })),
+            Ep::LeverageBracket => self.leverage_brackets(p),
             Ep::DualPost => self.change_position_mode(p),
             Ep::Leverage => self.change_leverage(p, now),
             Ep::MarginType => self.change_margin_type(p),
@@ -1453,6 +1454,26 @@ impl State {
         match result {
             Ok(body) => Reply::json(200, &body),
             Err(reply) => reply,
+        }
+    }
+
+    /// Notional and Leverage Brackets: BTCUSDT's first tiers as Binance lists them (JSON numbers, `cum` the
+    /// maintenance amount), the same for every listed symbol; one object with `symbol`, else an array.
+    fn leverage_brackets(&self, p: &Params) -> Result<Value, Reply> {
+        let tiers = json!([
+            {"bracket": 1, "initialLeverage": 125, "notionalCap": 50000, "notionalFloor": 0,
+             "maintMarginRatio": 0.004, "cum": 0.0},
+            {"bracket": 2, "initialLeverage": 100, "notionalCap": 250000, "notionalFloor": 50000,
+             "maintMarginRatio": 0.005, "cum": 50.0},
+            {"bracket": 3, "initialLeverage": 50, "notionalCap": 3000000, "notionalFloor": 250000,
+             "maintMarginRatio": 0.01, "cum": 1300.0},
+        ]);
+        let of = |symbol: &str| json!({"symbol": symbol, "brackets": tiers});
+        match param(p, "symbol") {
+            Some(_) => known_symbol(p).map(|s| of(s.symbol)),
+            None => Ok(Value::from(
+                SPECS.iter().map(|s| of(s.symbol)).collect::<Vec<_>>(),
+            )),
         }
     }
 
@@ -2415,6 +2436,7 @@ enum Ep {
     PremiumIndex,
     DualGet,
     DualPost,
+    LeverageBracket,
     Leverage,
     MarginType,
     OrderPost,
@@ -2447,6 +2469,7 @@ fn route(method: &str, path: &str) -> Option<Ep> {
         ("GET", "/fapi/v1/exchangeInfo") => Ep::ExchangeInfo,
         ("GET", "/fapi/v1/premiumIndex") => Ep::PremiumIndex,
         ("GET", "/fapi/v1/positionSide/dual") => Ep::DualGet,
+        ("GET", "/fapi/v1/leverageBracket") => Ep::LeverageBracket,
         ("POST", "/fapi/v1/positionSide/dual") => Ep::DualPost,
         ("POST", "/fapi/v1/leverage") => Ep::Leverage,
         ("POST", "/fapi/v1/marginType") => Ep::MarginType,

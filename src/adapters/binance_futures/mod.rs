@@ -4,6 +4,7 @@
 //! its client id, never by sending it again blindly. Fills of resting legs come from the user data stream, or from
 //! polling REST while the stream is down.
 
+mod brackets;
 mod client;
 mod orders;
 mod reconcile;
@@ -106,6 +107,8 @@ pub(crate) struct Inner {
 /// The Binance USD-M futures account.
 pub struct BinanceFutures {
     inner: Arc<Inner>,
+    /// Binance's maintenance margin brackets per symbol, read at start.
+    pub brackets: HashMap<Symbol, Arc<[sentinel_actors::portfolio::Bracket]>>,
     reports: Mutex<Option<mpsc::Receiver<ExecutionReport>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -174,6 +177,7 @@ impl BinanceFutures {
                  then start again"
             );
         }
+        let brackets = brackets::load(&client, &symbols).await;
         let (sender, receiver) = mpsc::channel(REPORTS);
         let inner = Inner::new(client, config.clone(), rules, sender, symbols);
         streams::poll_marks(&inner, None).await;
@@ -189,6 +193,7 @@ impl BinanceFutures {
         info!(rest = %endpoints.rest_url, ws = %endpoints.ws_url, "connected to Binance USD-M futures");
         Ok(Self {
             inner,
+            brackets,
             reports: Mutex::new(Some(receiver)),
             tasks,
         })

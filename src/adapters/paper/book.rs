@@ -30,7 +30,7 @@ struct Market {
 }
 
 /// What the paper venue knows of a symbol, from its configuration.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PaperSymbol {
     /// Cross or isolated, and the maintenance rate: where the position is liquidated.
     pub margin: MarginSpec,
@@ -93,7 +93,7 @@ impl Book {
     }
 
     fn terms(&self, symbol: &Symbol) -> PaperSymbol {
-        self.symbols.get(symbol).copied().unwrap_or_default()
+        self.symbols.get(symbol).cloned().unwrap_or_default()
     }
 
     /// Remembers at most `capacity` fills, to see the bound at work without 65,536 orders.

@@ -39,7 +39,7 @@ impl PaperSymbol {
             .iter()
             .map(|s| {
                 let terms = PaperSymbol {
-                    margin: s.margin,
+                    margin: s.margin.clone(),
                     tick_size: s.tick_size,
                 };
                 (s.symbol().clone(), terms)

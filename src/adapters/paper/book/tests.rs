@@ -482,6 +482,7 @@ fn isolated_btc() -> Book {
         margin: MarginSpec {
             mode: MarginMode::Isolated,
             maintenance_rate: d("0.004"),
+            ..MarginSpec::default()
         },
         tick_size: Some(d("0.1")),
     };
