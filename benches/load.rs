@@ -48,8 +48,15 @@ struct Args {
     /// Time fsync in this folder, print it (and append it to --rows), and exit.
     #[arg(long, value_name = "DIR")]
     fsync_probe: Option<PathBuf>,
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// The daemon's webhook listener.
+    #[arg(long, default_value = "127.0.0.1:9470")]
     addr: SocketAddr,
+    /// The daemon's API listener, for --stats.
+    #[arg(long, default_value = "127.0.0.1:9471")]
+    api_addr: SocketAddr,
+    /// Environment variable holding the API's read token, for --stats (unset: the paper exchange's demo token).
+    #[arg(long, default_value = "SENTINEL_READ_TOKEN")]
+    read_token_env: String,
     /// The source's webhook path.
     #[arg(long, default_value = "/webhook/bench")]
     path: String,
@@ -138,6 +145,8 @@ fn measure(args: &Args) -> Result<(), String> {
         return Err("--connections, --symbols and --duration must be above 0".into());
     }
     let secret = std::env::var(&args.secret_env).unwrap_or_else(|_| DEMO_SECRET.to_string());
+    let read_token = std::env::var(&args.read_token_env)
+        .unwrap_or_else(|_| sentinel::config::DEMO_READ_TOKEN.to_string());
     let pid = args.server_pid.map(|p| p.to_string());
     let pid = pid.as_deref();
     // One thread: `taskset` pins the generator to one core, and no locks are needed between connections.
@@ -146,7 +155,7 @@ fn measure(args: &Args) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     let stats = |runtime: &tokio::runtime::Runtime| match args.stats {
-        true => runtime.block_on(probe::journal_counters(args.addr)),
+        true => runtime.block_on(probe::journal_counters(args.api_addr, &read_token)),
         false => None,
     };
 
@@ -215,7 +224,7 @@ fn measure(args: &Args) -> Result<(), String> {
     let rss_after = pid.and_then(|p| probe::memory_kib(p, "VmRSS"));
     let commits_after = stats(&runtime);
     let daemon_latency = match args.stats {
-        true => runtime.block_on(probe::daemon_latency(args.addr)),
+        true => runtime.block_on(probe::daemon_latency(args.api_addr, &read_token)),
         false => Value::Null,
     };
     let (writes_per_commit, commit_ms) = match (commits_before, commits_after) {

@@ -158,6 +158,7 @@ fn signal_events(n: usize, received_at: Timestamp) -> Vec<Event> {
         Event::Filled {
             order: Some(order),
             fill,
+            cause: None,
         },
         Event::SignalFinished {
             signal_id: id,

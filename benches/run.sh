@@ -11,7 +11,7 @@
 #
 # Environment: DURATION (whole seconds per cell), CONNECTIONS and SYMBOLS (space-separated lists), IDLE_INTERVAL_MS
 # (10: an extra cell with one connection sending one request per 10 ms, to measure an idle daemon; 0 skips it),
-# SERVER_CPU (0) and LOAD_CPU (1), PORT (18080) and BARE_PORT (18090) on 127.0.0.1, SENTINEL_BENCH_SECRET (the hmac
+# SERVER_CPU (0) and LOAD_CPU (1), PORT (18080), API_PORT (18081) and BARE_PORT (18090) on 127.0.0.1, SENTINEL_BENCH_SECRET (the hmac
 # source's secret; a fixed one by default), PERF=1 (record a call-graph profile of the daemon in the busiest cell;
 # needs perf), KEEP=1 (keep the work folder: configs, journals, logs, profile), BUILD=0 (measure the binaries as last
 # built, to repeat a run without compiling), BARE=0 (skip the bare handler, e.g. for a long overload run).
@@ -33,6 +33,7 @@ IDLE_INTERVAL_MS=${IDLE_INTERVAL_MS:-10}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT=${PORT:-18080}
+API_PORT=${API_PORT:-18081}
 BARE_PORT=${BARE_PORT:-18090}
 PERF=${PERF:-0}
 export SENTINEL_BENCH_SECRET=${SENTINEL_BENCH_SECRET:-load-benchmark-secret-0123456789}
@@ -97,6 +98,9 @@ listen = "127.0.0.1:$PORT"
 workers = 1
 rate_limit_per_address_per_minute = 1000000
 rate_limit_per_address_burst = 100000
+
+[api]
+listen = "127.0.0.1:$API_PORT"
 
 [[sources]]
 name = "bench"
@@ -166,7 +170,7 @@ daemon_cell() { # connections symbols [interval_ms]
     fi
     echo
     echo "== sentinel: $conns connection(s), $symbols symbol(s)${interval:+, one request per $interval ms}"
-    "${PIN_LOAD[@]}" "$LOAD" --addr "127.0.0.1:$PORT" --connections "$conns" --symbols "$symbols" \
+    "${PIN_LOAD[@]}" "$LOAD" --addr "127.0.0.1:$PORT" --api-addr "127.0.0.1:$API_PORT" --connections "$conns" --symbols "$symbols" \
         --duration "$DURATION" ${interval:+--interval-ms "$interval"} --server sentinel --server-pid "$SERVER_PID" \
         --stats --journal "$dir/journal.db" --rows "$ROWS" | grep -v '^{'
     if [[ -n "$perf_pid" ]]; then

@@ -18,8 +18,8 @@ pub enum Control {
     Flatten,
 }
 
-/// The daemon's API address and the admin token, as the configuration file says (its `server.listen`,
-/// `server.tls` and `server.admin_token_env`), without reading any other secret.
+/// The daemon's API address and the admin token, as the configuration file says (its `api.listen` and
+/// `api.admin_token_env`, or the deprecated `server.admin_token_env`), without reading any other secret.
 pub fn target(
     config: &Path,
     url: Option<String>,
@@ -29,38 +29,34 @@ pub fn target(
         .with_context(|| format!("cannot read {}", config.display()))?;
     let raw: toml::Value =
         toml::from_str(&text).with_context(|| format!("{} is not valid TOML", config.display()))?;
-    let server = raw.get("server");
+    let api = raw.get("api");
+    let key = |table: Option<&toml::Value>, key: &str| {
+        table
+            .and_then(|t| t.get(key))
+            .and_then(toml::Value::as_str)
+            .map(str::to_string)
+    };
     let url = match url {
         Some(url) => url,
         None => {
-            let listen = server
-                .and_then(|s| s.get("listen"))
-                .and_then(toml::Value::as_str)
-                .unwrap_or("127.0.0.1:8080");
-            // A daemon listening on every interface is reached on this machine.
+            let listen = key(api, "listen").unwrap_or_else(|| "127.0.0.1:9471".into());
+            // A daemon listening on every interface is reached on this machine. The API is plain HTTP: TLS is the
+            // webhook listener's.
             let listen = listen
                 .replace("0.0.0.0", "127.0.0.1")
                 .replace("[::]", "[::1]");
-            let scheme = if server.and_then(|s| s.get("tls")).is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            format!("{scheme}://{listen}")
+            format!("http://{listen}")
         }
     };
-    let Some(name) = server
-        .and_then(|s| s.get("admin_token_env"))
-        .and_then(toml::Value::as_str)
-    else {
-        bail!(
-            "operator commands need server.admin_token_env in {}",
+    let name = key(api, "admin_token_env")
+        .or_else(|| key(raw.get("server"), "admin_token_env"))
+        .unwrap_or_else(|| "SENTINEL_ADMIN_TOKEN".into());
+    let token = env(&name).filter(|t| !t.is_empty()).with_context(|| {
+        format!(
+            "{name} is not set: operator commands need the admin token (api.admin_token_env in {})",
             config.display()
-        );
-    };
-    let token = env(name)
-        .filter(|t| !t.is_empty())
-        .with_context(|| format!("{name} is not set"))?;
+        )
+    })?;
     Ok((url.trim_end_matches('/').to_string(), token))
 }
 
@@ -91,4 +87,45 @@ pub async fn send(url: &str, token: &str, control: Control) -> anyhow::Result<Va
         bail!("the daemon answered {status}: {answer}");
     }
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target_of(text: &str) -> anyhow::Result<(String, String)> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text)?;
+        target(&path, None, &|name| match name {
+            "SENTINEL_ADMIN_TOKEN" => Some("default-variable-token".into()),
+            "OPS_TOKEN" => Some("named-variable-token".into()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn commands_go_to_the_api_listener_with_the_admin_token() {
+        let (url, token) = target_of("[server]\nlisten = \"127.0.0.1:9470\"\n").unwrap();
+        assert_eq!(
+            (url.as_str(), token.as_str()),
+            ("http://127.0.0.1:9471", "default-variable-token")
+        );
+        let (url, token) = target_of(
+            "[server]\n[server.tls]\ncert = \"c\"\nkey = \"k\"\n\n[api]\nlisten = \"0.0.0.0:9999\"\nadmin_token_env = \"OPS_TOKEN\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (url.as_str(), token.as_str()),
+            ("http://127.0.0.1:9999", "named-variable-token"),
+            "the API is plain HTTP whatever the webhooks use"
+        );
+        let (_, token) = target_of("[server]\nadmin_token_env = \"OPS_TOKEN\"\n").unwrap();
+        assert_eq!(
+            token, "named-variable-token",
+            "the deprecated key still works"
+        );
+        let error = target_of("[api]\nadmin_token_env = \"UNSET\"\n").unwrap_err();
+        assert!(error.to_string().contains("UNSET is not set"), "{error}");
+    }
 }

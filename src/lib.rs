@@ -9,10 +9,11 @@ pub mod control;
 pub mod daemon;
 pub mod http;
 pub mod journal;
+pub mod metrics;
 pub mod payload;
 pub mod protect;
 pub mod secret;
 pub mod tls;
 
 pub use config::Config;
-pub use daemon::run;
+pub use daemon::{run, Listeners};

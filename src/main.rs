@@ -14,6 +14,20 @@ use sentinel::journal::{JournalReader, Page};
 use sentinel::secret::Secret;
 use sentinel::Config;
 
+/// `println!` that stops quietly when stdout is a closed pipe (`sentinel check-config | head -1`): `println!` panics
+/// there. Exit 0, since the reader had what it wanted.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+    };
+}
+
 /// glibc gives each busy thread a malloc arena of its own and keeps what it frees: under sustained overload the
 /// daemon's three busy threads (HTTP worker, actors, journal writer) held three arenas of 15-29 MiB each. Two arenas
 /// keep memory flat at the cost of some lock sharing (measured: docs/benchmarks.md).
@@ -53,20 +67,26 @@ enum Command {
         /// The configuration file.
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
-        /// Serve on this address instead of the configured `server.listen`.
+        /// Serve webhooks on this address instead of the configured `server.listen`.
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<SocketAddr>,
+        /// Serve the operator API on this address instead of the configured `api.listen`.
+        #[arg(long, value_name = "HOST:PORT")]
+        api_listen: Option<SocketAddr>,
+        /// Log lines as `text` (for people) or `json` (one object a line, for log collectors).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Check a configuration: print every problem with its key path (exit 1), or a summary (exit 0).
     CheckConfig {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
-    /// Halt the running daemon: no order at all until `resume` (needs server.admin_token_env).
+    /// Halt the running daemon: no order at all until `resume` (needs api.admin_token_env's token).
     Halt {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
-        /// The daemon's base URL (default: from server.listen).
+        /// The daemon's API base URL (default: from api.listen).
         #[arg(long)]
         url: Option<String>,
     },
@@ -84,8 +104,14 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-    /// Print a fresh random token (32 bytes, URL-safe base64) for `server.admin_token_env` or a URL token.
+    /// Print a fresh random token (32 bytes, URL-safe base64) for the API's read or admin token, or a URL token.
     Token,
+    /// Exit 0 if the daemon answers GET /healthz with 200, 1 otherwise: a container health check without curl.
+    Healthcheck {
+        /// The API listener's /healthz by default: plain HTTP even when the webhooks are served over TLS.
+        #[arg(long, default_value = "http://127.0.0.1:9471/healthz")]
+        url: String,
+    },
     /// Print the headers that sign a body read from stdin, one `Name: value` per line (for curl -H).
     ///
     /// With --source, signs as that configured source expects (its scheme, header names and first secret);
@@ -128,6 +154,20 @@ enum JournalCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A consistent copy of the journal into PATH, safe while the daemon runs (restore: docs/operations.md).
+    Backup {
+        #[arg(value_name = "PATH")]
+        to: PathBuf,
+        /// Overwrite PATH if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -145,7 +185,7 @@ fn control(config: PathBuf, url: Option<String>, control: Control) -> anyhow::Re
         .enable_all()
         .build()?;
     let answer = runtime.block_on(sentinel::control::send(&url, &token, control))?;
-    println!("{answer}");
+    out!("{answer}");
     Ok(())
 }
 
@@ -153,14 +193,20 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, listen } => run(config, listen),
+        Command::Run {
+            config,
+            listen,
+            api_listen,
+            log_format,
+        } => run(config, (listen, api_listen), log_format),
         Command::CheckConfig { config } => return check_config(config),
         Command::Halt { config, url } => control(config, url, Control::Halt),
         Command::Resume { config, url } => control(config, url, Control::Resume),
         Command::Flatten { config, url } => control(config, url, Control::Flatten),
         Command::Token => sentinel::secret::generate_token()
             .context("the operating system's random generator failed")
-            .map(|token| println!("{token}")),
+            .map(|token| out!("{token}")),
+        Command::Healthcheck { url } => return healthcheck(&url),
         Command::Journal {
             config,
             path,
@@ -184,35 +230,109 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `sentinel journal export | head -1`: the reader had enough, which is not an error.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+/// Prints the error once (many errors already end with their cause), and exits 2 for a missing config file.
+fn report(e: &anyhow::Error) -> ExitCode {
+    let missing = e.chain().find_map(|cause| match cause.downcast_ref() {
+        Some(ConfigError::Read { path, source })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Some(path)
+        }
+        _ => None,
+    });
+    if let Some(path) = missing {
+        eprintln!(
+            "error: config file {} not found: pass --config PATH",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
+    let mut text = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    eprintln!("error: {text}");
+    ExitCode::FAILURE
+}
+
+/// GETs `url` (the daemon's /healthz): exit 0 on a 200, 1 with the reason on stderr otherwise.
+fn healthcheck(url: &str) -> ExitCode {
+    let check = async {
+        sentinel::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let status = http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("{url} cannot be reached"))?
+            .status();
+        anyhow::ensure!(status.is_success(), "{url} answered {status}");
+        Ok(())
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(check));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("unhealthy: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         // A closed log pipe (`sentinel run 2>&1 | head`, a collector that died) must not stop the daemon: the
         // subscriber's own report of a failed write would panic on the same closed stderr.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object a line, the event's fields (`signal_id`, `symbol`, `status`) beside `message`.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
-fn run(path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    init_logging();
+/// Runs the daemon; `listen` overrides the webhook and the API addresses.
+fn run(
+    path: PathBuf,
+    listen: (Option<SocketAddr>, Option<SocketAddr>),
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
+    init_logging(log_format);
     let config = Config::load(&path)?;
-    let address = listen.unwrap_or(config.server.listen);
-    let listener =
-        TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
-    listener.set_nonblocking(true)?;
-    actix_web::rt::System::new().block_on(sentinel::run(config, listener, shutdown_signal()))
+    let bind = |address: SocketAddr| -> anyhow::Result<TcpListener> {
+        let listener =
+            TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    };
+    let listeners = sentinel::Listeners {
+        webhooks: bind(listen.0.unwrap_or(config.server.listen))?,
+        api: bind(listen.1.unwrap_or(config.api.listen))?,
+    };
+    actix_web::rt::System::new().block_on(sentinel::run(config, listeners, shutdown_signal()))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -233,15 +353,19 @@ async fn shutdown_signal() {
 fn check_config(path: PathBuf) -> ExitCode {
     match Config::load(&path) {
         Ok(config) => {
-            println!("{}: ok", path.display());
-            println!("  listen   {}", config.server.listen);
-            println!("  exchange paper");
+            out!("{}: ok", path.display());
+            for overridden in &config.overridden {
+                out!("  override {overridden}");
+            }
+            out!("  listen   {} (webhooks)", config.server.listen);
+            out!("  api      {} (operator API)", config.api.listen);
+            out!("  exchange paper");
             match &config.journal.path {
-                Some(path) => println!("  journal  {}", path.display()),
-                None => println!("  journal  in memory (nothing survives a restart)"),
+                Some(path) => out!("  journal  {}", path.display()),
+                None => out!("  journal  in memory (nothing survives a restart)"),
             }
             for s in &config.sources {
-                println!(
+                out!(
                     "  source   {:<16} {:<12} POST /webhook/{}",
                     s.name,
                     s.auth.kind(),
@@ -250,7 +374,7 @@ fn check_config(path: PathBuf) -> ExitCode {
             }
             for s in &config.symbols {
                 let r = &s.rules;
-                println!(
+                out!(
                     "  symbol   {:<16} {} max leverage {}, max notional {}",
                     s.symbol(),
                     if r.enabled { "enabled," } else { "disabled," },
@@ -259,7 +383,7 @@ fn check_config(path: PathBuf) -> ExitCode {
                 );
             }
             for w in &config.warnings {
-                println!("  warning  {w}");
+                out!("  warning  {w}");
             }
             ExitCode::SUCCESS
         }
@@ -270,10 +394,7 @@ fn check_config(path: PathBuf) -> ExitCode {
             }
             ExitCode::FAILURE
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => report(&e.into()),
     }
 }
 
@@ -337,7 +458,7 @@ fn sign(auth: &SourceAuth, id: Option<String>) -> anyhow::Result<()> {
         }
     };
     for (name, value) in headers {
-        println!("{name}: {value}");
+        out!("{name}: {value}");
     }
     Ok(())
 }
@@ -374,12 +495,13 @@ fn read_journal(
             .path
             .context("the configured journal is in memory: there is nothing to read")?,
     };
-    let reader = JournalReader::open(&path)?;
+    // Opened by the commands that read, so that a backup does not depend on the schema version.
+    let reader = || JournalReader::open(&path);
     // Written, never printed: `println!` panics when the reader of a pipe goes away.
     let mut stdout = std::io::stdout().lock();
     match command {
         JournalCommand::Tail { count } => {
-            let mut rows = reader.signals(Page {
+            let mut rows = reader()?.signals(Page {
                 limit: Some(count),
                 ..Page::default()
             })?;
@@ -403,7 +525,7 @@ fn read_journal(
             }
         }
         JournalCommand::Show { signal_id } => {
-            let story = reader
+            let story = reader()?
                 .story(&signal_id)?
                 .with_context(|| format!("no signal {signal_id} in {}", path.display()))?;
             writeln!(stdout, "{}", serde_json::to_string_pretty(&story)?)?;
@@ -416,9 +538,21 @@ fn read_journal(
                 )),
                 None => Box::new(std::io::BufWriter::new(stdout)),
             };
-            reader.export(|line| writeln!(sink, "{line}"))?;
+            reader()?.export(|line| writeln!(sink, "{line}"))?;
             sink.flush()?;
             return Ok(());
+        }
+        JournalCommand::Backup { to, force } => {
+            let copied = sentinel::journal::backup::backup(&path, &to, force)?;
+            writeln!(
+                stdout,
+                "{} -> {}: {} pages, {} events, last offset {}",
+                path.display(),
+                to.display(),
+                copied.pages,
+                copied.events,
+                copied.last_offset
+            )?;
         }
     }
     stdout.flush()?;

@@ -27,6 +27,10 @@ fn binance_config(fake: &FakeBinance, extra: &str) -> String {
 listen = "127.0.0.1:0"
 workers = 1
 
+[api]
+listen = "127.0.0.1:0"
+read_token_env = "TEST_READ_TOKEN"
+
 [[sources]]
 name = "tradingview"
 kind = "tradingview"
@@ -622,9 +626,16 @@ fn hedge_mode_refuses_to_start_with_a_clear_error() {
             },
         )
         .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let error = sentinel::run(config, listener, std::future::pending())
+        let bind = || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            listener
+        };
+        let listeners = sentinel::Listeners {
+            webhooks: bind(),
+            api: bind(),
+        };
+        let error = sentinel::run(config, listeners, std::future::pending())
             .await
             .expect_err("hedge mode is refused");
         assert!(error.to_string().contains("hedge mode"), "{error}");

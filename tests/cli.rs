@@ -23,6 +23,7 @@ fn check_config_reports_every_problem_with_its_path() {
     let out = sentinel()
         .args(["check-config", "--config"])
         .arg(&path)
+        .env("TEST_ADMIN_TOKEN", common::ADMIN_TOKEN)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

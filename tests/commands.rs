@@ -10,11 +10,9 @@ use serde_json::{json, Value};
 
 use common::{Client, Daemon, ADMIN_TOKEN};
 
+/// The harness's config: its `[api]` table names `TEST_ADMIN_TOKEN`.
 fn admin_config() -> String {
-    common::free_config().replace(
-        "workers = 1",
-        "workers = 1\nadmin_token_env = \"TEST_ADMIN_TOKEN\"",
-    )
+    common::free_config()
 }
 
 /// Runs `sentinel <command>` against the daemon, with the admin token in the environment; its stdout as JSON.
@@ -24,7 +22,7 @@ fn sentinel(daemon: &Daemon, command: &str) -> (bool, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_sentinel"))
         .args([command, "--config"])
         .arg(&config)
-        .args(["--url", &daemon.base])
+        .args(["--url", &daemon.api_base])
         .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
         .output()
         .unwrap();

@@ -43,6 +43,9 @@ workers = 2
 rate_limit_per_address_per_minute = 1000000
 rate_limit_per_address_burst = 100000
 
+[api]
+listen = "127.0.0.1:0"
+
 [[sources]]
 name = "tradingview"
 kind = "tradingview"
@@ -71,8 +74,8 @@ path = "journal.db"
     .to_string()
 }
 
-/// Starts the binary and waits until it listens; returns it and its address.
-fn start(dir: &std::path::Path) -> (Child, String) {
+/// Starts the binary and waits until it listens; returns it, its webhook address and its API address.
+fn start(dir: &std::path::Path) -> (Child, String, String) {
     common::start_binary(
         &dir.join("config.toml"),
         &[("CRASH_TEST_PASSPHRASE", PASSPHRASE)],
@@ -178,7 +181,7 @@ fn acknowledged_signals_survive_sigkill_and_fill_once() {
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
 
     for round in 0..ROUNDS {
-        let (mut child, base) = start(dir.path());
+        let (mut child, base, _) = start(dir.path());
         // Deliveries acknowledged before the last crash are duplicates now, never new signals.
         let earlier: Vec<(String, String)> = acked
             .lock()
@@ -219,7 +222,7 @@ fn acknowledged_signals_survive_sigkill_and_fill_once() {
     }
 
     // A last start: it finishes what was acknowledged but not done.
-    let (mut child, base) = start(dir.path());
+    let (mut child, _, api) = start(dir.path());
     let conn = rusqlite::Connection::open(dir.path().join("journal.db")).unwrap();
     let final_start = Instant::now();
     let deadline = final_start + Duration::from_secs(120);
@@ -237,7 +240,9 @@ fn acknowledged_signals_survive_sigkill_and_fill_once() {
     );
     let positions: Value = actix_web::rt::System::new().block_on(async {
         awc::Client::default()
-            .get(format!("{base}/api/positions"))
+            .get(format!("{api}/api/positions"))
+            // Paper trading without SENTINEL_READ_TOKEN: the public demo read token.
+            .bearer_auth(sentinel::config::DEMO_READ_TOKEN)
             .send()
             .await
             .unwrap()

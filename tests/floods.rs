@@ -357,11 +357,8 @@ async fn idle_connections_past_the_cap_do_not_starve_new_clients() {
 
 #[actix_web::test]
 async fn a_slow_body_to_the_operator_api_is_cut_off() {
-    let daemon = Daemon::start(&config(
-        "admin_token_env = \"TEST_ADMIN_TOKEN\"\nbody_timeout_ms = 500",
-        "",
-    ));
-    let addr = daemon.addr();
+    let daemon = Daemon::start(&config("body_timeout_ms = 500", ""));
+    let addr = daemon.api_addr();
     let mut stream = TcpStream::connect(addr).unwrap();
     let started = Instant::now();
     // Promises 20 bytes, sends 5, then nothing.

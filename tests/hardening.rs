@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use common::{Daemon, ADMIN_TOKEN, HMAC_SECRET, PASSPHRASE};
+use common::{Daemon, ADMIN_TOKEN, HMAC_SECRET, PASSPHRASE, READ_TOKEN};
 use serde_json::{json, Value};
 
 const ORDER: &str =
@@ -50,13 +50,27 @@ async fn post(
     c.post_json(path, body, headers).await
 }
 
-/// One request over a fresh connection, headers as given (`Host` included): the status and the body.
+/// One request over a fresh connection, headers as given (`Host` included): the status and the body. `/api/*` goes
+/// to the API listener, with the read token unless `headers` carry an `Authorization`.
 fn raw(daemon: &Daemon, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, Value) {
-    let mut stream = TcpStream::connect(daemon.addr()).unwrap();
+    let api = path.starts_with("/api/");
+    let addr = if api {
+        daemon.api_addr()
+    } else {
+        daemon.addr()
+    };
+    let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if api
+        && !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("authorization:"))
+    {
+        request.push_str(&format!("Authorization: Bearer {READ_TOKEN}\r\n"));
+    }
     for h in headers {
         request.push_str(h);
         request.push_str("\r\n");
@@ -350,7 +364,7 @@ async fn the_api_answers_only_to_its_own_host_names() {
 
 #[actix_web::test]
 async fn the_admin_token_takes_any_case_of_bearer_and_limits_guesses() {
-    let daemon = Daemon::start(&config("admin_token_env = \"TEST_ADMIN_TOKEN\"", ""));
+    let daemon = Daemon::start(&config("", ""));
     let halt = r#"{"state":"halted"}"#;
     let host = "Host: localhost";
     let json_type = "Content-Type: application/json";
@@ -389,10 +403,9 @@ async fn the_admin_token_takes_any_case_of_bearer_and_limits_guesses() {
 #[test]
 fn weak_admin_tokens_are_refused_and_sentinel_token_makes_a_strong_one() {
     let parse = |token: String| {
-        let text = common::free_config().replacen(
-            "workers = 1\n",
-            "workers = 1\nadmin_token_env = \"ADMIN\"\n",
-            1,
+        let text = common::free_config().replace(
+            "admin_token_env = \"TEST_ADMIN_TOKEN\"",
+            "admin_token_env = \"ADMIN\"",
         );
         sentinel::Config::parse(&text, std::env::temp_dir(), &move |name: &str| {
             if name == "ADMIN" {
@@ -409,10 +422,7 @@ fn weak_admin_tokens_are_refused_and_sentinel_token_makes_a_strong_one() {
         "ab".repeat(12),
     ] {
         let error = format!("{:?}", parse(weak.clone()).unwrap_err());
-        assert!(
-            error.contains("server.admin_token_env"),
-            "{weak:?}: {error}"
-        );
+        assert!(error.contains("api.admin_token_env"), "{weak:?}: {error}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_sentinel"))
         .arg("token")

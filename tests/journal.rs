@@ -6,12 +6,9 @@ use awc::http::StatusCode;
 use common::{free_config, Daemon, ADMIN_TOKEN, PASSPHRASE};
 use serde_json::{json, Value};
 
+/// The harness's config: its `[api]` table names `TEST_ADMIN_TOKEN`.
 fn admin_config() -> String {
-    free_config().replacen(
-        "workers = 1\n",
-        "workers = 1\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n",
-        1,
-    )
+    free_config()
 }
 
 #[actix_web::test]
@@ -122,7 +119,7 @@ async fn post_state(c: &common::Client, state: &str, token: &str) -> (StatusCode
     let auth = format!("Bearer {token}");
     let body = json!({ "state": state }).to_string();
     let mut res = awc::Client::default()
-        .post(format!("{}/api/trading-state", c.base))
+        .post(format!("{}/api/trading-state", c.api_base))
         .insert_header(("content-type", "application/json"))
         .insert_header(("authorization", auth.as_str()))
         .send_body(body)
@@ -296,6 +293,7 @@ async fn a_signal_interrupted_between_its_orders_is_finished_after_a_restart() {
         Event::Filled {
             order: Some(close.clone()),
             fill,
+            cause: None,
         },
     ];
     let first = journal.append(crashed).durable().await.unwrap();

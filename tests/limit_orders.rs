@@ -117,11 +117,7 @@ async fn a_limit_the_market_already_passed_fills_now_and_never_worse_than_its_pr
 
 #[actix_web::test]
 async fn gtd_entries_expire_and_halting_takes_resting_entries_off() {
-    let config = free_config().replace(
-        "workers = 1",
-        "workers = 1\nadmin_token_env = \"TEST_ADMIN_TOKEN\"",
-    );
-    let daemon = Daemon::start(&config);
+    let daemon = Daemon::start(&free_config());
     let c = daemon.client();
     c.act(tick(100.0)).await;
     let expires = std::time::SystemTime::now()
@@ -153,7 +149,7 @@ async fn gtd_entries_expire_and_halting_takes_resting_entries_off() {
 
     // Halting: no entry may fill, so the GTC entry goes too, and a price through it fills nothing.
     let answer = awc::Client::default()
-        .post(format!("{}/api/trading-state", c.base))
+        .post(format!("{}/api/trading-state", c.api_base))
         .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
         .send_json(&json!({"state": "halted"}))
         .await

@@ -11,21 +11,17 @@ use serde_json::{json, Value};
 
 use common::{Client, Daemon, ADMIN_TOKEN};
 
-/// No fees, no slippage, an admin token, and `risk` as the `[risk]` table.
+/// No fees, no slippage, and `risk` as the `[risk]` table (the harness's config has the admin token).
 fn config(risk: &str) -> String {
     common::config(
         "fee_rate = \"0\"\nslippage = \"0\"",
         &format!("\n[risk]\n{risk}\n"),
     )
-    .replace(
-        "workers = 1",
-        "workers = 1\nadmin_token_env = \"TEST_ADMIN_TOKEN\"",
-    )
 }
 
 async fn set_state(c: &Client, state: &str) {
     let mut res = awc::Client::new()
-        .post(format!("{}/api/trading-state", c.base))
+        .post(format!("{}/api/trading-state", c.api_base))
         .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
         .insert_header(("content-type", "application/json"))
         .send_body(json!({ "state": state }).to_string())
@@ -275,6 +271,7 @@ async fn the_limits_state_survives_sigkill() {
                 ("TEST_TV_PASSPHRASE", common::PASSPHRASE),
                 ("TEST_HMAC_SECRET", common::HMAC_SECRET),
                 ("TEST_ADMIN_TOKEN", ADMIN_TOKEN),
+                ("TEST_READ_TOKEN", common::READ_TOKEN),
             ],
         )
     };
@@ -284,7 +281,12 @@ async fn the_limits_state_survives_sigkill() {
     let get = |base: String, path: &'static str| {
         let http = http.clone();
         async move {
-            let mut res = http.get(format!("{base}{path}")).send().await.unwrap();
+            let mut res = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(common::READ_TOKEN)
+                .send()
+                .await
+                .unwrap();
             serde_json::from_slice::<Value>(&res.body().await.unwrap()).unwrap()
         }
     };
@@ -314,13 +316,13 @@ async fn the_limits_state_survives_sigkill() {
         }
     };
 
-    let (mut child, base) = start();
+    let (mut child, base, api) = start();
     post(
         base.clone(),
         json!({"id":"k1","symbol":"BTCUSDT","action":"open_long","price":50000}),
     )
     .await;
-    until("the entry fills", base.clone(), "/api/positions", |v| {
+    until("the entry fills", api.clone(), "/api/positions", |v| {
         v["positions"].as_array().is_some_and(|p| p.len() == 1)
     })
     .await;
@@ -329,13 +331,13 @@ async fn the_limits_state_survives_sigkill() {
         json!({"id":"k2","symbol":"BTCUSDT","action":"close","price":48000}),
     )
     .await;
-    until("the loss is realized", base.clone(), "/api/account", |v| {
+    until("the loss is realized", api.clone(), "/api/account", |v| {
         v["realized_pnl"] == "-20"
     })
     .await;
     until(
         "the account trips",
-        base.clone(),
+        api.clone(),
         "/api/trading-state",
         |v| v["trading_state"] == "reducing",
     )
@@ -343,13 +345,13 @@ async fn the_limits_state_survives_sigkill() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let (mut child, base) = start();
-    let account = get(base.clone(), "/api/account").await;
+    let (mut child, base, api) = start();
+    let account = get(api.clone(), "/api/account").await;
     assert_eq!(account["trading_state"], "reducing", "{account}");
     assert_eq!(account["limits"]["loss_today"], "20", "{account}");
     // After an operator's resume, the cooldown from the entry before the kill still holds.
     let res = http
-        .post(format!("{base}/api/trading-state"))
+        .post(format!("{api}/api/trading-state"))
         .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
         .insert_header(("content-type", "application/json"))
         .send_body(r#"{"state":"active"}"#)
@@ -361,7 +363,7 @@ async fn the_limits_state_survives_sigkill() {
         json!({"id":"k3","symbol":"BTCUSDT","action":"open_long","price":50000}),
     )
     .await;
-    let account = until("the entry is denied", base.clone(), "/api/account", |v| {
+    let account = until("the entry is denied", api.clone(), "/api/account", |v| {
         v["denials"]["cooldown"] == 1
     })
     .await;

@@ -154,6 +154,7 @@ async fn a_second_daemon_on_the_same_journal_is_refused() {
     std::fs::write(&config, &text).unwrap();
     let second = Command::new(env!("CARGO_BIN_EXE_sentinel"))
         .args(["run", "--config"])
+        .env("TEST_ADMIN_TOKEN", common::ADMIN_TOKEN)
         .arg(&config)
         .stdout(Stdio::null())
         .output()
@@ -168,6 +169,7 @@ async fn a_second_daemon_on_the_same_journal_is_refused() {
     for _ in 0..2 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sentinel"))
             .args(["run", "--config"])
+            .env("TEST_ADMIN_TOKEN", common::ADMIN_TOKEN)
             .arg(dir.path().join("config.toml"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -196,7 +198,7 @@ async fn a_journal_from_the_previous_schema_migrates_and_recovers() {
     }
     let text = std::fs::read_to_string("config.toml")
         .unwrap()
-        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("listen = \"127.0.0.1:9470\"", "listen = \"127.0.0.1:0\"")
         .replace("SENTINEL_TRADINGVIEW_PASSPHRASE", "TEST_TV_PASSPHRASE");
     let daemon = Daemon::start_at(dir, &text);
     let c = daemon.client();

@@ -96,6 +96,9 @@ pub enum Event {
     Filled {
         order: Option<OrderRequest>,
         fill: Fill,
+        /// For a stop, target or liquidation: the signal that opened the position and the tick that fired it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<ExitCause>,
     },
     /// The venue did not fill an order.
     Rejected {
@@ -134,6 +137,28 @@ pub enum Event {
         signal_id: SignalId,
         exits: ArmedExits,
     },
+}
+
+/// What led to a fill no order asked for (a stop loss, a take profit, a liquidation).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitCause {
+    /// The signal whose entry opened the position the fill closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<SignalId>,
+    /// The signal whose price crossed the level (paper); `None` when the venue's own market fired it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick: Option<SignalId>,
+}
+
+impl Event {
+    /// A fill of `order` (`None`: a stop, target or liquidation), with no cause recorded.
+    pub fn filled(order: Option<OrderRequest>, fill: Fill) -> Event {
+        Event::Filled {
+            order,
+            fill,
+            cause: None,
+        }
+    }
 }
 
 /// A position as the venue holds it, adopted at start.
@@ -242,7 +267,11 @@ impl Event {
             | Event::OrderSent { order }
             | Event::OrderResting { order }
             | Event::Rejected { order, .. } => Some(&order.signal_id),
-            Event::Filled { order, .. } => order.as_ref().map(|o| &o.signal_id),
+            // A stop's fill belongs to the signal that opened the position it closed.
+            Event::Filled { order, cause, .. } => order
+                .as_ref()
+                .map(|o| &o.signal_id)
+                .or(cause.as_ref().and_then(|c| c.opened_by.as_ref())),
             Event::Cancelled { .. }
             | Event::TradingStateChanged { .. }
             | Event::StrategyStateChanged { .. }

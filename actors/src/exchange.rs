@@ -10,10 +10,14 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::event::{Event, Offset};
+use crate::event::{Event, ExitCause, Offset};
 use crate::exits::ArmedExits;
 use crate::log::{Clock, EventLog, Receipt};
-use crate::messages::{CancelResting, Execute, Executed, FindFill, MoveExits, PriceUpdate};
+use crate::ledger_actor::ViewRx;
+use crate::messages::{
+    CancelResting, Execute, Executed, FindFill, MoveExits, PriceUpdate, Triggered,
+};
+use crate::types::SignalId;
 use crate::order::{Fill, OrderRequest};
 use crate::venue::{Execution, ExecutionReport, ExecutionVenue, RejectReason, VenueError};
 
@@ -30,6 +34,8 @@ pub struct ExchangeActor {
     /// What the venue reports on its own, between the actor's lives: a restart drops the context's streams, and the
     /// lease hands the receiver back for the next life.
     reports: Arc<Mutex<Option<mpsc::Receiver<ExecutionReport>>>>,
+    /// The ledger's view, to name the signal that opened a position a stop closes.
+    view: Option<ViewRx>,
 }
 
 /// The venue's report receiver, lent to one life of the actor and handed back when that life's stream is dropped.
@@ -59,20 +65,47 @@ impl ExchangeActor {
             clock,
             unrecorded_fill: false,
             reports,
+            view: None,
         }
+    }
+
+    /// Names the opening signal of the positions its exits close, from `view`.
+    pub fn with_view(mut self, view: ViewRx) -> Self {
+        self.view = Some(view);
+        self
     }
 
     /// Appends a fill; the answer waits for it to be durable, so nobody counts a fill that is not in the log.
     fn record(&self, order: Option<OrderRequest>, fill: Fill) -> Receipt {
         info!(symbol = %fill.symbol, client_order_id = %fill.client_order_id, side = ?fill.side,
               quantity = %fill.quantity, price = %fill.price, reason = ?fill.reason, "filled");
-        self.log.append(vec![Event::Filled { order, fill }])
+        self.log.append(vec![Event::filled(order, fill)])
     }
 
-    /// Journals what the venue did on its own; a fill's receipt, to wait for.
-    fn report(&self, report: ExecutionReport) -> Option<Receipt> {
+    /// Records a stop, target or liquidation fill, naming the signal that opened the position (from the view,
+    /// which has not counted this fill yet) and the tick that fired it.
+    fn record_exit(&self, fill: Fill, tick: Option<SignalId>) -> Receipt {
+        let opened_by = self
+            .view
+            .as_ref()
+            .and_then(|view| view.borrow().opened_by.get(&fill.symbol).cloned());
+        info!(symbol = %fill.symbol, client_order_id = %fill.client_order_id, side = ?fill.side,
+              quantity = %fill.quantity, price = %fill.price, reason = ?fill.reason,
+              opened_by = ?opened_by.as_ref().map(|s| s.as_str()), tick = ?tick.as_ref().map(|s| s.as_str()),
+              "filled");
+        let cause = ExitCause { opened_by, tick };
+        self.log.append(vec![Event::Filled {
+            order: None,
+            fill,
+            cause: Some(cause),
+        }])
+    }
+
+    /// Journals what the venue did on its own (`tick`: the signal whose price made it); a fill's receipt, to wait
+    /// for.
+    fn report(&self, report: ExecutionReport, tick: Option<SignalId>) -> Option<Receipt> {
         match report {
-            ExecutionReport::Filled(fill) => Some(self.record(None, fill)),
+            ExecutionReport::Filled(fill) => Some(self.record_exit(fill, tick)),
             ExecutionReport::EntryFilled { order, fill } => Some(self.record(Some(*order), fill)),
             ExecutionReport::Cancelled {
                 symbol,
@@ -196,17 +229,27 @@ impl Handler<Execute> for ExchangeActor {
 }
 
 impl Handler<PriceUpdate> for ExchangeActor {
-    type Result = ResponseActFuture<Self, Option<Offset>>;
+    type Result = ResponseActFuture<Self, Option<Triggered>>;
 
     fn handle(&mut self, msg: PriceUpdate, _ctx: &mut Context<Self>) -> Self::Result {
         let reports = self.venue.mark(&msg.symbol, msg.price, self.clock.now());
         let mut last = None;
+        let mut fills = Vec::new();
         for report in reports {
-            last = self.report(report).or(last);
+            match &report {
+                ExecutionReport::Filled(fill) | ExecutionReport::EntryFilled { fill, .. } => {
+                    fills.push(fill.clone())
+                }
+                ExecutionReport::Cancelled { .. } => {}
+            }
+            last = self.report(report, msg.tick.clone()).or(last);
         }
         match last {
             // Appends are durable in order: the last one's durability covers them all.
-            Some(receipt) => Box::pin(Self::recorded(receipt)),
+            Some(receipt) => Box::pin(
+                Self::recorded(receipt)
+                    .map(|offset, _, _| offset.map(|offset| Triggered { offset, fills })),
+            ),
             None => Box::pin(actix::fut::ready(None)),
         }
     }
@@ -283,7 +326,7 @@ impl Handler<MoveExits> for ExchangeActor {
 
 impl StreamHandler<ExecutionReport> for ExchangeActor {
     fn handle(&mut self, report: ExecutionReport, ctx: &mut Context<Self>) {
-        if let Some(receipt) = self.report(report) {
+        if let Some(receipt) = self.report(report, None) {
             ctx.spawn(Self::recorded(receipt).map(|_, _, _| ()));
         }
     }

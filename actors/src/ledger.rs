@@ -38,6 +38,9 @@ pub struct Ledger {
     /// Limit entries resting on the venue, by client order id, until they fill or are cancelled.
     #[serde(default)]
     pub resting: BTreeMap<ClientOrderId, OrderRequest>,
+    /// The signal whose entry opened each open position (from flat, or through zero).
+    #[serde(default)]
+    pub opened_by: BTreeMap<Symbol, SignalId>,
     /// `None`: never changed; the configuration's state holds.
     pub trading_state: Option<TradingState>,
     pub paused: BTreeMap<Symbol, bool>,
@@ -57,6 +60,7 @@ impl Ledger {
             portfolio: Portfolio::new(starting_balance),
             exits: BTreeMap::new(),
             resting: BTreeMap::new(),
+            opened_by: BTreeMap::new(),
             trading_state: None,
             paused: BTreeMap::new(),
             limits: LimitsState::default(),
@@ -120,12 +124,25 @@ impl Ledger {
                 self.resting
                     .insert(order.client_order_id.clone(), order.clone());
             }
-            Event::Filled { order, fill } => {
+            Event::Filled { order, fill, .. } => {
                 self.resting.remove(&fill.client_order_id);
+                let before = self.portfolio.position_quantity(&fill.symbol);
                 // The entry's leverage becomes the position's, exactly as the paper book books it.
                 self.portfolio
                     .apply_fill_at(fill, order.as_ref().map(|o| o.leverage));
                 let after = self.portfolio.position_quantity(&fill.symbol);
+                if after.is_zero() {
+                    self.opened_by.remove(&fill.symbol);
+                } else if before.is_zero() || before.is_sign_positive() != after.is_sign_positive() {
+                    match order {
+                        Some(o) => {
+                            self.opened_by.insert(fill.symbol.clone(), o.signal_id.clone());
+                        }
+                        None => {
+                            self.opened_by.remove(&fill.symbol);
+                        }
+                    }
+                }
                 let mut armed = self.exits.remove(&fill.symbol);
                 let entry = self
                     .portfolio
@@ -305,6 +322,7 @@ mod tests {
             Event::Filled {
                 order: Some(entry.clone()),
                 fill: fill(&entry, "100"),
+                cause: None,
             },
             Event::SignalAccepted {
                 signal: signal("b", "95"),
@@ -396,6 +414,7 @@ mod tests {
             Event::Filled {
                 order: Some(a.clone()),
                 fill: filled,
+                cause: None,
             },
             Event::Cancelled {
                 symbol: btc(),

@@ -42,6 +42,8 @@ pub struct View {
     pub resting: BTreeMap<ClientOrderId, OrderRequest>,
     /// The kill switch as the log last set it; `None`: never changed, the configuration's holds.
     pub trading_state: Option<TradingState>,
+    /// The signal whose entry opened each open position.
+    pub opened_by: BTreeMap<Symbol, crate::types::SignalId>,
 }
 
 impl View {
@@ -56,6 +58,7 @@ impl View {
             exits: ledger.exits.clone(),
             resting: ledger.resting.clone(),
             trading_state: ledger.trading_state,
+            opened_by: ledger.opened_by.clone(),
         }
     }
 

@@ -628,6 +628,7 @@ mod tests {
                 Event::Filled {
                     order: Some(order),
                     fill,
+                    cause: None,
                 },
             )
         }

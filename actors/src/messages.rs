@@ -106,13 +106,23 @@ pub struct CancelResting {
     pub reason: crate::event::CancelReason,
 }
 
-/// Strategy actor -> exchange actor: the symbol's last price. Replies with the offset of the last fill it triggered
-/// (a resting stop or target), if any.
+/// Strategy actor -> exchange actor: the symbol's last price. Replies with what it fired (resting stops, targets,
+/// limit entries), if anything.
 #[derive(Debug, Message)]
-#[rtype(result = "Option<Offset>")]
+#[rtype(result = "Option<Triggered>")]
 pub struct PriceUpdate {
     pub symbol: Symbol,
     pub price: Price,
+    /// The signal that carried the price: named as the cause of what it fires.
+    pub tick: Option<SignalId>,
+}
+
+/// What a price fired on the venue (stops, targets, liquidations, limit entries), and where the last of it is in
+/// the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Triggered {
+    pub offset: Offset,
+    pub fills: Vec<Fill>,
 }
 
 /// Strategy actor -> exchange actor: move the symbol's resting stop loss and take profit to `exits` (a signal's
@@ -150,3 +160,18 @@ pub struct GetTradingState;
 #[derive(Debug, Message)]
 #[rtype(result = "Offset")]
 pub struct Checkpoint;
+
+/// Daemon -> risk actor, on a configuration reload: the symbols' rules and the account limits to judge by from now
+/// on. The trading state, and what the limits have counted so far (day start, peak, recent orders), stay.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    pub rules: std::collections::HashMap<Symbol, crate::risk::SymbolRules>,
+    pub limits: crate::limits::Limits,
+}
+
+/// Daemon -> strategy actor, on a configuration reload: the symbol's sizing, leverage and default levels. Applies
+/// from the next signal; a paused symbol stays paused.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpdateSettings(pub crate::strategy::SymbolSettings);

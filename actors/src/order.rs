@@ -169,6 +169,9 @@ pub enum SignalOutcome {
     Rejected { orders: Vec<OrderOutcome> },
     /// Every order before its last filled, and the last, a limit entry, rests on the venue.
     Resting { orders: Vec<OrderOutcome> },
+    /// A market-data tick whose price fired resting orders: these fills (stops, targets, liquidations, limit
+    /// entries), each journaled with the tick as its cause.
+    Triggered { fills: Vec<Fill> },
     /// Nothing to do (already flat, paused, a tick, ...).
     Ignored { reason: IgnoreReason },
     /// `update_stops` / `move_stop_to_breakeven`: the position's stop loss and take profit now rest at `exits`.
@@ -209,6 +212,7 @@ impl SignalOutcome {
             SignalOutcome::Denied { .. } => "denied",
             SignalOutcome::Rejected { .. } => "rejected",
             SignalOutcome::Resting { .. } => "resting",
+            SignalOutcome::Triggered { .. } => "triggered",
             SignalOutcome::Ignored { .. } => "ignored",
             SignalOutcome::ExitsMoved { .. } => "exits_moved",
             SignalOutcome::Failed { .. } => "failed",

@@ -14,7 +14,9 @@ use crate::event::{Event, Verdict};
 use crate::ledger_actor::{view_after, View, ViewRx};
 use crate::limits::{grows, Judged, Limits, OrderStamp, WINDOW_MS};
 use crate::log::{Clock, EventLog, LogError, SystemClock};
-use crate::messages::{Execute, Executed, GetTradingState, Placed, Propose, SetTradingState};
+use crate::messages::{
+    Execute, Executed, GetTradingState, Placed, Propose, Reconfigure, SetTradingState,
+};
 use crate::order::{OrderOutcome, OrderRequest};
 use crate::risk::{Approved, DenyReason, Exposure, RiskEngine, TradingState};
 use crate::supervise::guard;
@@ -345,5 +347,16 @@ impl Handler<GetTradingState> for RiskActor {
 
     fn handle(&mut self, _msg: GetTradingState, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.engine.state())
+    }
+}
+
+impl Handler<Reconfigure> for RiskActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, _ctx: &mut Context<Self>) {
+        let state = self.engine.state();
+        self.engine = RiskEngine::new(msg.rules, state);
+        self.limits = msg.limits;
+        info!("risk rules and account limits reloaded");
     }
 }

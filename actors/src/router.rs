@@ -42,6 +42,17 @@ impl Strategies {
         }
     }
 
+    /// Hands a symbol's new settings to its strategy (a configuration reload); false when the symbol has none.
+    pub fn update(&self, settings: crate::strategy::SymbolSettings) -> bool {
+        match self.get(&settings.symbol) {
+            Some(addr) => {
+                addr.do_send(crate::messages::UpdateSettings(settings));
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn get(&self, symbol: &Symbol) -> Option<&Addr<StrategyActor>> {
         self.actors.get(symbol).filter(|addr| addr.connected())
     }

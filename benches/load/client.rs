@@ -154,10 +154,13 @@ struct Head {
     close: bool,
 }
 
-/// `GET path` on a connection of its own: the status and the body (for the daemon's statistics endpoints).
-pub async fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, Vec<u8>)> {
+/// `GET path` with the bearer `token` on a connection of its own: the status and the body (for the daemon's
+/// statistics endpoints on its API listener).
+pub async fn get(addr: SocketAddr, path: &str, token: &str) -> io::Result<(u16, Vec<u8>)> {
     let stream = connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
     let mut buf = Vec::new();
     let head = exchange(&stream, request.as_bytes(), &mut buf).await?;
     let body = buf[head.head_len..head.head_len + head.content_length].to_vec();

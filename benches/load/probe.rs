@@ -84,8 +84,8 @@ pub fn busy_percent(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
 
 /// The journal's counters so far, from `/api/security`: commits (each one fsync of the write-ahead log), writes,
 /// and, where the daemon reports it, the microseconds spent committing.
-pub async fn journal_counters(addr: SocketAddr) -> Option<JournalCounters> {
-    let (status, body) = client::get(addr, "/api/security").await.ok()?;
+pub async fn journal_counters(addr: SocketAddr, token: &str) -> Option<JournalCounters> {
+    let (status, body) = client::get(addr, "/api/security", token).await.ok()?;
     let security: Value = serde_json::from_slice(&body)
         .ok()
         .filter(|_| status == 200)?;
@@ -122,8 +122,8 @@ impl JournalCounters {
 
 /// The daemon's own latency histograms (`GET /api/latency`: ack, signal_to_order and signal_to_fill, each with count,
 /// p50, p99, p999 and max in microseconds, since start): `null` where the daemon does not serve them.
-pub async fn daemon_latency(addr: SocketAddr) -> Value {
-    match client::get(addr, "/api/latency").await {
+pub async fn daemon_latency(addr: SocketAddr, token: &str) -> Value {
+    match client::get(addr, "/api/latency", token).await {
         Ok((200, body)) => serde_json::from_slice(&body).unwrap_or(Value::Null),
         _ => Value::Null,
     }

@@ -1,6 +1,7 @@
 //! The validated configuration: `load` turns `config.toml` into a `Config` or into every problem, each with its path.
 
 mod checker;
+pub mod env;
 mod raw;
 mod validate;
 
@@ -33,8 +34,11 @@ pub struct Config {
     pub risk: RiskConfig,
     pub symbols: Vec<SymbolConfig>,
     pub journal: JournalConfig,
+    pub api: ApiConfig,
     /// Things that work but deserve a loud word at start-up (demo secrets, ...).
     pub warnings: Vec<String>,
+    /// Keys the environment overrode (`server.listen from SENTINEL__SERVER__LISTEN`), for `check-config` and the log.
+    pub overridden: Vec<String>,
     /// The folder of the config file: relative paths in it resolve against this.
     pub base_dir: PathBuf,
 }
@@ -66,11 +70,26 @@ pub struct ServerConfig {
     /// before anything is recorded.
     pub max_pending_signals: usize,
     pub tls: Option<TlsConfig>,
-    /// Bearer token for the operator's write endpoints (`POST /api/trading-state`); `None`: they are off.
-    pub admin_token: Option<Secret>,
     /// Host names the API answers to besides `localhost` and IP addresses (lower case, no port); any other `Host`
     /// is refused, so a web page whose name was rebound to this machine cannot read or drive the API.
     pub api_hosts: Vec<String>,
+}
+
+/// The public read token the paper exchange falls back to when the read token's variable is unset, like the demo
+/// webhook secrets: anyone who reads the docs knows it.
+pub const DEMO_READ_TOKEN: &str = "sentinel-demo-read-token";
+
+/// The operator API: its own listener, apart from the webhooks', and the bearer tokens it takes.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Lets a client read `/api/*`; the admin token reads too. `None`: reads are off (403).
+    pub read_token: Option<Secret>,
+    /// Lets a client change things (`POST /api/trading-state`, `POST /api/flatten`); `None`: writes are off (403).
+    pub admin_token: Option<Secret>,
+    /// The variables the tokens come from, for the answers that say how to turn access on.
+    pub read_token_env: String,
+    pub admin_token_env: String,
 }
 
 /// Where the journal lives and how long it keeps finished history.
@@ -229,7 +248,8 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads and checks the file at `path`, taking secrets from the process environment.
+    /// Reads and checks the file at `path`, with the process environment's `SENTINEL__SECTION__KEY` overrides
+    /// applied, taking secrets from the environment (or the files it names: see `env::secret_lookup`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -239,12 +259,40 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Config::parse(&text, base_dir, &|name| std::env::var(name).ok()).map_err(|problems| {
+        let overrides = env::overrides(std::env::vars());
+        let lookup = |name: &str| env::secret_lookup(name, &|n| std::env::var(n).ok());
+        Config::parse_with(&text, base_dir, &lookup, &overrides).map_err(|problems| {
             ConfigError::Invalid {
                 path: path.to_path_buf(),
                 problems,
             }
         })
+    }
+
+    /// `parse`, with `overrides` (from `SENTINEL__SECTION__KEY` variables) applied to the file first.
+    pub fn parse_with(
+        text: &str,
+        base_dir: PathBuf,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        overrides: &[env::Override],
+    ) -> Result<Config, Vec<Problem>> {
+        if overrides.is_empty() {
+            return Config::parse(text, base_dir, lookup);
+        }
+        let mut file: toml::Table = toml::from_str(text).map_err(|e| vec![Problem::syntax(e)])?;
+        let applied = env::apply(&mut file, overrides).map_err(|why| vec![Problem::syntax(why)])?;
+        let mut unknown = Vec::new();
+        let raw: raw::RawConfig = serde_ignored::deserialize(toml::Value::Table(file), |path| {
+            unknown.push(key_path(&path))
+        })
+        .map_err(|e| vec![Problem::syntax(e)])?;
+        let mut config = validate::validate(raw, unknown, base_dir, lookup)?;
+        config.overridden = applied
+            .into_iter()
+            .zip(overrides)
+            .map(|(at, o)| format!("{at} from {}", o.variable))
+            .collect();
+        Ok(config)
     }
 
     /// Checks configuration text; `env` looks up environment variables (tests pass their own).

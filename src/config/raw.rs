@@ -16,6 +16,16 @@ pub struct RawConfig {
     pub symbols: Vec<RawSymbol>,
     #[serde(default)]
     pub journal: RawJournal,
+    #[serde(default)]
+    pub api: RawApi,
+}
+
+/// `[api]`: the operator API's own listener and its tokens.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawApi {
+    pub listen: Option<String>,
+    pub read_token_env: Option<String>,
+    pub admin_token_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +54,7 @@ pub struct RawServer {
     pub keep_alive_secs: Option<i64>,
     pub delivery_id_retention_secs: Option<i64>,
     pub max_pending_signals: Option<i64>,
+    /// Deprecated: `api.admin_token_env`.
     pub admin_token_env: Option<String>,
     #[serde(default)]
     pub api_hosts: Vec<String>,

@@ -16,11 +16,12 @@ use sentinel_actors::strategy::SymbolSettings;
 use sentinel_actors::types::{Leverage, Symbol};
 
 use super::raw::{
-    DecimalText, RawConfig, RawExchange, RawJournal, RawRisk, RawServer, RawSource, RawSymbol,
+    DecimalText, RawApi, RawConfig, RawExchange, RawJournal, RawRisk, RawServer, RawSource,
+    RawSymbol,
 };
 use super::{
-    BinanceConfig, Config, ExchangeConfig, JournalConfig, MarginType, MarketData, RiskConfig,
-    ServerConfig, SourceConfig, SymbolConfig, TlsConfig,
+    ApiConfig, BinanceConfig, Config, ExchangeConfig, JournalConfig, MarginType, MarketData,
+    RiskConfig, ServerConfig, SourceConfig, SymbolConfig, TlsConfig, DEMO_READ_TOKEN,
 };
 use crate::auth::{decode_secret, HmacScheme, SourceAuth, StandardWebhooks};
 use crate::payload::{parse_exit_level, parse_size};
@@ -31,7 +32,10 @@ pub use super::checker::Problem;
 use super::checker::{fraction, positive, Checker};
 use crate::adapters::paper::PaperCosts;
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
+const DEFAULT_API_LISTEN: &str = "127.0.0.1:9471";
+const DEFAULT_READ_TOKEN_ENV: &str = "SENTINEL_READ_TOKEN";
+const DEFAULT_ADMIN_TOKEN_ENV: &str = "SENTINEL_ADMIN_TOKEN";
 const MAX_SOURCE_NAME: usize = 64;
 
 pub(super) fn validate(
@@ -52,10 +56,13 @@ pub(super) fn validate(
         );
     }
 
-    let server = server(&mut c, raw.server);
+    let mut raw_server = raw.server;
+    let old_admin_token_env = raw_server.admin_token_env.take();
+    let server = server(&mut c, raw_server);
 
     let exchange = exchange(&mut c, raw.exchange);
     let paper = exchange.is_paper();
+    let api = api(&mut c, raw.api, old_admin_token_env, paper);
 
     let mut names = HashSet::new();
     let sources = raw
@@ -133,7 +140,9 @@ pub(super) fn validate(
             },
             symbols,
             journal,
+            api,
             warnings: c.warnings,
+            overridden: Vec::new(),
             base_dir,
         })
     } else {
@@ -483,9 +492,9 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
     let listen = SocketAddr::from_str(&listen_text).unwrap_or_else(|_| {
         c.problem(
             "server.listen",
-            format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
+            format!("`{listen_text}` is not an address like 127.0.0.1:9470"),
         );
-        SocketAddr::from(([127, 0, 0, 1], 8080))
+        SocketAddr::from(([127, 0, 0, 1], 9470))
     });
     let addresses = Allowlist::parse(&raw.trusted_proxies).unwrap_or_else(|message| {
         c.problem("server.trusted_proxies", message);
@@ -598,21 +607,6 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
             1..=1_000_000,
         ) as usize,
         tls,
-        admin_token: raw.admin_token_env.and_then(|name| {
-            match (c.env)(&name).filter(|v| !v.is_empty()) {
-                Some(token) => match secret::check_token_strength(&token) {
-                    Ok(()) => Some(Secret::new(token)),
-                    Err(message) => {
-                        c.problem("server.admin_token_env", format!("{name} {message}"));
-                        None
-                    }
-                },
-                None => {
-                    c.problem("server.admin_token_env", format!("{name} is not set"));
-                    None
-                }
-            }
-        }),
         api_hosts: raw
             .api_hosts
             .iter()
@@ -633,6 +627,109 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
                 valid.then_some(host)
             })
             .collect(),
+    }
+}
+
+/// `[api]`: the operator API's listener and tokens. `server.admin_token_env` is still read as the admin token's
+/// variable, with a warning.
+fn api(
+    c: &mut Checker,
+    raw: RawApi,
+    old_admin_token_env: Option<String>,
+    paper: bool,
+) -> ApiConfig {
+    let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_API_LISTEN.into());
+    let listen = SocketAddr::from_str(&listen_text).unwrap_or_else(|_| {
+        c.problem(
+            "api.listen",
+            format!("`{listen_text}` is not an address like 127.0.0.1:9471"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 9471))
+    });
+    let (admin_path, admin_name) = match (raw.admin_token_env, old_admin_token_env) {
+        (Some(name), None) => ("api.admin_token_env", Some(name)),
+        (None, Some(name)) => {
+            c.warnings.push(format!(
+                "server.admin_token_env is deprecated: write `admin_token_env = \"{name}\"` under [api]"
+            ));
+            ("server.admin_token_env", Some(name))
+        }
+        (Some(name), Some(_)) => {
+            c.warnings.push(
+                "server.admin_token_env is deprecated and ignored: api.admin_token_env is set"
+                    .into(),
+            );
+            ("api.admin_token_env", Some(name))
+        }
+        (None, None) => ("api.admin_token_env", None),
+    };
+    let admin_token_env = admin_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ADMIN_TOKEN_ENV.into());
+    let admin_token = match api_token(c, admin_path, &admin_token_env, paper) {
+        Some(token) => Some(token),
+        // Named in the file: the operator meant writes to be on.
+        None if admin_name.is_some() && is_unset(c, &admin_token_env) => {
+            c.problem(admin_path, format!("{admin_token_env} is not set"));
+            None
+        }
+        None => None,
+    };
+    let read_named = raw.read_token_env.is_some();
+    let read_token_env = raw
+        .read_token_env
+        .unwrap_or_else(|| DEFAULT_READ_TOKEN_ENV.into());
+    let read_token = match api_token(c, "api.read_token_env", &read_token_env, paper) {
+        Some(token) => Some(token),
+        None if !is_unset(c, &read_token_env) => None,
+        None if paper => {
+            c.warnings.push(format!(
+                "{read_token_env} is not set: the API takes the PUBLIC DEMO read token `{DEMO_READ_TOKEN}`. Anyone \
+                 who reads the docs can read positions and orders. Fine for paper trading on this machine only; set \
+                 {read_token_env} before exposing the API port."
+            ));
+            Some(Secret::new(DEMO_READ_TOKEN))
+        }
+        None if read_named => {
+            c.problem("api.read_token_env", format!("{read_token_env} is not set"));
+            None
+        }
+        None => {
+            c.warnings.push(format!(
+                "{read_token_env} is not set: the API answers no reads until it is"
+            ));
+            None
+        }
+    };
+    ApiConfig {
+        listen,
+        read_token,
+        admin_token,
+        read_token_env,
+        admin_token_env,
+    }
+}
+
+fn is_unset(c: &Checker, name: &str) -> bool {
+    (c.env)(name).filter(|v| !v.is_empty()).is_none()
+}
+
+/// The token in the variable `name`, checked for strength; `None` when it is unset or empty.
+fn api_token(c: &mut Checker, path: &str, name: &str, paper: bool) -> Option<Secret> {
+    let token = (c.env)(name).filter(|v| !v.is_empty())?;
+    if !paper && token == DEMO_READ_TOKEN {
+        c.problem(
+            path,
+            format!("{name} holds the demo read token; set a real one before trading on a real exchange"),
+        );
+        return None;
+    }
+    match secret::check_token_strength(&token) {
+        Ok(()) => Some(Secret::new(token)),
+        Err(message) => {
+            c.problem(path, format!("{name} {message}"));
+            None
+        }
     }
 }
 

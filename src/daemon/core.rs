@@ -13,7 +13,7 @@ use sentinel_actors::latency::Latencies;
 use sentinel_actors::ledger::Ledger;
 use sentinel_actors::ledger_actor::{LedgerActor, ViewRx};
 use sentinel_actors::log::{Clock, EventLog, Receipt};
-use sentinel_actors::messages::{Recovered, SignalReceived};
+use sentinel_actors::messages::{Reconfigure, Recovered, SignalReceived};
 use sentinel_actors::risk::RiskEngine;
 use sentinel_actors::risk_actor::RiskActor;
 use sentinel_actors::router::Strategies;
@@ -39,7 +39,28 @@ pub struct Core {
     pub admission: Admission,
     /// The venue, for the API's account view.
     pub venue: Arc<dyn ExecutionVenue>,
+    /// The strategy actors, for a configuration reload.
+    pub strategies: Strategies,
     arbiter: Arbiter,
+}
+
+impl Core {
+    /// Hands a reloaded configuration's risk rules, account limits and symbol settings to the actors. Symbols that
+    /// were added or removed need a restart; they are the caller's to report.
+    pub fn reconfigure(&self, config: &Config) {
+        let rules = config
+            .symbols
+            .iter()
+            .map(|s| (s.symbol().clone(), s.rules.clone()))
+            .collect();
+        self.risk.do_send(Reconfigure {
+            rules,
+            limits: config.risk.limits.clone(),
+        });
+        for symbol in &config.symbols {
+            self.strategies.update(symbol.settings.clone());
+        }
+    }
 }
 
 impl Core {
@@ -93,8 +114,10 @@ pub fn start(
     let (ledger_actor, view) = LedgerActor::new(ledger.clone(), log.clone(), CHECKPOINT_EVERY);
     let ledger_addr = Supervisor::start_in_arbiter(&on, move |_| ledger_actor);
     let exchange = {
-        let (log, clock) = (log.clone(), clock.clone());
-        Supervisor::start_in_arbiter(&on, move |_| ExchangeActor::new(venue, log, clock))
+        let (log, clock, view) = (log.clone(), clock.clone(), view.clone());
+        Supervisor::start_in_arbiter(&on, move |_| {
+            ExchangeActor::new(venue, log, clock).with_view(view)
+        })
     };
     let risk = {
         let rules = config
@@ -167,7 +190,7 @@ pub fn start(
         }
     }
     let ingress = {
-        let (log, admission) = (log, admission.clone());
+        let (log, admission, strategies) = (log, admission.clone(), strategies.clone());
         Supervisor::start_in_arbiter(&on, move |_| IngressActor::new(log, strategies, admission))
     };
     info!(
@@ -184,6 +207,7 @@ pub fn start(
         view,
         admission,
         venue: venue_handle,
+        strategies,
         arbiter,
     }
 }

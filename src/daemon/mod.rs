@@ -1,5 +1,5 @@
-//! Wiring: takes the journal (one daemon per journal), folds it, starts the actors and the HTTP server, and runs
-//! until `shutdown`.
+//! Wiring: takes the journal (one daemon per journal), folds it, starts the actors and the two HTTP servers (webhooks,
+//! operator API), and runs until `shutdown`.
 
 mod core;
 mod housekeeping;
@@ -7,6 +7,7 @@ mod server;
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix_web::web;
@@ -22,6 +23,7 @@ use crate::adapters;
 use crate::config::Config;
 use crate::http::{AdminGuard, AppState};
 use crate::journal::{self, Journal};
+use crate::metrics::Metrics;
 use crate::payload::SymbolMap;
 use crate::protect::counters::RefusalCounters;
 use crate::protect::dedupe::{Deduper, Windows};
@@ -35,14 +37,25 @@ const JOURNAL_QUEUE: usize = 4096;
 /// 1024 and keeps up); older ones are read from SQLite. Bounds the memory of a burst of large payloads.
 const JOURNAL_RING: usize = 4096;
 
-/// Runs the daemon on `listener` until `shutdown` completes. Must be called inside an actix `System`.
+/// The daemon's two listeners, bound by the caller (tests bind `127.0.0.1:0`). Both must be non-blocking.
+pub struct Listeners {
+    /// `server.listen`: `POST /webhook/{source}`, `/healthz`, `/readyz`.
+    pub webhooks: TcpListener,
+    /// `api.listen`: `/api/*` behind the read and admin tokens, `/healthz`, `/readyz`.
+    pub api: TcpListener,
+}
+
+/// Runs the daemon on `listeners` until `shutdown` completes. Must be called inside an actix `System`.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     for warning in &config.warnings {
         warn!("{warning}");
+    }
+    for overridden in &config.overridden {
+        info!("configuration override: {overridden}");
     }
     let mut config = config;
 
@@ -103,6 +116,10 @@ pub async fn run(
         "idempotency keys restored"
     );
 
+    // Signal outcomes and venue errors are counted from the journal's head on: the daemon's own since it started.
+    let metrics = Arc::new(Metrics::new(config.sources.iter().map(|s| s.name.as_str())));
+    let from = journal.head().borrow().next();
+    let counting = actix_web::rt::spawn(metrics.clone().follow(journal.clone(), from));
     let latencies = Arc::new(Latencies::default());
     let core = core::start(
         &config,
@@ -136,19 +153,37 @@ pub async fn run(
         deduper,
         refusals,
         admin: AdminGuard::default(),
+        recovered: AtomicBool::new(false),
         latencies,
+        metrics,
     });
-    let server = server::serve(&config, state, listener)?;
-    let handle = server.handle();
+    // `core::start` returned: the actors run and every unfinished signal is in its strategy's mailbox, ahead of any
+    // new webhook.
+    state.recovered.store(true, Ordering::Release);
+    let webhooks = server::serve(
+        &config,
+        state.clone(),
+        listeners.webhooks,
+        server::Role::Webhooks,
+    )?;
+    let api = server::serve(&config, state, listeners.api, server::Role::Api)?;
+    let handles = [webhooks.handle(), api.handle()];
 
-    tokio::select! {
-        result = server => result.map_err(anyhow::Error::from)?,
+    let served = tokio::select! {
+        result = webhooks => result,
+        result = api => result,
         () = shutdown => {
             info!("shutting down");
-            handle.stop(true).await;
+            Ok(())
         }
+    };
+    // One server ending stops the other: the daemon runs with both or not at all.
+    for handle in &handles {
+        handle.stop(true).await;
     }
+    served?;
     chores.abort();
+    counting.abort();
     // A clean stop leaves a fresh checkpoint and nothing queued: the next start folds nothing.
     if let Err(e) = journal.flush().await {
         warn!(error = %e, "the journal could not be flushed at shutdown");

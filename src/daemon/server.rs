@@ -1,4 +1,5 @@
-//! The HTTP server: the connection cap and its headroom, keep-alive, timeouts, TLS, and the routes.
+//! The HTTP servers, one per listener: the connection cap and its headroom, keep-alive, timeouts, TLS (webhooks
+//! only), and the routes.
 
 use std::any::Any;
 use std::net::TcpListener;
@@ -12,19 +13,46 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::http::{routes, AppState};
+use crate::http::{api_routes, webhook_routes, AppState};
 use crate::protect::connections::{connection_cap, raise_fd_limit, BodyHold, ConnectionGauge};
 use crate::tls;
 
-/// Builds the server on `listener`; it runs once awaited.
+/// Open connections to the API at most (or `server.max_connections`, if lower).
+const API_MAX_CONNECTIONS: usize = 256;
+
+/// Which of the daemon's listeners a server is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `server.listen`: webhooks from the senders, over TLS when configured.
+    Webhooks,
+    /// `api.listen`: the operator API, plain HTTP (keep it on loopback or behind a proxy that terminates TLS).
+    Api,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Webhooks => "webhooks",
+            Role::Api => "api",
+        }
+    }
+}
+
+/// Builds the server for `role` on `listener`; it runs once awaited. Each listener has its own connection cap, so a
+/// flood of webhooks cannot lock the operator out.
 pub fn serve(
     config: &Config,
     state: web::Data<AppState>,
     listener: TcpListener,
+    role: Role,
 ) -> anyhow::Result<Server> {
     let server_config = &config.server;
     let address = listener.local_addr().context("listener has no address")?;
-    let max_connections = max_connections(server_config.max_connections);
+    let max_connections = match role {
+        Role::Webhooks => max_connections(server_config.max_connections),
+        // A few operators and a monitor: the descriptors stay with the webhooks.
+        Role::Api => max_connections(server_config.max_connections).min(API_MAX_CONNECTIONS),
+    };
     let gauge = Arc::new(ConnectionGauge::new(max_connections));
     // Every connection is counted while it is open, and its client certificate recorded, if it presented one.
     let on_connect = {
@@ -61,7 +89,10 @@ pub fn serve(
                     Ok(body.until_sent(response))
                 }
             })
-            .configure(routes)
+            .configure(match role {
+                Role::Webhooks => webhook_routes,
+                Role::Api => api_routes,
+            })
     })
     .workers(server_config.workers)
     .disable_signals()
@@ -75,7 +106,11 @@ pub fn serve(
     // An idle connection holds a descriptor and a slot under the cap.
     .keep_alive(keep_alive)
     .on_connect(on_connect);
-    let server = match &server_config.tls {
+    let tls = server_config
+        .tls
+        .as_ref()
+        .filter(|_| role == Role::Webhooks);
+    let server = match tls {
         Some(tls) => {
             let client_ca = tls.client_ca.as_ref().map(|ca| config.resolve(ca));
             let rustls = tls::server_config(
@@ -89,12 +124,8 @@ pub fn serve(
     }
     .context("cannot serve on the listener")?
     .run();
-    let scheme = if server_config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    info!(%address, scheme, sources = config.sources.len(), symbols = config.symbols.len(), max_connections,
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(listener = role.as_str(), %address, scheme, sources = config.sources.len(), symbols = config.symbols.len(), max_connections,
           keep_alive_secs = server_config.keep_alive.as_secs(), "sentinel is listening");
     Ok(server)
 }

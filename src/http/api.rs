@@ -1,6 +1,7 @@
 //! The read-only operator API: positions, orders, signals, account, health.
 
-use actix_web::http::StatusCode;
+use std::sync::atomic::Ordering;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
 use sentinel_actors::latency::Span;
@@ -15,8 +16,78 @@ use super::webhook::read_body;
 use super::AppState;
 use crate::journal::{JournalError, JournalReader, Page};
 
+/// The process is up and answering: 200 whatever else is wrong.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// 200 `{"ready":true}` once the daemon can take signals and act on them: recovery finished, the journal's last
+/// commit succeeded, the venue is reachable and trading is not halted by a fault (an operator's halt is a choice,
+/// not a fault). Otherwise 503 with the reasons.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let trading = state.risk.send(GetTradingState).await.ok();
+    let view = state.view.borrow().clone();
+    let drawdown = state
+        .config
+        .risk
+        .limits
+        .drawdown_reached(&view.limits, &view.portfolio)
+        .is_some();
+    let venue = (!state.config.exchange.is_paper()).then(|| state.venue.status());
+    let reasons = not_ready(&Readiness {
+        recovered: state.recovered.load(Ordering::Acquire),
+        journal_healthy: state.journal.is_healthy(),
+        venue: venue.as_ref(),
+        trading,
+        drawdown_reached: drawdown,
+    });
+    if reasons.is_empty() {
+        HttpResponse::Ok().json(json!({ "ready": true }))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({ "ready": false, "reasons": reasons }))
+    }
+}
+
+/// What readiness is judged on.
+struct Readiness<'a> {
+    recovered: bool,
+    journal_healthy: bool,
+    /// The venue's status; `None` for paper, which is always reachable.
+    venue: Option<&'a Value>,
+    /// `None`: the risk actor did not answer.
+    trading: Option<TradingState>,
+    drawdown_reached: bool,
+}
+
+/// Why the daemon is not ready; empty when it is.
+fn not_ready(r: &Readiness<'_>) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !r.recovered {
+        reasons.push("recovering: the unfinished signals are not handed back yet".to_string());
+    }
+    if !r.journal_healthy {
+        reasons.push("journal: the last commit failed; see the log".to_string());
+    }
+    if let Some(status) = r.venue {
+        if let Some(why) = status["standing"]["halted"].as_str() {
+            reasons.push(format!("venue: trading is halted: {why}"));
+        }
+        if let Some(feeds) = status["feeds"].as_object() {
+            for (feed, mode) in feeds {
+                if mode == "connecting" {
+                    reasons.push(format!("venue: the {feed} feed is still connecting"));
+                }
+            }
+        }
+    }
+    match r.trading {
+        None => reasons.push("risk: the risk actor does not answer".to_string()),
+        Some(TradingState::Halted) if r.drawdown_reached => {
+            reasons.push("trading: halted by the drawdown limit".to_string())
+        }
+        Some(_) => {}
+    }
+    reasons
 }
 
 /// Open positions with their margin: initial and maintenance margin at the mark (the entry price until one is known),
@@ -204,14 +275,7 @@ pub async fn set_trading_state(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(token) = &state.config.server.admin_token else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "operator writes are off: set server.admin_token_env",
-        ));
-    };
-    state.admin.authorize(&req, &state.config.server, token)?;
+    super::commands::authorize(&req, &state)?;
     // Read only after the token checked out, and like every body within the size and time limits, so a slow body
     // cannot hold the connection; parsed only then, so strangers learn nothing about its expected shape.
     let server = &state.config.server;
@@ -263,4 +327,95 @@ pub async fn latency(state: web::Data<AppState>) -> HttpResponse {
         "signal_to_order": l.summary(Span::SignalToOrder),
         "signal_to_fill": l.summary(Span::SignalToFill),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready() -> Readiness<'static> {
+        Readiness {
+            recovered: true,
+            journal_healthy: true,
+            venue: None,
+            trading: Some(TradingState::Active),
+            drawdown_reached: false,
+        }
+    }
+
+    #[test]
+    fn readiness_names_every_reason() {
+        assert!(not_ready(&ready()).is_empty());
+        let operator_halt = Readiness {
+            trading: Some(TradingState::Halted),
+            ..ready()
+        };
+        assert!(
+            not_ready(&operator_halt).is_empty(),
+            "an operator's halt is still ready"
+        );
+        let venue = json!({
+            "feeds": { "user_data": "connecting", "market": "stream" },
+            "standing": { "halted": "API key refused" },
+        });
+        let cases: Vec<(Readiness<'_>, &str)> = vec![
+            (
+                Readiness {
+                    recovered: false,
+                    ..ready()
+                },
+                "recovering",
+            ),
+            (
+                Readiness {
+                    journal_healthy: false,
+                    ..ready()
+                },
+                "journal",
+            ),
+            (
+                Readiness {
+                    trading: None,
+                    ..ready()
+                },
+                "risk",
+            ),
+            (
+                Readiness {
+                    trading: Some(TradingState::Halted),
+                    drawdown_reached: true,
+                    ..ready()
+                },
+                "trading: halted by the drawdown limit",
+            ),
+            (
+                Readiness {
+                    venue: Some(&venue),
+                    ..ready()
+                },
+                "venue: trading is halted: API key refused",
+            ),
+            (
+                Readiness {
+                    venue: Some(&venue),
+                    ..ready()
+                },
+                "user_data feed is still connecting",
+            ),
+        ];
+        for (readiness, reason) in cases {
+            let reasons = not_ready(&readiness);
+            assert!(
+                reasons.iter().any(|r| r.contains(reason)),
+                "{reason} not in {reasons:?}"
+            );
+        }
+        let polling =
+            json!({ "feeds": { "user_data": "polling" }, "standing": { "halted": null } });
+        assert!(not_ready(&Readiness {
+            venue: Some(&polling),
+            ..ready()
+        })
+        .is_empty());
+    }
 }

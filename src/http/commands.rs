@@ -1,7 +1,6 @@
 //! Operator commands that act on the account: `POST /api/flatten` (admin token), and the same commands from a
 //! signed command source (`{"command":"halt"}` to `POST /webhook/{source}`).
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -16,6 +15,7 @@ use sentinel_actors::types::{SignalId, Timestamp};
 use tracing::warn;
 
 use super::error::ApiError;
+use super::operator::Access;
 use super::AppState;
 use crate::payload::RawPayload;
 
@@ -27,14 +27,9 @@ const MAX_REASON_CHARS: usize = 200;
 
 /// Checks the admin token; operator writes are off without one.
 pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let Some(token) = &state.config.server.admin_token else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "operator writes are off: set server.admin_token_env",
-        ));
-    };
-    state.admin.authorize(req, &state.config.server, token)
+    state
+        .admin
+        .authorize(req, &state.config.server, &state.config.api, Access::Admin)
 }
 
 /// `POST /api/flatten`: see `flatten_account`.

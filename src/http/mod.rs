@@ -1,11 +1,14 @@
-//! The HTTP edge: routes, shared state, and JSON errors for everything that does not match.
+//! The HTTP edge: the routes of the two listeners (webhooks; the operator API), shared state, and JSON errors for
+//! everything that does not match.
 
 mod api;
 pub mod commands;
 mod error;
+mod metrics;
 mod operator;
 mod webhook;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use actix::Addr;
@@ -24,7 +27,7 @@ use crate::protect::dedupe::Deduper;
 use crate::protect::limits::RateLimits;
 
 pub use error::ApiError;
-pub use operator::AdminGuard;
+pub use operator::{Access, AdminGuard};
 
 /// What every request handler can reach; shared by all HTTP workers.
 pub struct AppState {
@@ -44,26 +47,43 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     pub deduper: Arc<Deduper>,
     pub refusals: Arc<RefusalCounters>,
-    /// Limits on guessing the admin token.
+    /// Checks the read and admin tokens and limits guessing them.
     pub admin: AdminGuard,
+    /// Set once the actors started and the unfinished signals were handed back: `/readyz` is 503 until then.
+    pub recovered: AtomicBool,
     /// Ack, signal-to-order and signal-to-fill latency.
     pub latencies: Arc<Latencies>,
+    /// The Prometheus series `GET /metrics` serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// The webhook listener (`server.listen`): `/webhook/*` and the probes; nothing of the operator API.
+pub fn webhook_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(["/webhook/{source}", "/webhook/{source}/{token}"])
+            .route(web::post().to(webhook::receive))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(get("/healthz", api::healthz))
+    .service(get("/readyz", api::readyz))
+    .default_service(web::to(not_found));
+}
+
+/// The API listener (`api.listen`): `/api/*` behind the tokens, the probes, and the operator's other read-outs.
+pub fn api_routes(cfg: &mut web::ServiceConfig) {
     // Bad query strings (`?limit=lots`) get the same JSON errors as everything else.
     let query =
         web::QueryConfig::default().error_handler(|e, _| ApiError::malformed(e.to_string()).into());
     cfg.app_data(query)
-        .service(
-            web::resource(["/webhook/{source}", "/webhook/{source}/{token}"])
-                .route(web::post().to(webhook::receive))
-                .default_service(web::to(method_not_allowed)),
-        )
         .service(get("/healthz", api::healthz))
+        .service(get("/readyz", api::readyz))
+        // Operator read-outs outside `/api` (no token: scrapers and probes) register here.
+        .service(get("/metrics", metrics::metrics))
         .service(
-            // Only under a host name it answers to: a page rebound to this address gets nothing.
+            // Only under a host name it answers to: a page rebound to this address gets nothing. Reads need the
+            // read token (checked after the host, so a rebound page learns nothing about the tokens).
             web::scope("/api")
+                .wrap(from_fn(operator::check_read_token))
                 .wrap(from_fn(operator::check_host))
                 .service(get("/positions", api::positions))
                 .service(get("/account", api::account))

@@ -1,5 +1,5 @@
-//! Who may use the operator API: the `Host` it was asked under (DNS rebinding) and the admin bearer token, whose
-//! guesses are limited per client and in total.
+//! Who may use the operator API: the `Host` it was asked under (DNS rebinding) and the read and admin bearer tokens,
+//! whose guesses are limited per client and in total.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HOST};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest};
 use governor::clock::{Clock, DefaultClock};
@@ -17,7 +18,7 @@ use tracing::warn;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::config::ServerConfig;
+use crate::config::{ApiConfig, ServerConfig};
 use crate::protect::limits::{retry_after_secs, Limiter, MAX_TRACKED_ADDRESSES};
 use crate::protect::network::{client_ip, ClientKey};
 use crate::secret::Secret;
@@ -28,7 +29,16 @@ const ATTEMPTS_PER_CLIENT_PER_MINUTE: u32 = 10;
 /// guessing from many addresses is as slow as from one.
 const FAILURES_PER_MINUTE: u32 = 30;
 
-/// The limits on admin token attempts.
+/// What a request asks to do with the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `GET /api/*`: the read token or the admin token.
+    Read,
+    /// `POST /api/trading-state`, `POST /api/flatten`: the admin token only.
+    Admin,
+}
+
+/// The limits on token attempts, read and admin alike.
 pub struct AdminGuard {
     per_client: Limiter<ClientKey>,
     failures: DefaultDirectRateLimiter,
@@ -55,13 +65,33 @@ impl Default for AdminGuard {
 }
 
 impl AdminGuard {
-    /// Checks the request's bearer token against `token`, within the attempt limits.
+    /// Checks the request's bearer token for `access`: 403 when that kind of access is off, 429 past the attempt
+    /// limits, 401 for a wrong or missing token. Admin requests count against the per-client limit whether they
+    /// succeed or not; reads are many (dashboards poll), so only their failures count, against the shared budget.
     pub fn authorize(
         &self,
         req: &HttpRequest,
         server: &ServerConfig,
-        token: &Secret,
+        api: &ApiConfig,
+        access: Access,
     ) -> Result<(), ApiError> {
+        let tokens: Vec<&Secret> = match access {
+            Access::Read => api.read_token.iter().chain(&api.admin_token).collect(),
+            Access::Admin => api.admin_token.iter().collect(),
+        };
+        let off = match access {
+            Access::Read if api.read_token.is_none() => {
+                Some(format!("reads are off: set {}", api.read_token_env))
+            }
+            Access::Admin if tokens.is_empty() => Some(format!(
+                "operator writes are off: set {}",
+                api.admin_token_env
+            )),
+            _ => None,
+        };
+        if let Some(message) = off {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message));
+        }
         let peer = req
             .peer_addr()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
@@ -69,22 +99,28 @@ impl AdminGuard {
         if let Some(wait) = self.locked_for() {
             return Err(ApiError::too_many_requests(retry_after_secs(wait)));
         }
-        if self.per_client.tracked() > MAX_TRACKED_ADDRESSES {
-            self.per_client.prune(MAX_TRACKED_ADDRESSES);
+        if access == Access::Admin {
+            if self.per_client.tracked() > MAX_TRACKED_ADDRESSES {
+                self.per_client.prune(MAX_TRACKED_ADDRESSES);
+            }
+            self.per_client
+                .check(&ClientKey::of(client))
+                .map_err(|wait| ApiError::too_many_requests(retry_after_secs(wait)))?;
         }
-        self.per_client
-            .check(&ClientKey::of(client))
-            .map_err(|wait| ApiError::too_many_requests(retry_after_secs(wait)))?;
         let given = req
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer)
             .unwrap_or_default();
-        if token.matches(given.as_bytes()) {
+        // Every token is compared, so the time taken does not say which one nearly matched.
+        let matched = tokens
+            .iter()
+            .fold(false, |any, token| token.matches(given.as_bytes()) | any);
+        if matched {
             return Ok(());
         }
-        warn!(%client, "operator request with a wrong or missing admin token");
+        warn!(%client, ?access, "operator request with a wrong or missing token");
         if let Err(not_until) = self.failures.check() {
             let wait = not_until.wait_time_from(self.clock.now());
             *self.locked_until.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -136,6 +172,26 @@ fn strip_port(host: &str) -> &str {
         }
         _ => host,
     }
+}
+
+/// Middleware for `/api/*`: a read (`GET`, `HEAD`) needs the read or the admin token. Writes check the admin token
+/// in their handlers, before their bodies are read.
+pub async fn check_read_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+            return Err(ApiError::unavailable("the API is not set up").into());
+        };
+        state.admin.authorize(
+            req.request(),
+            &state.config.server,
+            &state.config.api,
+            Access::Read,
+        )?;
+    }
+    next.call(req).await
 }
 
 /// Middleware for `/api/*`: refuses a `Host` the API does not answer to.

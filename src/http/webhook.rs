@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use sentinel_actors::event::Delivery;
 use sentinel_actors::latency::Span;
@@ -45,6 +45,24 @@ use crate::protect::network::{client_ip, ClientKey};
 use crate::tls::ClientCert;
 
 pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // Every answer of a configured source is counted for `/metrics`, whichever step gave it.
+    let metrics = state.metrics.clone();
+    let counted = metrics.webhooks_of(req.match_info().get("source").unwrap_or_default());
+    let answer = answer(req, payload, state).await;
+    if let Some(counted) = counted {
+        counted.answered(match &answer {
+            Ok(response) => response.status(),
+            Err(e) => e.status_code(),
+        });
+    }
+    answer
+}
+
+async fn answer(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

@@ -1,7 +1,7 @@
 //! `Journal`: the SQLite journal as the daemon's `EventLog`. Appends go through a bounded queue to the writer thread;
 //! reads of recent offsets come from the in-memory ring, older ones from SQLite.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +58,8 @@ pub(super) struct Stats {
     events: AtomicU64,
     micros_total: AtomicU64,
     micros_max: AtomicU64,
+    /// The last commit that wrote or failed to write a batch failed (a full disk, a lock held elsewhere).
+    failing: AtomicBool,
 }
 
 impl Stats {
@@ -68,6 +70,10 @@ impl Stats {
         self.events.fetch_add(events, Ordering::Relaxed);
         self.micros_total.fetch_add(micros, Ordering::Relaxed);
         self.micros_max.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
     }
 }
 
@@ -123,6 +129,11 @@ impl Journal {
     /// Queued behind the appends before it; not waited for.
     pub fn prune(&self, before: Timestamp) {
         self.queue.push(Job::Prune { before });
+    }
+
+    /// Whether the last commit that wrote batches succeeded: `false` while appends fail (a full disk, ...).
+    pub fn is_healthy(&self) -> bool {
+        !self.stats.failing.load(Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> JournalStats {

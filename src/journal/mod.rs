@@ -3,6 +3,7 @@
 //! projections in the same transaction (`signals` for the API and idempotency, `snapshots` for checkpoints), so the
 //! file stays readable with `sqlite3`. Layout, kinds and the v1 upgrade: docs/journal.md.
 
+pub mod backup;
 mod lock;
 mod log;
 mod queue;

@@ -79,6 +79,7 @@ fn fill(client_order_id: &str) -> Event {
             reason: FillReason::StopLoss,
             at: Timestamp(2_000),
         },
+        cause: None,
     }
 }
 

@@ -87,6 +87,14 @@ pub(super) fn run(
             done.events.len() as u64,
             started.elapsed(),
         );
+        // A storage error says the file cannot be written; a written batch says it can again.
+        let failed = done
+            .receipts
+            .iter()
+            .any(|(_, r)| matches!(r, Err(LogError::Storage(_))));
+        if failed || done.receipts.iter().any(|(_, r)| r.is_ok()) {
+            outlets.stats.set_failing(failed);
+        }
         head = done.head;
         outlets.ring.push(done.events);
         outlets.head.send_if_modified(|h| {

@@ -1,4 +1,5 @@
-//! The test harness: the real daemon on 127.0.0.1:0 in a thread of its own, and an HTTP client for it.
+//! The test harness: the real daemon in a thread of its own, its webhook and API listeners on 127.0.0.1:0, and an
+//! HTTP client for it that sends webhooks to the one and API requests (with the read token) to the other.
 
 #![allow(dead_code)]
 
@@ -21,6 +22,11 @@ pub fn config(exchange: &str, extra: &str) -> String {
 [server]
 listen = "127.0.0.1:0"
 workers = 1
+
+[api]
+listen = "127.0.0.1:0"
+read_token_env = "TEST_READ_TOKEN"
+admin_token_env = "TEST_ADMIN_TOKEN"
 
 [[sources]]
 name = "tradingview"
@@ -64,6 +70,7 @@ pub const STANDARD_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const URL_TOKEN: &str = "tok_8c1f0e2a9b7d4c3e";
 pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 pub const ADMIN_TOKEN: &str = "admin-token-7f3a9c2e5b1d";
+pub const READ_TOKEN: &str = "read-token-4e8b1c9d7a2f";
 
 pub fn test_env(name: &str) -> Option<String> {
     match name {
@@ -73,6 +80,7 @@ pub fn test_env(name: &str) -> Option<String> {
         "TEST_URL_TOKEN" => Some(URL_TOKEN.into()),
         "TEST_GITHUB_SECRET" => Some(GITHUB_SECRET.into()),
         "TEST_ADMIN_TOKEN" => Some(ADMIN_TOKEN.into()),
+        "TEST_READ_TOKEN" => Some(READ_TOKEN.into()),
         _ => None,
     }
 }
@@ -90,7 +98,12 @@ pub fn stamped_headers(secret: &str, ts: i64, body: &str) -> Vec<(String, String
 
 /// A running daemon with its journal in a temporary folder; stopped when dropped.
 pub struct Daemon {
+    /// The webhook listener: `POST /webhook/{source}`, `/healthz`, `/readyz`.
     pub base: String,
+    /// The API listener: `/api/*`, `/healthz`, `/readyz`.
+    pub api_base: String,
+    /// The read token the daemon takes (the configured one, or paper's demo token), sent by `Client` on `/api/*`.
+    pub read_token: Option<String>,
     pub dir: tempfile::TempDir,
     config_text: String,
     /// Environment variables besides `test_env`'s.
@@ -140,7 +153,21 @@ impl Daemon {
         Self::start_in(dir, config_text, env)
     }
 
+    /// Starts on `config_text` changed by `edit` after it was checked: a configuration no file can express.
+    pub fn start_edited(config_text: &str, edit: impl FnOnce(&mut Config)) -> Daemon {
+        Self::start_edited_in(tempfile::tempdir().unwrap(), config_text, Vec::new(), edit)
+    }
+
     fn start_in(dir: tempfile::TempDir, config_text: &str, env: Vec<(String, String)>) -> Daemon {
+        Self::start_edited_in(dir, config_text, env, |_| {})
+    }
+
+    fn start_edited_in(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        env: Vec<(String, String)>,
+        edit: impl FnOnce(&mut Config),
+    ) -> Daemon {
         // Relative paths (the journal's default `sentinel.db`) resolve against the temporary folder.
         let lookup = |name: &str| {
             env.iter()
@@ -148,21 +175,35 @@ impl Daemon {
                 .map(|(_, value)| value.clone())
                 .or_else(|| test_env(name))
         };
-        let config = Config::parse(config_text, dir.path().to_path_buf(), &lookup)
+        let mut config = Config::parse(config_text, dir.path().to_path_buf(), &lookup)
             .expect("test config is valid");
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        edit(&mut config);
+        let bind = || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            (listener, base)
+        };
+        let (webhooks, base) = bind();
+        let (api, api_base) = bind();
+        let read_token = config
+            .api
+            .read_token
+            .as_ref()
+            .map(|t| String::from_utf8(t.expose().to_vec()).unwrap());
+        let listeners = sentinel::Listeners { webhooks, api };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new()
-                .block_on(sentinel::run(config, listener, async {
+                .block_on(sentinel::run(config, listeners, async {
                     let _ = stopped.await;
                 }))
                 .expect("daemon runs");
         });
         Daemon {
             base,
+            api_base,
+            read_token,
             dir,
             config_text: config_text.to_string(),
             env,
@@ -171,13 +212,21 @@ impl Daemon {
         }
     }
 
+    /// The webhook listener's address.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// The API listener's address.
+    pub fn api_addr(&self) -> std::net::SocketAddr {
+        self.api_base.trim_start_matches("http://").parse().unwrap()
     }
 
     pub fn client(&self) -> Client {
         Client {
             base: self.base.clone(),
+            api_base: self.api_base.clone(),
+            read_token: self.read_token.clone(),
             http: awc::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .finish(),
@@ -207,7 +256,11 @@ impl Drop for Daemon {
 }
 
 pub struct Client {
+    /// Webhooks go here.
     pub base: String,
+    /// `/api/*` goes here, with `read_token`.
+    pub api_base: String,
+    pub read_token: Option<String>,
     http: awc::Client,
 }
 
@@ -275,11 +328,41 @@ impl Client {
         .await
     }
 
+    /// `method path` without a body: `/api/*` to the API listener with the read token, anything else (`/healthz`)
+    /// to the webhook listener.
     pub async fn request(&self, method: awc::http::Method, path: &str) -> (StatusCode, Value) {
+        let token = self.read_token.clone();
+        self.request_as(method, path, token.as_deref()).await
+    }
+
+    /// `request` with `token` as the bearer token (`None`: no `Authorization` header).
+    pub async fn request_as(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let (true, Some(token)) = (path.starts_with("/api/"), token) {
+            req = req.insert_header(("authorization", format!("Bearer {token}")));
+        }
+        let mut res = req.send().await.expect("request sent");
+        let status = res.status();
+        let bytes = res.body().await.expect("body read");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// POSTs a JSON `body` to the API's `path` with the admin token.
+    pub async fn admin(&self, path: &str, body: &str) -> (StatusCode, Value) {
         let mut res = self
             .http
-            .request(method, format!("{}{path}", self.base))
-            .send()
+            .post(self.url(path))
+            .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+            .insert_header(("content-type", "application/json"))
+            .send_body(body.to_string())
             .await
             .expect("request sent");
         let status = res.status();
@@ -288,6 +371,15 @@ impl Client {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// The URL of `path`: on the API listener for `/api/*`, else on the webhook listener.
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("/api/") {
+            format!("{}{path}", self.api_base)
+        } else {
+            format!("{}{path}", self.base)
+        }
     }
 
     pub async fn get(&self, path: &str) -> Value {
@@ -347,12 +439,12 @@ impl Client {
     }
 }
 
-/// Starts the `sentinel` binary on `config` with `env` set, and waits until it listens: the process (to kill with
-/// SIGKILL, as a crash would) and its base URL.
+/// Starts the `sentinel` binary on `config` with `env` set, and waits until both listeners listen: the process (to
+/// kill with SIGKILL, as a crash would), its webhook base URL and its API base URL.
 pub fn start_binary(
     config: &std::path::Path,
     env: &[(&str, &str)],
-) -> (std::process::Child, String) {
+) -> (std::process::Child, String, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
@@ -370,18 +462,33 @@ pub fn start_binary(
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("address=").nth(1) {
-                if let Some(tx) = tx.take() {
-                    let addr = addr.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_string());
-                }
+            if !line.contains("sentinel is listening") {
+                continue;
+            }
+            let field = |name: &str| {
+                line.split(&format!("{name}=")).nth(1).map(|rest| {
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string()
+                })
+            };
+            if let (Some(listener), Some(addr)) = (field("listener"), field("address")) {
+                let _ = tx.send((listener, addr));
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the daemon listens within 30 s");
-    (child, format!("http://{addr}"))
+    let (mut webhooks, mut api) = (None, None);
+    while webhooks.is_none() || api.is_none() {
+        let (listener, addr) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the daemon listens within 30 s");
+        match listener.as_str() {
+            "webhooks" => webhooks = Some(format!("http://{addr}")),
+            _ => api = Some(format!("http://{addr}")),
+        }
+    }
+    (child, webhooks.unwrap(), api.unwrap())
 }

@@ -13,9 +13,9 @@ use crate::latency::{Latencies, Span};
 use crate::ledger_actor::{view_after, ViewRx};
 use crate::log::EventLog;
 use crate::messages::{
-    FindFill, MoveExits, Placed, PriceUpdate, Propose, Recovered, SignalReceived,
+    FindFill, MoveExits, Placed, PriceUpdate, Propose, Recovered, SignalReceived, UpdateSettings,
 };
-use crate::order::{Failure, OrderOutcome, OrderRequest, SignalOutcome};
+use crate::order::{Failure, IgnoreReason, OrderOutcome, OrderRequest, SignalOutcome};
 use crate::signal::Signal;
 use crate::strategy::book::{Decision, MarketView, StrategyBook};
 use crate::supervise::guard;
@@ -156,30 +156,34 @@ impl Handler<SignalReceived> for StrategyActor {
         let mut view = self.view.clone();
         let price = signal.price;
         let symbol = signal.symbol.clone();
+        let tick = signal.id.clone();
         let fut = async move {
             // A signal whose acceptance was not recorded was refused to its sender: it never happened.
             if let Err(e) = accepted.durable().await {
                 warn!(%symbol, error = %e, "signal not recorded; not acted on");
-                return false;
+                return (false, Vec::new());
             }
             // The price first: a stop it crosses fires before the signal is decided on the position after it.
+            let mut fired = Vec::new();
             if let Some(price) = price {
                 let update = downstream.prices.send(PriceUpdate {
                     symbol: symbol.clone(),
                     price,
+                    tick: Some(tick),
                 });
                 match update.await {
-                    Ok(Some(offset)) => {
-                        view_after(&mut view, offset).await;
+                    Ok(Some(triggered)) => {
+                        view_after(&mut view, triggered.offset).await;
+                        fired = triggered.fills;
                     }
                     Ok(None) => {}
                     Err(e) => warn!(error = %e, "price update did not reach the exchange actor"),
                 }
             }
-            true
+            (true, fired)
         }
         .into_actor(self)
-        .then(move |accepted, act, ctx| {
+        .then(move |(accepted, fired), act, ctx| {
             let signal_id = signal.id.clone();
             let decided = if !accepted {
                 None
@@ -206,6 +210,10 @@ impl Handler<SignalReceived> for StrategyActor {
             async move {
                 let Some(decided) = decided else { return };
                 let outcome = match decided {
+                    // A tick that fired a stop, a target or a limit entry says so.
+                    Err(SignalOutcome::Ignored {
+                        reason: IgnoreReason::PriceUpdate,
+                    }) if !fired.is_empty() => SignalOutcome::Triggered { fills: fired },
                     Err(outcome) => outcome,
                     Ok((Work::MoveExits(exits), ..)) => {
                         move_exits(&downstream, view, &signal, exits).await
@@ -359,4 +367,14 @@ async fn propose(
             .record(Span::SignalToFill, arrived.elapsed());
     }
     Some(placed)
+}
+
+impl Handler<UpdateSettings> for StrategyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpdateSettings, _ctx: &mut Context<Self>) {
+        if self.book.set_settings(msg.0) {
+            info!(symbol = %self.book.symbol(), "strategy settings reloaded");
+        }
+    }
 }

@@ -74,6 +74,15 @@ impl StrategyBook {
         self.paused
     }
 
+    /// Replaces the settings (a configuration reload); refused for another symbol's.
+    pub fn set_settings(&mut self, settings: SymbolSettings) -> bool {
+        if settings.symbol != self.settings.symbol {
+            return false;
+        }
+        self.settings = settings;
+        true
+    }
+
     /// Restores the paused flag the journal recorded.
     pub fn with_paused(mut self, paused: bool) -> Self {
         self.paused = paused;

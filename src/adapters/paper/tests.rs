@@ -143,6 +143,7 @@ async fn restored_from_a_ledger_a_recovered_order_is_answered_with_its_fill() {
         Event::Filled {
             order: Some(order.request()),
             fill: fill.clone(),
+            cause: None,
         },
     ];
     let mut ledger = Ledger::new(d("10000"));

@@ -374,7 +374,7 @@ impl Session {
             },
         });
         if let Some(fill) = self.book.mark(&on, price(at), Timestamp(0)) {
-            self.events.push(Event::Filled { order: None, fill });
+            self.events.push(Event::filled(None, fill));
         }
         let requests: Vec<OrderRequest> = orders.iter().map(Order::request).collect();
         self.events.push(Event::Decided {
@@ -387,6 +387,7 @@ impl Session {
             self.events.push(Event::Filled {
                 order: Some(order),
                 fill,
+                cause: None,
             });
         }
         if finish {
