@@ -16,4 +16,4 @@ pub mod secret;
 pub mod tls;
 
 pub use config::Config;
-pub use daemon::{run, Listeners};
+pub use daemon::{run, run_with_reloads, Listeners};

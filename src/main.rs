@@ -332,22 +332,65 @@ fn run(
         webhooks: bind(listen.0.unwrap_or(config.server.listen))?,
         api: bind(listen.1.unwrap_or(config.api.listen))?,
     };
-    actix_web::rt::System::new().block_on(sentinel::run(config, listeners, shutdown_signal()))
+    actix_web::rt::System::new().block_on(async move {
+        let (reload, reloads) = tokio::sync::mpsc::channel(1);
+        actix_web::rt::spawn(reload_on_hangup(path, reload));
+        sentinel::run_with_reloads(config, listeners, shutdown_signal(), reloads).await
+    })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on the first Ctrl-C or SIGTERM, and from then on a second one exits at once: what was acknowledged is
+/// in the journal already, and finishes after the next start.
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("can install a SIGTERM handler");
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        actix_web::rt::spawn(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::warn!(
+                "second stop signal: exiting now; unfinished signals finish after the next start"
+            );
+            std::process::exit(1);
+        });
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// On each SIGHUP, reads the configuration file again (with the environment's overrides) and hands it to the
+/// daemon; a file with problems is refused whole, and the running configuration stays.
+async fn reload_on_hangup(path: PathBuf, reload: tokio::sync::mpsc::Sender<Config>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot install a SIGHUP handler: reloads need a restart");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match Config::load(&path) {
+                Ok(config) => {
+                    if reload.send(config).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!(
+                    "configuration not reloaded, the running one stays: {}",
+                    format!("{e:#}").replace('\n', "; ")
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, reload);
 }
 
 fn check_config(path: PathBuf) -> ExitCode {

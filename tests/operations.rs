@@ -29,8 +29,10 @@ async fn a_stop_fill_names_the_opening_signal_and_the_tick_that_fired_it() {
     let daemon = Daemon::start(&free_config());
     let c = daemon.client();
     let open = c
-        .act(json!({"symbol": "BTCUSDT", "action": "open_long", "price": 100,
-                    "position_size": "1", "stop_loss": 95}))
+        .act(
+            json!({"symbol": "BTCUSDT", "action": "open_long", "price": 100,
+                    "position_size": "1", "stop_loss": 95}),
+        )
         .await;
     assert_eq!(open["status"], "filled", "{open}");
     let opened_by = open["signal"]["id"].as_str().unwrap().to_string();
@@ -70,4 +72,280 @@ async fn the_last_mark_survives_a_restart() {
     assert_eq!(after["mark_price"], "110", "{after}");
     assert_eq!(after["unrealized_pnl"], "10", "{after}");
     assert_eq!(c.get("/api/account").await["equity"], "10010");
+}
+
+mod binary {
+    //! The real binary: SIGTERM under load, SIGHUP, and overrides from the environment.
+
+    use std::path::Path;
+    use std::process::{Child, Command};
+    use std::time::{Duration, Instant};
+
+    use serde_json::{json, Value};
+
+    use super::common::{self, PASSPHRASE, READ_TOKEN};
+
+    /// Two symbols, the journal in a file, a paper venue that takes 150 ms per order (so signals are in flight when
+    /// the stop comes), and no rate limits in the way.
+    fn config(extra_server: &str) -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 2
+rate_limit_per_address_per_minute = 1000000
+rate_limit_per_address_burst = 100000
+{extra_server}
+
+[api]
+listen = "127.0.0.1:0"
+read_token_env = "TEST_READ_TOKEN"
+
+[[sources]]
+name = "tradingview"
+kind = "tradingview"
+passphrase_env = "TEST_TV_PASSPHRASE"
+rate_limit_per_minute = 1000000
+rate_limit_burst = 100000
+
+[exchange]
+kind = "paper"
+starting_balance = "1000000"
+latency_ms = 150
+
+[[symbols]]
+symbol = "BTCUSDT"
+max_leverage = 20
+max_notional = "100000000"
+
+[[symbols]]
+symbol = "ETHUSDT"
+max_notional = "100000000"
+quantity_step = "0.01"
+
+[journal]
+path = "journal.db"
+"#
+        )
+    }
+
+    const ENV: [(&str, &str); 2] = [
+        ("TEST_TV_PASSPHRASE", PASSPHRASE),
+        ("TEST_READ_TOKEN", READ_TOKEN),
+    ];
+
+    fn start(dir: &Path, text: &str, extra_env: &[(&str, &str)]) -> (Child, String, String) {
+        std::fs::write(dir.join("config.toml"), text).unwrap();
+        let env: Vec<(&str, &str)> = ENV.iter().chain(extra_env).copied().collect();
+        common::start_binary(&dir.join("config.toml"), &env)
+    }
+
+    fn signal(child: &Child, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    fn exit_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                panic!("the daemon did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    async fn post(http: &awc::Client, base: &str, body: Value) -> Option<(u16, Value, bool)> {
+        let mut res = http
+            .post(format!("{base}/webhook/tradingview"))
+            .send_json(&body)
+            .await
+            .ok()?;
+        let retry_after = res.headers().contains_key("retry-after");
+        let answer = serde_json::from_slice(&res.body().await.ok()?).unwrap_or(Value::Null);
+        Some((res.status().as_u16(), answer, retry_after))
+    }
+
+    fn entry(n: u64, leverage: u32) -> Value {
+        let symbol = if n.is_multiple_of(2) {
+            "BTCUSDT"
+        } else {
+            "ETHUSDT"
+        };
+        json!({"passphrase": PASSPHRASE, "id": format!("load-{n}"), "symbol": symbol,
+               "action": "open_long", "position_size": "0.1", "leverage": leverage, "price": 1000})
+    }
+
+    #[actix_web::test]
+    async fn sigterm_under_load_answers_503_finishes_what_was_acknowledged_and_exits_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, base, _) = start(dir.path(), &config("shutdown_deadline_secs = 20"), &[]);
+        let http = awc::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .finish();
+        // Four senders, each sending until the daemon stops answering; the stop comes 300 ms in.
+        let mut senders = Vec::new();
+        for lane in 0..4u64 {
+            let (http, base) = (http.clone(), base.clone());
+            senders.push(actix_web::rt::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0.. {
+                    match post(&http, &base, entry(lane + 4 * i, 2)).await {
+                        Some(answer) => answers.push(answer),
+                        None => break,
+                    }
+                    if i > 2_000 {
+                        break;
+                    }
+                }
+                answers
+            }));
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        signal(&child, "TERM");
+        let mut answers = Vec::new();
+        for sender in senders {
+            answers.extend(sender.await.unwrap());
+        }
+        let status = exit_within(&mut child, Duration::from_secs(25));
+        assert!(status.success(), "exit status {status}");
+
+        let accepted: Vec<String> = answers
+            .iter()
+            .filter(|(code, ..)| *code == 202)
+            .map(|(_, answer, _)| answer["signal_id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(!accepted.is_empty(), "nothing was accepted before the stop");
+        let refused: Vec<_> = answers.iter().filter(|(code, ..)| *code == 503).collect();
+        assert!(!refused.is_empty(), "no webhook was refused while draining");
+        for (_, answer, retry_after) in &refused {
+            assert_eq!(answer["error"]["code"], "shutting_down", "{answer}");
+            assert!(retry_after, "a 503 without Retry-After");
+        }
+        // Every acknowledged signal is in the journal and finished: the drain waited for each.
+        let conn = rusqlite::Connection::open(dir.path().join("journal.db")).unwrap();
+        for id in &accepted {
+            let status: Option<String> = conn
+                .query_row(
+                    "SELECT status FROM signals WHERE signal_id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )
+                .unwrap_or_else(|e| panic!("{id} acknowledged but not in the journal: {e}"));
+            assert!(status.is_some(), "{id} acknowledged but not finished");
+        }
+    }
+
+    /// The outcome of an entry at `leverage` on BTCUSDT: its status and, if denied, the reason's code.
+    async fn entry_outcome(
+        http: &awc::Client,
+        base: &str,
+        api: &str,
+        n: u64,
+        leverage: u32,
+    ) -> (String, String) {
+        let (code, answer, _) = post(http, base, entry(2 * n, leverage)).await.unwrap();
+        assert_eq!(code, 202, "{answer}");
+        let id = answer["signal_id"].as_str().unwrap().to_string();
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut res = http
+                .get(format!("{api}/api/signals?limit=1000"))
+                .bearer_auth(READ_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let signals: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+            let found = signals["signals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["signal"]["id"] == id.as_str())
+                .cloned();
+            if let Some(record) = found.filter(|r| r["status"] != "pending") {
+                let reason = record["outcome"]["reason"]["code"]
+                    .as_str()
+                    .unwrap_or_default();
+                return (
+                    record["status"].as_str().unwrap().to_string(),
+                    reason.to_string(),
+                );
+            }
+            assert!(Instant::now() < until, "{id} did not finish");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn sighup_reloads_risk_limits_and_keeps_what_needs_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config("");
+        let (mut child, base, api) = start(dir.path(), &text, &[]);
+        let http = awc::Client::default();
+        assert_eq!(entry_outcome(&http, &base, &api, 1, 5).await.0, "filled");
+
+        // BTCUSDT's highest leverage goes down to 2, and the listen address changes (which needs a restart).
+        let edited = text
+            .replacen("max_leverage = 20", "max_leverage = 2", 1)
+            .replacen("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"", 1);
+        std::fs::write(dir.path().join("config.toml"), edited).unwrap();
+        signal(&child, "HUP");
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut n = 2;
+        loop {
+            let (status, reason) = entry_outcome(&http, &base, &api, n, 5).await;
+            if status == "denied" {
+                assert_eq!(reason, "leverage_above_limit");
+                break;
+            }
+            assert!(Instant::now() < until, "the reload never took effect");
+            n += 1;
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Still serving on the same address: the new listen address waits for a restart.
+        assert_eq!(entry_outcome(&http, &base, &api, 100, 2).await.0, "filled");
+        signal(&child, "TERM");
+        assert!(exit_within(&mut child, Duration::from_secs(15)).success());
+    }
+
+    #[actix_web::test]
+    async fn an_environment_override_reaches_the_running_config_and_check_config_shows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config("");
+        let overrides = [("SENTINEL__SYMBOLS__BTCUSDT__MAX_LEVERAGE", "3")];
+        std::fs::write(dir.path().join("config.toml"), &text).unwrap();
+        let check = Command::new(env!("CARGO_BIN_EXE_sentinel"))
+            .args(["check-config", "--config"])
+            .arg(dir.path().join("config.toml"))
+            .envs(ENV.iter().chain(&overrides).copied())
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&check.stdout);
+        assert!(check.status.success(), "{shown}");
+        assert!(
+            shown.contains(
+                "override symbols[0].max_leverage from SENTINEL__SYMBOLS__BTCUSDT__MAX_LEVERAGE"
+            ),
+            "{shown}"
+        );
+
+        let (mut child, base, api) = start(dir.path(), &text, &overrides);
+        let http = awc::Client::default();
+        assert_eq!(entry_outcome(&http, &base, &api, 1, 3).await.0, "filled");
+        let (status, reason) = entry_outcome(&http, &base, &api, 2, 4).await;
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("denied", "leverage_above_limit")
+        );
+        signal(&child, "TERM");
+        assert!(exit_within(&mut child, Duration::from_secs(15)).success());
+    }
 }

@@ -12,13 +12,13 @@ use tracing::{error, info, warn};
 
 use crate::event::{Event, ExitCause, Offset};
 use crate::exits::ArmedExits;
-use crate::log::{Clock, EventLog, Receipt};
 use crate::ledger_actor::ViewRx;
+use crate::log::{Clock, EventLog, Receipt};
 use crate::messages::{
     CancelResting, Execute, Executed, FindFill, MoveExits, PriceUpdate, Triggered,
 };
-use crate::types::SignalId;
 use crate::order::{Fill, OrderRequest};
+use crate::types::SignalId;
 use crate::venue::{Execution, ExecutionReport, ExecutionVenue, RejectReason, VenueError};
 
 /// A reply still on its way, with access to the actor when it gets there.

@@ -133,10 +133,12 @@ impl Ledger {
                 let after = self.portfolio.position_quantity(&fill.symbol);
                 if after.is_zero() {
                     self.opened_by.remove(&fill.symbol);
-                } else if before.is_zero() || before.is_sign_positive() != after.is_sign_positive() {
+                } else if before.is_zero() || before.is_sign_positive() != after.is_sign_positive()
+                {
                     match order {
                         Some(o) => {
-                            self.opened_by.insert(fill.symbol.clone(), o.signal_id.clone());
+                            self.opened_by
+                                .insert(fill.symbol.clone(), o.signal_id.clone());
                         }
                         None => {
                             self.opened_by.remove(&fill.symbol);

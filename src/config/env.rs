@@ -51,8 +51,7 @@ pub fn overrides(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Overri
 pub fn apply(file: &mut Table, overrides: &[Override]) -> Result<Vec<String>, String> {
     let mut applied = Vec::with_capacity(overrides.len());
     for o in overrides {
-        let at = set(file, &o.path, &o.value)
-            .map_err(|why| format!("{}: {why}", o.variable))?;
+        let at = set(file, &o.path, &o.value).map_err(|why| format!("{}: {why}", o.variable))?;
         applied.push(at);
     }
     Ok(applied)
@@ -79,8 +78,9 @@ fn set(table: &mut Table, path: &[String], raw: &str) -> Result<String, String> 
             if rest.is_empty() {
                 return Err(format!("`{key}.{pick}` names an entry, not a key of it"));
             }
-            let index = find(items, pick)
-                .ok_or_else(|| format!("`{key}` has no entry `{pick}` (by name, symbol or index)"))?;
+            let index = find(items, pick).ok_or_else(|| {
+                format!("`{key}` has no entry `{pick}` (by name, symbol or index)")
+            })?;
             match &mut items[index] {
                 Value::Table(inner) => {
                     set(inner, rest, raw).map(|at| format!("{key}[{index}].{at}"))
@@ -107,8 +107,8 @@ fn find(items: &[Value], pick: &str) -> Option<usize> {
 /// `raw` as the type of the value it replaces, or by its look for a new key.
 fn typed(raw: &str, replaces: Option<&Value>) -> Result<Value, String> {
     let parse = |what: &str| -> Result<Value, String> {
-        let doc: Table = toml::from_str(&format!("v = {raw}"))
-            .map_err(|_| format!("`{raw}` is not {what}"))?;
+        let doc: Table =
+            toml::from_str(&format!("v = {raw}")).map_err(|_| format!("`{raw}` is not {what}"))?;
         doc.get("v")
             .cloned()
             .ok_or_else(|| format!("`{raw}` is not {what}"))
@@ -135,18 +135,17 @@ fn typed(raw: &str, replaces: Option<&Value>) -> Result<Value, String> {
 
 /// Looks a secret's variable up: the variable itself, else the file named by `NAME_FILE`, else
 /// `$CREDENTIALS_DIRECTORY/NAME`. A file's content loses one trailing line break.
-pub fn secret_lookup(
-    name: &str,
-    var: &dyn Fn(&str) -> Option<String>,
-) -> Option<String> {
+pub fn secret_lookup(name: &str, var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     if let Some(value) = var(name) {
         return Some(value);
     }
-    let from_file = var(&format!("{name}_FILE")).map(std::path::PathBuf::from).or_else(|| {
-        var("CREDENTIALS_DIRECTORY")
-            .map(|dir| Path::new(&dir).join(name))
-            .filter(|path| path.is_file())
-    })?;
+    let from_file = var(&format!("{name}_FILE"))
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            var("CREDENTIALS_DIRECTORY")
+                .map(|dir| Path::new(&dir).join(name))
+                .filter(|path| path.is_file())
+        })?;
     let text = std::fs::read_to_string(&from_file).ok()?;
     let text = text.strip_suffix('\n').unwrap_or(&text);
     let text = text.strip_suffix('\r').unwrap_or(text);
@@ -196,7 +195,10 @@ max_leverage = 10
         ]));
         assert_eq!(found.len(), 6);
         let applied = apply(&mut file, &found).unwrap();
-        assert!(applied.contains(&"symbols[1].max_leverage".to_string()), "{applied:?}");
+        assert!(
+            applied.contains(&"symbols[1].max_leverage".to_string()),
+            "{applied:?}"
+        );
         assert_eq!(file["server"]["listen"].as_str(), Some("0.0.0.0:9470"));
         assert_eq!(file["server"]["workers"].as_integer(), Some(4));
         // A string stays a string: the amount is read exactly.

@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// Signals accepted and not yet finished, at most: past this, webhooks are answered 503 with `Retry-After`
     /// before anything is recorded.
     pub max_pending_signals: usize,
+    /// At SIGTERM, how long the signals in flight may take to finish before the daemon stops anyway (what was
+    /// acknowledged is in the journal either way, and finishes after the next start).
+    pub shutdown_deadline: Duration,
     pub tls: Option<TlsConfig>,
     /// Host names the API answers to besides `localhost` and IP addresses (lower case, no port); any other `Host`
     /// is refused, so a web page whose name was rebound to this machine cannot read or drive the API.

@@ -54,6 +54,7 @@ pub struct RawServer {
     pub keep_alive_secs: Option<i64>,
     pub delivery_id_retention_secs: Option<i64>,
     pub max_pending_signals: Option<i64>,
+    pub shutdown_deadline_secs: Option<i64>,
     /// Deprecated: `api.admin_token_env`.
     pub admin_token_env: Option<String>,
     #[serde(default)]

@@ -606,6 +606,12 @@ fn server(c: &mut Checker, raw: RawServer) -> ServerConfig {
             1024,
             1..=1_000_000,
         ) as usize,
+        shutdown_deadline: Duration::from_secs(c.whole(
+            "server.shutdown_deadline_secs",
+            raw.shutdown_deadline_secs,
+            10,
+            0..=600,
+        )),
         tls,
         api_hosts: raw
             .api_hosts

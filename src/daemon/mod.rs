@@ -51,6 +51,20 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let (_keep, reloads) = tokio::sync::mpsc::channel(1);
+    run_with_reloads(config, listeners, shutdown, reloads).await
+}
+
+/// `run`, taking each configuration `reloads` yields (SIGHUP) and applying what can change safely: risk rules and
+/// limits, symbol settings, sources' secrets. What cannot change without a restart is logged and left as it was.
+/// At `shutdown`, webhooks are answered 503 while the signals in flight finish, for at most
+/// `server.shutdown_deadline`; then a checkpoint, and the servers stop.
+pub async fn run_with_reloads(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: tokio::sync::mpsc::Receiver<Config>,
+) -> anyhow::Result<()> {
     for warning in &config.warnings {
         warn!("{warning}");
     }
@@ -139,9 +153,10 @@ pub async fn run(
         journal.clone(),
         config.journal.retention,
     ));
+    let (publish_config, configs) = tokio::sync::watch::channel(config.clone());
     let state = web::Data::new(AppState {
         symbols: SymbolMap::new(&config.symbols),
-        config: config.clone(),
+        configs,
         ingress: core.ingress.clone(),
         risk: core.risk.clone(),
         view: core.view.clone(),
@@ -156,6 +171,7 @@ pub async fn run(
         recovered: AtomicBool::new(false),
         latencies,
         metrics,
+        draining: AtomicBool::new(false),
     });
     // `core::start` returned: the actors run and every unfinished signal is in its strategy's mailbox, ahead of any
     // new webhook.
@@ -166,18 +182,37 @@ pub async fn run(
         listeners.webhooks,
         server::Role::Webhooks,
     )?;
-    let api = server::serve(&config, state, listeners.api, server::Role::Api)?;
+    let api = server::serve(&config, state.clone(), listeners.api, server::Role::Api)?;
     let handles = [webhooks.handle(), api.handle()];
 
-    let served = tokio::select! {
-        result = webhooks => result,
-        result = api => result,
-        () = shutdown => {
-            info!("shutting down");
-            Ok(())
+    let (mut webhooks, mut api) = (webhooks, api);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let served = loop {
+        tokio::select! {
+            result = &mut webhooks => break result,
+            result = &mut api => break result,
+            () = &mut shutdown => {
+                drain(&state, &core, config.server.shutdown_deadline).await;
+                // The servers finish the requests they hold (at most their shutdown timeout) while they are driven.
+                let stop = async {
+                    for handle in &handles {
+                        handle.stop(true).await;
+                    }
+                };
+                let ((), ended_webhooks, ended_api) = tokio::join!(stop, &mut webhooks, &mut api);
+                break ended_webhooks.and(ended_api);
+            }
+            Some(new) = reloads.recv() => {
+                let current = state.config();
+                let new = reload(&current, new, &connected_brackets(&current));
+                core.reconfigure(&new);
+                let _ = publish_config.send(Arc::new(new));
+            }
         }
     };
-    // One server ending stops the other: the daemon runs with both or not at all.
+    // One server ending stops the other: the daemon runs with both or not at all. Dropped first: a server that is
+    // not driven would never answer its stop.
+    drop((webhooks, api));
     for handle in &handles {
         handle.stop(true).await;
     }
@@ -199,4 +234,105 @@ pub async fn run(
     }
     core.stop();
     Ok(())
+}
+
+/// Stops taking webhooks (503 with `Retry-After`) and waits, at most `deadline`, for the signals in flight to
+/// finish. Whatever is still unfinished then was acknowledged and is in the journal: the next start finishes it.
+async fn drain(state: &AppState, core: &core::Core, deadline: std::time::Duration) {
+    state.draining.store(true, Ordering::Release);
+    let in_flight = core.admission.in_use();
+    info!(
+        in_flight,
+        deadline_ms = deadline.as_millis() as u64,
+        "shutting down: no new webhooks; finishing the signals in flight"
+    );
+    let until = tokio::time::Instant::now() + deadline;
+    while core.admission.in_use() > 0 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    match core.admission.in_use() {
+        0 => info!("every signal in flight finished"),
+        left => warn!(
+            left,
+            "the shutdown deadline passed: the unfinished signals are in the journal and finish after the next start"
+        ),
+    }
+}
+
+/// The venue's brackets as the running configuration carries them, per symbol, to keep across a reload.
+fn connected_brackets(
+    current: &Config,
+) -> std::collections::HashMap<
+    sentinel_actors::types::Symbol,
+    Arc<[sentinel_actors::portfolio::Bracket]>,
+> {
+    current
+        .symbols
+        .iter()
+        .map(|s| (s.symbol().clone(), s.margin.brackets.clone()))
+        .collect()
+}
+
+/// The reloaded configuration as it will run: what may change takes the new values (risk rules and limits, each
+/// symbol's settings, sources' secrets and checks); what needs a restart (listeners, workers, TLS, the exchange,
+/// the journal, the set of symbols or sources) keeps the running values, with a warning naming each.
+fn reload(
+    current: &Config,
+    mut new: Config,
+    brackets: &std::collections::HashMap<
+        sentinel_actors::types::Symbol,
+        Arc<[sentinel_actors::portfolio::Bracket]>,
+    >,
+) -> Config {
+    let mut needs_restart = Vec::new();
+    let same =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    if !same(&current.server, &new.server) {
+        needs_restart.push("server");
+        new.server = current.server.clone();
+    }
+    if !same(&current.api, &new.api) {
+        needs_restart.push("api");
+        new.api = current.api.clone();
+    }
+    if !same(&current.exchange, &new.exchange) {
+        needs_restart.push("exchange");
+        new.exchange = current.exchange.clone();
+    }
+    if !same(&current.journal, &new.journal) {
+        needs_restart.push("journal");
+        new.journal = current.journal.clone();
+    }
+    let names = |c: &Config| c.sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    if names(current) != names(&new) {
+        needs_restart.push("sources (added, removed or reordered)");
+        new.sources = current.sources.clone();
+    }
+    let symbols = |c: &Config| {
+        c.symbols
+            .iter()
+            .map(|s| s.symbol().clone())
+            .collect::<Vec<_>>()
+    };
+    if symbols(current) != symbols(&new) {
+        needs_restart.push("symbols (added, removed or reordered)");
+        new.symbols = current.symbols.clone();
+    }
+    for symbol in &mut new.symbols {
+        if let Some(kept) = brackets.get(symbol.symbol()) {
+            symbol.margin.brackets = kept.clone();
+        }
+    }
+    for warning in &new.warnings {
+        warn!("{warning}");
+    }
+    if needs_restart.is_empty() {
+        info!("configuration reloaded: risk limits, symbol settings and sources' secrets are in force");
+    } else {
+        warn!(
+            needs_restart = needs_restart.join(", "),
+            "configuration reloaded, except what needs a restart (kept as it was)"
+        );
+    }
+    new
 }

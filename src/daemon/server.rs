@@ -96,6 +96,9 @@ pub fn serve(
     })
     .workers(server_config.workers)
     .disable_signals()
+    // At a stop the signals in flight have finished already (the drain): an idle keep-alive connection must not
+    // hold the exit for actix's default 30 s.
+    .shutdown_timeout(2)
     // Past the cap, new connections wait in the kernel's backlog, costing the daemon no descriptor.
     .max_connections(per_worker)
     // TLS handshakes in progress per worker: they cost CPU before a client has shown anything.

@@ -27,13 +27,13 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let trading = state.risk.send(GetTradingState).await.ok();
     let view = state.view.borrow().clone();
-    let drawdown = state
-        .config
+    let config = state.config();
+    let drawdown = config
         .risk
         .limits
         .drawdown_reached(&view.limits, &view.portfolio)
         .is_some();
-    let venue = (!state.config.exchange.is_paper()).then(|| state.venue.status());
+    let venue = (!config.exchange.is_paper()).then(|| state.venue.status());
     let reasons = not_ready(&Readiness {
         recovered: state.recovered.load(Ordering::Acquire),
         journal_healthy: state.journal.is_healthy(),
@@ -96,9 +96,9 @@ fn not_ready(r: &Readiness<'_>) -> Vec<String> {
 pub async fn positions(state: web::Data<AppState>) -> HttpResponse {
     let view = state.view.borrow().clone();
     let portfolio = &view.portfolio;
+    let config = state.config();
     let spec_of = |symbol: &sentinel_actors::types::Symbol| {
-        state
-            .config
+        config
             .symbols
             .iter()
             .find(|s| s.symbol() == symbol)
@@ -278,7 +278,8 @@ pub async fn set_trading_state(
     super::commands::authorize(&req, &state)?;
     // Read only after the token checked out, and like every body within the size and time limits, so a slow body
     // cannot hold the connection; parsed only then, so strangers learn nothing about its expected shape.
-    let server = &state.config.server;
+    let config = state.config();
+    let server = &config.server;
     let body = read_body(
         payload,
         req.headers(),

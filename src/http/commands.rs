@@ -27,9 +27,10 @@ const MAX_REASON_CHARS: usize = 200;
 
 /// Checks the admin token; operator writes are off without one.
 pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let config = state.config();
     state
         .admin
-        .authorize(req, &state.config.server, &state.config.api, Access::Admin)
+        .authorize(req, &config.server, &config.api, Access::Admin)
 }
 
 /// `POST /api/flatten`: see `flatten_account`.

@@ -122,6 +122,18 @@ impl ApiError {
         }
     }
 
+    /// 503 at shutdown: nothing of this webhook was recorded; send it again after the restart.
+    pub fn shutting_down() -> Self {
+        Self {
+            retry_after: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the daemon is stopping: nothing was recorded, send it again shortly",
+            )
+        }
+    }
+
     /// 503: as many signals as allowed are waiting; nothing of this one was recorded, send it again shortly.
     pub fn overloaded(message: impl Into<String>) -> Self {
         Self {

@@ -31,7 +31,9 @@ pub use operator::{Access, AdminGuard};
 
 /// What every request handler can reach; shared by all HTTP workers.
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The configuration, as last (re)loaded: a reload (SIGHUP) publishes a new one, so sources' secrets change
+    /// without a restart. Read it with `config()`.
+    pub configs: tokio::sync::watch::Receiver<Arc<Config>>,
     pub symbols: SymbolMap,
     /// Where webhooks enter the actor graph.
     pub ingress: Addr<IngressActor>,
@@ -55,6 +57,15 @@ pub struct AppState {
     pub latencies: Arc<Latencies>,
     /// The Prometheus series `GET /metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set at the first SIGTERM: webhooks are answered 503 with `Retry-After` while the signals in flight finish.
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.configs.borrow().clone()
+    }
 }
 
 /// The webhook listener (`server.listen`): `/webhook/*` and the probes; nothing of the operator API.
@@ -77,8 +88,13 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(query)
         .service(get("/healthz", api::healthz))
         .service(get("/readyz", api::readyz))
-        // Operator read-outs outside `/api` (no token: scrapers and probes) register here.
-        .service(get("/metrics", metrics::metrics))
+        // Prometheus scrapes with the read token (`authorization: { credentials_file: ... }`), like any read.
+        .service(
+            web::scope("/metrics")
+                .wrap(from_fn(operator::check_read_token))
+                .wrap(from_fn(operator::check_host))
+                .service(get("", metrics::metrics)),
+        )
         .service(
             // Only under a host name it answers to: a page rebound to this address gets nothing. Reads need the
             // read token (checked after the host, so a rebound page learns nothing about the tokens).

@@ -184,12 +184,10 @@ pub async fn check_read_token(
         let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
             return Err(ApiError::unavailable("the API is not set up").into());
         };
-        state.admin.authorize(
-            req.request(),
-            &state.config.server,
-            &state.config.api,
-            Access::Read,
-        )?;
+        let config = state.config();
+        state
+            .admin
+            .authorize(req.request(), &config.server, &config.api, Access::Read)?;
     }
     next.call(req).await
 }
@@ -201,7 +199,7 @@ pub async fn check_host(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let configured = req
         .app_data::<web::Data<AppState>>()
-        .map(|state| state.config.server.api_hosts.clone())
+        .map(|state| state.config().server.api_hosts.clone())
         .unwrap_or_default();
     let host = req
         .headers()

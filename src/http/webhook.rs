@@ -68,15 +68,20 @@ async fn answer(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let arrived = Instant::now();
-    let server = &state.config.server;
+    // At SIGTERM: nothing new is taken while the signals in flight finish; the sender retries after the restart.
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(ApiError::shutting_down());
+    }
+    // The configuration in force for this request, whole: a reload in the middle does not mix two.
+    let config = state.config();
+    let server = &config.server;
     let peer = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let client = client_ip(peer, req.headers(), &server.trusted_proxies);
     let source_name = req.match_info().get("source").unwrap_or_default();
     let path_token = req.match_info().get("token");
-    let source = state
-        .config
+    let source = config
         .source(source_name)
         .filter(|s| path_token.is_none() || s.auth.takes_path_token());
     let too_many = |source: &str, throttled: Throttled| {
