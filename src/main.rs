@@ -551,9 +551,26 @@ fn read_journal(
             rows.reverse();
             for row in rows {
                 let signal = &row["signal"];
-                let reason = row["outcome"]["reason"]["code"]
-                    .as_str()
+                // A tick that fired resting orders names them: `stop_loss@94`.
+                let fired: Vec<String> = row["outcome"]["fills"]
+                    .as_array()
+                    .map(|fills| {
+                        fills
+                            .iter()
+                            .map(|f| {
+                                format!(
+                                    "{}@{}",
+                                    f["reason"].as_str().unwrap_or_default(),
+                                    f["price"].as_str().unwrap_or_default()
+                                )
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
+                let reason = match row["outcome"]["reason"]["code"].as_str() {
+                    Some(code) => code.to_string(),
+                    None => fired.join(","),
+                };
                 writeln!(
                     stdout,
                     "{:>6}  {}  {:<10} {:<12} {:<8} {} {}",

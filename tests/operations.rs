@@ -54,6 +54,23 @@ async fn a_stop_fill_names_the_opening_signal_and_the_tick_that_fired_it() {
     assert_eq!(event["cause"]["opened_by"], opened_by.as_str(), "{event}");
     assert_eq!(event["cause"]["tick"], tick_id, "{event}");
     assert!(event["order"].is_null(), "{event}");
+
+    // `journal tail` shows the tick, and what it fired.
+    let tail = std::process::Command::new(env!("CARGO_BIN_EXE_sentinel"))
+        .args(["journal", "--path"])
+        .arg(daemon.journal_path())
+        .arg("tail")
+        .output()
+        .unwrap();
+    let tail = String::from_utf8_lossy(&tail.stdout);
+    let line = tail
+        .lines()
+        .find(|l| l.contains(tick_id))
+        .unwrap_or_else(|| panic!("no line for the tick in:\n{tail}"));
+    assert!(
+        line.contains("triggered") && line.contains("stop_loss@94"),
+        "{line}"
+    );
 }
 
 #[actix_web::test]
