@@ -890,3 +890,48 @@ async fn maintenance_margin_and_liquidation_follow_binances_brackets() {
     );
     assert!(position["liquidation_price"].is_string(), "{position}");
 }
+
+#[actix_web::test]
+async fn readyz_is_503_until_the_venue_is_connected_and_recovery_done() {
+    let fake = FakeBinance::start().await;
+    // Start-up reads the position mode, the brackets and the balance: each held 500 ms here.
+    for path in [
+        "/fapi/v1/positionSide/dual",
+        "/fapi/v1/leverageBracket",
+        "/fapi/v3/balance",
+    ] {
+        fake.inject(Fault::Delay {
+            path,
+            symbol: None,
+            delay: Duration::from_millis(500),
+            times: 1,
+        });
+    }
+    let daemon = Daemon::start_with_env(&binance_config(&fake, ""), keys(&fake));
+    let http = awc::Client::default();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut res) = http.get(format!("{}/readyz", daemon.api_base)).send().await {
+            let status = res.status().as_u16();
+            let body: Value =
+                serde_json::from_slice(&res.body().await.unwrap()).unwrap_or(Value::Null);
+            seen.push((status, body));
+            if status == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "never ready: {seen:?}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (first, body) = &seen[0];
+    assert_eq!(*first, 503, "{seen:?}");
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("recovering"),
+        "{body}"
+    );
+    assert_eq!(seen.last().unwrap().1["ready"], true);
+}

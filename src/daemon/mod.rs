@@ -72,6 +72,15 @@ pub async fn run_with_reloads(
         info!("configuration override: {overridden}");
     }
     let mut config = config;
+    // Until the actors run, the API answers its probes itself: /readyz is 503 `recovering`.
+    let starting = server::serve_starting(
+        listeners
+            .api
+            .try_clone()
+            .context("cannot share the API listener")?,
+    )?;
+    let starting_probes = starting.handle();
+    let starting = actix_web::rt::spawn(starting);
 
     // Two daemons on one journal would place every order twice.
     let _lock = match &config.journal.path {
@@ -176,6 +185,8 @@ pub async fn run_with_reloads(
     // `core::start` returned: the actors run and every unfinished signal is in its strategy's mailbox, ahead of any
     // new webhook.
     state.recovered.store(true, Ordering::Release);
+    starting_probes.stop(false).await;
+    let _ = starting.await;
     let webhooks = server::serve(
         &config,
         state.clone(),

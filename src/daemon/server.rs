@@ -160,3 +160,39 @@ fn max_connections(configured: Option<usize>) -> usize {
         cap
     })
 }
+
+/// The operator API while the daemon starts (the journal folds, the venue connects, unfinished signals are handed
+/// back): `/healthz` 200, `/readyz` 503 `recovering`, anything else 503 with `Retry-After`. Serves on a clone of
+/// the API listener and is stopped before the real API takes it over. Webhooks get no such stand-in: their
+/// connections wait in the backlog and are answered once the daemon is up, well within a sender's timeout.
+pub fn serve_starting(listener: TcpListener) -> anyhow::Result<Server> {
+    use actix_web::HttpResponse;
+    let starting = || async {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(serde_json::json!({"error": {"code": "starting", "message": "the daemon is starting: try again shortly"}}))
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .route(
+                "/healthz",
+                web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+            )
+            .route(
+                "/readyz",
+                web::get().to(|| async {
+                    HttpResponse::ServiceUnavailable()
+                        .insert_header(("Retry-After", "1"))
+                        .json(serde_json::json!({"ready": false, "reasons": ["recovering: the journal is being read and the venue connected"]}))
+                }),
+            )
+            .default_service(web::to(starting))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(0)
+    .listen(listener)
+    .context("cannot serve the start-up probes")?
+    .run();
+    Ok(server)
+}
