@@ -75,7 +75,7 @@ fn keys(fake: &FakeBinance) -> Vec<(String, String)> {
 }
 
 async fn start(fake: &FakeBinance, extra: &str) -> Daemon {
-    let daemon = Daemon::start_with_env(&binance_config(fake, extra), keys(fake));
+    let daemon = Daemon::start_with_env_unwaited(&binance_config(fake, extra), keys(fake));
     ready(&daemon.client()).await;
     daemon
 }
@@ -526,7 +526,7 @@ async fn a_restart_adopts_a_position_opened_while_the_daemon_was_down_with_its_s
     fake.trade_directly("BTCUSDT", d("0.05"), d("50000"));
     fake.place_algo_directly("BTCUSDT", "SELL", "STOP_MARKET", d("45000"), "webstop1");
 
-    let daemon = Daemon::start_at_with_env(dir, &config, keys(&fake));
+    let daemon = Daemon::start_at_with_env_unwaited(dir, &config, keys(&fake));
     let client = daemon.client();
     ready(&client).await;
     assert_eq!(journal_position(&client, "BTCUSDT").await, d("0.05"));
@@ -556,7 +556,7 @@ async fn a_restart_adopts_a_position_opened_while_the_daemon_was_down_with_its_s
 
     // A second restart finds the journal and Binance agreeing: nothing more is adopted.
     let dir = daemon.stop_keeping_journal();
-    let daemon = Daemon::start_at_with_env(dir, &config, keys(&fake));
+    let daemon = Daemon::start_at_with_env_unwaited(dir, &config, keys(&fake));
     let client = daemon.client();
     ready(&client).await;
     let account = client.get("/api/account").await;
@@ -685,7 +685,7 @@ async fn paper_on_live_prices_fills_at_the_live_mark_under_binances_filters() {
         .replace("api_secret_env = \"TEST_BINANCE_SECRET\"\n", "")
         .replace("request_timeout_ms = 800\n", "")
         .replace("poll_interval_ms = 100\n", "");
-    let daemon = Daemon::start(&config);
+    let daemon = Daemon::start_with_env_unwaited(&config, Vec::new());
     let client = daemon.client();
     ready(&client).await;
     fake.set_mark("BTCUSDT", d("50000"));
@@ -907,7 +907,7 @@ async fn readyz_is_503_until_the_venue_is_connected_and_recovery_done() {
             times: 1,
         });
     }
-    let daemon = Daemon::start_with_env(&binance_config(&fake, ""), keys(&fake));
+    let daemon = Daemon::start_with_env_unwaited(&binance_config(&fake, ""), keys(&fake));
     let http = awc::Client::default();
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);

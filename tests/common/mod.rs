@@ -162,7 +162,61 @@ impl Daemon {
         Self::start_edited_in(dir, config_text, env, |_| {})
     }
 
+    /// Starts with `env` and returns at once, while the daemon may still be starting (its API answers the probes
+    /// with a stand-in then). For a daemon that needs the test's own runtime to start (a fake exchange served on
+    /// it): the waiting starts block that runtime.
+    pub fn start_with_env_unwaited(config_text: &str, env: Vec<(String, String)>) -> Daemon {
+        Self::spawn(tempfile::tempdir().unwrap(), config_text, env, |_| {})
+    }
+
+    /// `start_at_with_env`, returning at once (see `start_with_env_unwaited`).
+    pub fn start_at_with_env_unwaited(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        env: Vec<(String, String)>,
+    ) -> Daemon {
+        Self::spawn(dir, config_text, env, |_| {})
+    }
+
+    /// Waits until the daemon itself answers on its API listener (not the start-up stand-in), or its thread ended
+    /// (a configuration the daemon refuses): tests then talk to the daemon, never to the stand-in.
+    fn wait_started(&self) {
+        use std::io::{Read, Write};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                return;
+            }
+            let answer = std::net::TcpStream::connect(self.api_addr()).and_then(|mut stream| {
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                stream.write_all(
+                    b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                )?;
+                let mut text = String::new();
+                stream.read_to_string(&mut text)?;
+                Ok(text)
+            });
+            if let Ok(text) = answer {
+                if !text.is_empty() && !text.contains("recovering") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn start_edited_in(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        env: Vec<(String, String)>,
+        edit: impl FnOnce(&mut Config),
+    ) -> Daemon {
+        let daemon = Self::spawn(dir, config_text, env, edit);
+        daemon.wait_started();
+        daemon
+    }
+
+    fn spawn(
         dir: tempfile::TempDir,
         config_text: &str,
         env: Vec<(String, String)>,
