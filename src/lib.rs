@@ -4,12 +4,14 @@
 
 pub mod adapters;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod http;
 pub mod journal;
 pub mod metrics;
+pub mod notify;
 pub mod payload;
 pub mod protect;
 pub mod secret;

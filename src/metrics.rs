@@ -95,6 +95,16 @@ impl Metrics {
         }
     }
 
+    /// Adds the notifier's counts per channel: delivered, failed, dropped (its queue was full).
+    pub fn with_notifications(
+        mut self,
+        notifications: Arc<crate::notify::Notifications>,
+    ) -> Metrics {
+        self.registry
+            .register_collector(Box::new(NotificationCounts(notifications)));
+        self
+    }
+
     /// The counters of a configured source's webhook answers; `None` for a name no source has (answered 404 and
     /// not counted).
     pub fn webhooks_of(&self, source: &str) -> Option<SourceWebhooks<'_>> {
@@ -151,6 +161,30 @@ impl Metrics {
             .and_then(|()| text::encode_eof(&mut out));
         written.expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The notifier's counts, read at scrape time.
+#[derive(Debug)]
+struct NotificationCounts(Arc<crate::notify::Notifications>);
+
+impl Collector for NotificationCounts {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self.0.counts();
+        let samples = counts.iter().flat_map(|c| {
+            [
+                ("delivered", c.delivered),
+                ("failed", c.failed),
+                ("dropped", c.dropped),
+            ]
+            .map(|(outcome, n)| ([("channel", c.name.as_str()), ("outcome", outcome)], n))
+        });
+        counters(
+            &mut e,
+            "notifications",
+            "Notifications since the daemon started, by channel and outcome (dropped: the channel's queue was full)",
+            samples,
+        )
     }
 }
 

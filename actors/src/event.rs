@@ -137,6 +137,15 @@ pub enum Event {
         signal_id: SignalId,
         exits: ArmedExits,
     },
+    /// An operator's command from a chat or other channel was carried out (after its confirmation).
+    OperatorCommand {
+        /// Where it came from (`telegram`).
+        channel: String,
+        /// Who sent it, as the channel names them (a chat id).
+        who: String,
+        /// The command as carried out (`/flatten BTCUSDT`).
+        command: String,
+    },
 }
 
 /// What led to a fill no order asked for (a stop loss, a take profit, a liquidation).
@@ -189,10 +198,11 @@ pub enum EventKind {
     StrategyStateChanged,
     Reconciled,
     ExitsMoved,
+    OperatorCommand,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::SignalAccepted,
         EventKind::Decided,
         EventKind::RiskChecked,
@@ -206,6 +216,7 @@ impl EventKind {
         EventKind::StrategyStateChanged,
         EventKind::Reconciled,
         EventKind::ExitsMoved,
+        EventKind::OperatorCommand,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -223,6 +234,7 @@ impl EventKind {
             EventKind::StrategyStateChanged => "strategy_state_changed",
             EventKind::Reconciled => "reconciled",
             EventKind::ExitsMoved => "exits_moved",
+            EventKind::OperatorCommand => "operator_command",
         }
     }
 
@@ -253,6 +265,7 @@ impl Event {
             Event::StrategyStateChanged { .. } => EventKind::StrategyStateChanged,
             Event::Reconciled { .. } => EventKind::Reconciled,
             Event::ExitsMoved { .. } => EventKind::ExitsMoved,
+            Event::OperatorCommand { .. } => EventKind::OperatorCommand,
         }
     }
 
@@ -275,7 +288,8 @@ impl Event {
             Event::Cancelled { .. }
             | Event::TradingStateChanged { .. }
             | Event::StrategyStateChanged { .. }
-            | Event::Reconciled { .. } => None,
+            | Event::Reconciled { .. }
+            | Event::OperatorCommand { .. } => None,
         }
     }
 
@@ -293,7 +307,9 @@ impl Event {
             | Event::OrderResting { order }
             | Event::Rejected { order, .. } => Some(&order.symbol),
             Event::Filled { fill, .. } => Some(&fill.symbol),
-            Event::TradingStateChanged { .. } | Event::Reconciled { .. } => None,
+            Event::TradingStateChanged { .. }
+            | Event::Reconciled { .. }
+            | Event::OperatorCommand { .. } => None,
         }
     }
 

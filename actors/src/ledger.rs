@@ -213,7 +213,10 @@ impl Ledger {
                     }
                 }
             }
-            Event::RiskChecked { .. } | Event::OrderSent { .. } | Event::Rejected { .. } => {}
+            Event::RiskChecked { .. }
+            | Event::OrderSent { .. }
+            | Event::Rejected { .. }
+            | Event::OperatorCommand { .. } => {}
         }
         self.limits.after(stamped, &self.portfolio, before);
     }

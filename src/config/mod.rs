@@ -35,6 +35,10 @@ pub struct Config {
     pub symbols: Vec<SymbolConfig>,
     pub journal: JournalConfig,
     pub api: ApiConfig,
+    /// `[telegram]`: the chat bot that takes operator commands; `None`: no bot.
+    pub telegram: Option<crate::chat::TelegramConfig>,
+    /// `[[notifications]]`: channels told about fills, exits, denials, ... (see `crate::notify`).
+    pub notifications: Vec<crate::notify::NotificationConfig>,
     /// Things that work but deserve a loud word at start-up (demo secrets, ...).
     pub warnings: Vec<String>,
     /// Keys the environment overrode (`server.listen from SENTINEL__SERVER__LISTEN`), for `check-config` and the log.

@@ -18,6 +18,37 @@ pub struct RawConfig {
     pub journal: RawJournal,
     #[serde(default)]
     pub api: RawApi,
+    /// `[telegram]`: operator commands from a Telegram chat; absent: no bot.
+    pub telegram: Option<crate::chat::RawTelegram>,
+    #[serde(default)]
+    pub notifications: Vec<RawNotification>,
+}
+
+/// `[[notifications]]`: one channel that is told about fills, exits, denials, ... (see `crate::notify`).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawNotification {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub token_env: Option<String>,
+    pub url_env: Option<String>,
+    pub secret_env: Option<String>,
+    pub url: Option<String>,
+    pub chat_id: Option<ChatId>,
+    pub api_base: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub template: Option<String>,
+    pub queue: Option<i64>,
+    pub max_retries: Option<i64>,
+    pub allow_private: Option<bool>,
+    pub summary_hour_utc: Option<i64>,
+}
+
+/// A Telegram chat id as written: a number (`-1001234567890`) or text (`"@channelname"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ChatId {
+    Number(i64),
+    Text(String),
 }
 
 /// `[api]`: the operator API's own listener and its tokens.

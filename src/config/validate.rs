@@ -129,6 +129,23 @@ pub(super) fn validate(
         c.problem("symbols", "configure at least one [[symbols]] table");
     }
 
+    let telegram = raw.telegram.and_then(|t| {
+        crate::chat::check_config(t, c.env)
+            .map_err(|problems| {
+                for (path, message) in problems {
+                    c.problem(path, message);
+                }
+            })
+            .ok()
+    });
+
+    let notifications = raw
+        .notifications
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, n)| notification(&mut c, i, n))
+        .collect::<Vec<_>>();
+
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -141,6 +158,8 @@ pub(super) fn validate(
             symbols,
             journal,
             api,
+            telegram,
+            notifications,
             warnings: c.warnings,
             overridden: Vec::new(),
             base_dir,
@@ -1122,4 +1141,155 @@ fn margin(
         maintenance_rate,
         brackets: std::sync::Arc::new([]),
     }
+}
+
+/// One `[[notifications]]` table: its kind's keys present, secrets from the environment, events known.
+fn notification(
+    c: &mut Checker,
+    i: usize,
+    raw: super::raw::RawNotification,
+) -> Option<crate::notify::NotificationConfig> {
+    use crate::notify::settings::{self as n, Channel, Topic};
+    let path = |key: &str| format!("notifications[{i}].{key}");
+    let before = c.problems.len();
+    let name = c.required(&path("name"), raw.name.filter(|s| !s.trim().is_empty()));
+    // The variable's value; a problem naming the key when it is missing or unset.
+    let from_env = |c: &mut Checker, key: &str, name: Option<&String>| {
+        let name = c.required(&path(key), name)?;
+        let value = (c.env)(name).filter(|v| !v.is_empty());
+        if value.is_none() {
+            c.problem(path(key), format!("{name} is not set"));
+        }
+        value
+    };
+    let allow_private = raw.allow_private.unwrap_or(false);
+    let channel = match raw.kind.as_deref() {
+        Some("telegram") => {
+            let token = from_env(c, "token_env", raw.token_env.as_ref());
+            let chat_id = match c.required(&path("chat_id"), raw.chat_id) {
+                Some(super::raw::ChatId::Number(id)) => Some(id.to_string()),
+                Some(super::raw::ChatId::Text(id)) => Some(id),
+                None => None,
+            };
+            let base = raw.api_base.as_deref().unwrap_or(n::DEFAULT_TELEGRAM_API);
+            let api_base = n::parse_url(base)
+                .map_err(|e| c.problem(path("api_base"), e))
+                .ok();
+            match (token, chat_id, api_base) {
+                (Some(token), Some(chat_id), Some(api_base)) => Some(Channel::Telegram {
+                    api_base,
+                    token: Secret::new(token),
+                    chat_id,
+                }),
+                _ => None,
+            }
+        }
+        Some(kind @ ("discord" | "slack")) => {
+            let url = from_env(c, "url_env", raw.url_env.as_ref());
+            let url = url.filter(|u| match n::parse_url(u) {
+                Ok(_) => true,
+                Err(e) => {
+                    let var = raw.url_env.as_deref().unwrap_or_default();
+                    c.problem(path("url_env"), format!("{var} {e}"));
+                    false
+                }
+            });
+            url.map(|u| match kind {
+                "discord" => Channel::Discord {
+                    url: Secret::new(u),
+                },
+                _ => Channel::Slack {
+                    url: Secret::new(u),
+                },
+            })
+        }
+        Some("webhook") => {
+            let url = c
+                .required(&path("url"), raw.url.as_deref())
+                .and_then(|u| n::parse_url(u).map_err(|e| c.problem(path("url"), e)).ok());
+            let secret = from_env(c, "secret_env", raw.secret_env.as_ref());
+            let key = secret.and_then(|s| {
+                let var = raw.secret_env.as_deref().unwrap_or_default();
+                decode_secret(&s)
+                    .map_err(|e| c.problem(path("secret_env"), format!("{var} {e}")))
+                    .ok()
+            });
+            match (url, key) {
+                (Some(url), Some(key)) => Some(Channel::Webhook {
+                    url,
+                    key: Secret::new(key),
+                }),
+                _ => None,
+            }
+        }
+        Some(other) => {
+            c.problem(
+                path("kind"),
+                format!("`{other}` is not one of telegram, discord, slack, webhook"),
+            );
+            None
+        }
+        None => {
+            c.problem(
+                path("kind"),
+                "is required (telegram, discord, slack or webhook)",
+            );
+            None
+        }
+    };
+    let topics = match raw.events {
+        None => Topic::defaults(),
+        Some(events) => events
+            .iter()
+            .filter_map(|e| {
+                let topic = Topic::parse(e);
+                if topic.is_none() {
+                    c.problem(
+                        path("events"),
+                        format!(
+                            "`{e}` is not one of fills, exits, denials, rejections, trading_state, venue_faults, \
+                             daily_summary"
+                        ),
+                    );
+                }
+                topic
+            })
+            .collect(),
+    };
+    let mut count =
+        |key: &str, value: Option<i64>, default: i64, range: std::ops::RangeInclusive<i64>| {
+            let value = value.unwrap_or(default);
+            if !range.contains(&value) {
+                c.problem(
+                    path(key),
+                    format!(
+                        "must be between {} and {}, not {value}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+            }
+            value.clamp(*range.start(), *range.end())
+        };
+    let queue = count("queue", raw.queue, n::DEFAULT_QUEUE as i64, 1..=100_000) as usize;
+    let max_retries = count(
+        "max_retries",
+        raw.max_retries,
+        i64::from(n::DEFAULT_MAX_RETRIES),
+        0..=10,
+    ) as u32;
+    let summary_hour_utc = count("summary_hour_utc", raw.summary_hour_utc, 0, 0..=23) as u8;
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(crate::notify::NotificationConfig {
+        name: name?,
+        channel: channel?,
+        topics,
+        template: raw.template,
+        queue,
+        max_retries,
+        allow_private,
+        summary_hour_utc,
+    })
 }

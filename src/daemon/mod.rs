@@ -140,10 +140,15 @@ pub async fn run_with_reloads(
     );
 
     // Signal outcomes and venue errors are counted from the journal's head on: the daemon's own since it started.
-    let metrics = Arc::new(Metrics::new(config.sources.iter().map(|s| s.name.as_str())));
+    let notifications = Arc::new(crate::notify::Notifications::new(&config.notifications));
+    let metrics = Arc::new(
+        Metrics::new(config.sources.iter().map(|s| s.name.as_str()))
+            .with_notifications(notifications.clone()),
+    );
     let from = journal.head().borrow().next();
     let counting = actix_web::rt::spawn(metrics.clone().follow(journal.clone(), from));
     let latencies = Arc::new(Latencies::default());
+    let notifying_log = log.clone();
     let core = core::start(
         &config,
         ledger,
@@ -152,6 +157,8 @@ pub async fn run_with_reloads(
         latencies.clone(),
         connected.venue,
     );
+    // Notifications follow from the same head: what happens from now on, never a replay of history.
+    let notifying = crate::notify::start(&notifications, notifying_log, from, core.view.clone());
 
     let limits = Arc::new(RateLimits::new(server_config, &config.sources));
     let refusals = Arc::new(RefusalCounters::default());
@@ -181,7 +188,10 @@ pub async fn run_with_reloads(
         latencies,
         metrics,
         draining: AtomicBool::new(false),
+        notifications,
+        dashboard: Default::default(),
     });
+    crate::http::dashboard::Dashboard::spawn_sampler(state.clone());
     // `core::start` returned: the actors run and every unfinished signal is in its strategy's mailbox, ahead of any
     // new webhook.
     state.recovered.store(true, Ordering::Release);
@@ -195,6 +205,11 @@ pub async fn run_with_reloads(
     )?;
     let api = server::serve(&config, state.clone(), listeners.api, server::Role::Api)?;
     let handles = [webhooks.handle(), api.handle()];
+    // Operator commands from a chat: on its own task, so a slow or absent Telegram never holds anything up.
+    let chat = match &config.telegram {
+        Some(telegram) => Some(crate::chat::spawn(telegram.clone(), state.clone())?),
+        None => None,
+    };
 
     let (mut webhooks, mut api) = (webhooks, api);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -227,9 +242,13 @@ pub async fn run_with_reloads(
     for handle in &handles {
         handle.stop(true).await;
     }
+    if let Some(chat) = &chat {
+        chat.abort();
+    }
     served?;
     chores.abort();
     counting.abort();
+    notifying.abort();
     // A clean stop leaves a fresh checkpoint and nothing queued: the next start folds nothing.
     if let Err(e) = journal.flush().await {
         warn!(error = %e, "the journal could not be flushed at shutdown");
@@ -313,6 +332,10 @@ fn reload(
     if !same(&current.journal, &new.journal) {
         needs_restart.push("journal");
         new.journal = current.journal.clone();
+    }
+    if !same(&current.notifications, &new.notifications) {
+        needs_restart.push("notifications");
+        new.notifications = current.notifications.clone();
     }
     let names = |c: &Config| c.sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
     if names(current) != names(&new) {

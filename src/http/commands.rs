@@ -11,7 +11,7 @@ use sentinel_actors::event::Delivery;
 use sentinel_actors::messages::{Admit, SetTradingState};
 use sentinel_actors::risk::TradingState;
 use sentinel_actors::signal::{Intent, Signal};
-use sentinel_actors::types::{SignalId, Timestamp};
+use sentinel_actors::types::{SignalId, Symbol, Timestamp};
 use tracing::warn;
 
 use super::error::ApiError;
@@ -189,44 +189,53 @@ pub async fn flatten_account(state: &AppState) -> Result<Value, ApiError> {
     let now = Timestamp::now();
     let mut signals = Vec::new();
     for symbol in open {
-        let id = SignalId::new(&format!("{OPERATOR_SOURCE}:flatten-{}-{symbol}", now.0))
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
-        let signal = Signal {
-            id: id.clone(),
-            source: OPERATOR_SOURCE.into(),
-            symbol: symbol.clone(),
-            received_at: now,
-            sent_at: None,
-            price: None,
-            intent: Intent::Close { side: None },
-            comment: Some("flatten".into()),
-        };
-        let admit = Admit {
-            signal,
-            delivery: Delivery {
-                keys: String::new(),
-                payload: json!({ "command": "flatten" }).to_string(),
-            },
-            arrived: Instant::now(),
-        };
-        match state.ingress.send(admit).await {
-            Ok(Ok(receipt)) => {
-                receipt.durable().await.map_err(|e| {
-                    ApiError::unavailable(format!("the close of {symbol} could not be stored: {e}"))
-                })?;
-                signals.push(json!({ "symbol": symbol, "signal_id": id }));
-            }
-            Ok(Err(e)) => {
-                return Err(ApiError::overloaded(format!(
-                    "the close of {symbol} was not taken: {e}"
-                )))
-            }
-            Err(e) => return Err(ApiError::unavailable(format!("ingress unavailable: {e}"))),
-        }
+        let id = close_position(state, &symbol, now).await?;
+        signals.push(json!({ "symbol": symbol, "signal_id": id }));
     }
     warn!(
         positions = signals.len(),
         "FLATTEN: trading is reducing and every open position is being closed"
     );
     Ok(json!({ "trading_state": TradingState::Reducing, "closing": signals }))
+}
+
+/// Closes the open position of `symbol` with a close signal of its own, journaled before it returns, whatever the
+/// trading state; the answer is the signal's id. `flatten_account` closes each position this way.
+pub async fn close_position(
+    state: &AppState,
+    symbol: &Symbol,
+    now: Timestamp,
+) -> Result<SignalId, ApiError> {
+    let id = SignalId::new(&format!("{OPERATOR_SOURCE}:flatten-{}-{symbol}", now.0))
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let signal = Signal {
+        id: id.clone(),
+        source: OPERATOR_SOURCE.into(),
+        symbol: symbol.clone(),
+        received_at: now,
+        sent_at: None,
+        price: None,
+        intent: Intent::Close { side: None },
+        comment: Some("flatten".into()),
+    };
+    let admit = Admit {
+        signal,
+        delivery: Delivery {
+            keys: String::new(),
+            payload: json!({ "command": "flatten" }).to_string(),
+        },
+        arrived: Instant::now(),
+    };
+    match state.ingress.send(admit).await {
+        Ok(Ok(receipt)) => {
+            receipt.durable().await.map_err(|e| {
+                ApiError::unavailable(format!("the close of {symbol} could not be stored: {e}"))
+            })?;
+            Ok(id)
+        }
+        Ok(Err(e)) => Err(ApiError::overloaded(format!(
+            "the close of {symbol} was not taken: {e}"
+        ))),
+        Err(e) => Err(ApiError::unavailable(format!("ingress unavailable: {e}"))),
+    }
 }

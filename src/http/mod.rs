@@ -3,6 +3,7 @@
 
 mod api;
 pub mod commands;
+pub mod dashboard;
 mod error;
 mod metrics;
 mod operator;
@@ -59,6 +60,10 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set at the first SIGTERM: webhooks are answered 503 with `Retry-After` while the signals in flight finish.
     pub draining: AtomicBool,
+    /// What the notifier delivered, dropped and retried: `GET /api/notifications`.
+    pub notifications: Arc<crate::notify::Notifications>,
+    /// The dashboard's equity curve, cookie sessions and open event streams.
+    pub dashboard: dashboard::Dashboard,
 }
 
 impl AppState {
@@ -108,6 +113,14 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
                 .service(get("/open-orders", api::open_orders))
                 .service(get("/security", api::security))
                 .service(get("/latency", api::latency))
+                .service(get("/notifications", crate::notify::list))
+                .service(get("/equity", dashboard::equity))
+                .service(get("/events", dashboard::events))
+                .service(
+                    web::resource("/session")
+                        .route(web::post().to(dashboard::create_session))
+                        .default_service(web::to(method_not_allowed)),
+                )
                 .service(
                     web::resource("/flatten")
                         .route(web::post().to(commands::flatten))
@@ -121,6 +134,9 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
                 )
                 .default_service(web::to(not_found)),
         )
+        // The dashboard's page and assets hold no data: public, like the probes.
+        .service(get("/", dashboard::index))
+        .service(get("/assets/{name}", dashboard::assets))
         .default_service(web::to(not_found));
 }
 
