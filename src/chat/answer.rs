@@ -78,14 +78,7 @@ fn positions(state: &AppState) -> String {
     let view = state.view.borrow().clone();
     let portfolio = &view.portfolio;
     let config = state.config();
-    let spec_of = |symbol: &sentinel_actors::types::Symbol| {
-        config
-            .symbols
-            .iter()
-            .find(|s| s.symbol() == symbol)
-            .map(|s| s.margin.clone())
-            .unwrap_or_default()
-    };
+    let spec_of = |symbol: &sentinel_actors::types::Symbol| config.margin_of(symbol);
     let lines: Vec<String> = portfolio
         .positions
         .iter()

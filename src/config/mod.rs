@@ -325,6 +325,15 @@ impl Config {
         }
     }
 
+    /// A symbol's margin terms (the defaults for a symbol not configured: the ledger may hold an adopted one).
+    pub fn margin_of(&self, symbol: &sentinel_actors::types::Symbol) -> MarginSpec {
+        self.symbols
+            .iter()
+            .find(|s| s.symbol() == symbol)
+            .map(|s| s.margin.clone())
+            .unwrap_or_default()
+    }
+
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
     }
