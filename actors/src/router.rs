@@ -42,13 +42,14 @@ impl Strategies {
         }
     }
 
-    /// Hands a symbol's new settings to its strategy (a configuration reload); false when the symbol has none.
-    pub fn update(&self, settings: crate::strategy::SymbolSettings) -> bool {
+    /// Hands a symbol's new settings to its strategy (a configuration reload), waiting for room in its mailbox;
+    /// false when the symbol has no running strategy.
+    pub async fn update(&self, settings: crate::strategy::SymbolSettings) -> bool {
         match self.get(&settings.symbol) {
-            Some(addr) => {
-                addr.do_send(crate::messages::UpdateSettings(settings));
-                true
-            }
+            Some(addr) => addr
+                .send(crate::messages::UpdateSettings(settings))
+                .await
+                .is_ok(),
             None => false,
         }
     }

@@ -53,6 +53,9 @@ pub enum RejectReason {
         limit: Price,
         time_in_force: crate::signal::TimeInForce,
     },
+    /// The symbol already has as many resting limit entries as the venue keeps (Binance's open-order limit).
+    #[error("{limit} limit entries already rest on this symbol")]
+    TooManyOpenOrders { limit: usize },
     /// A `gtd` limit entry whose `expires_at` had passed when it reached the venue.
     #[error("the order expired before it reached the venue")]
     Expired,

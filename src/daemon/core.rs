@@ -45,20 +45,26 @@ pub struct Core {
 }
 
 impl Core {
-    /// Hands a reloaded configuration's risk rules, account limits and symbol settings to the actors. Symbols that
-    /// were added or removed need a restart; they are the caller's to report.
-    pub fn reconfigure(&self, config: &Config) {
+    /// Hands a reloaded configuration's risk rules, account limits and symbol settings to the actors, waiting for
+    /// room in their bounded mailboxes. Symbols that were added or removed need a restart; they are the caller's to
+    /// report.
+    pub async fn reconfigure(&self, config: &Config) {
         let rules = config
             .symbols
             .iter()
             .map(|s| (s.symbol().clone(), s.rules.clone()))
             .collect();
-        self.risk.do_send(Reconfigure {
+        let reconfigured = self.risk.send(Reconfigure {
             rules,
             limits: config.risk.limits.clone(),
         });
+        if reconfigured.await.is_err() {
+            warn!("the risk actor did not take the reload");
+        }
         for symbol in &config.symbols {
-            self.strategies.update(symbol.settings.clone());
+            if !self.strategies.update(symbol.settings.clone()).await {
+                warn!(symbol = %symbol.symbol(), "the symbol's strategy did not take the reload");
+            }
         }
     }
 }

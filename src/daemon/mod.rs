@@ -231,7 +231,7 @@ pub async fn run_with_reloads(
             Some(new) = reloads.recv() => {
                 let current = state.config();
                 let new = reload(&current, new, &connected_brackets(&current));
-                core.reconfigure(&new);
+                core.reconfigure(&new).await;
                 let _ = publish_config.send(Arc::new(new));
             }
         }

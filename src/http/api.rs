@@ -94,11 +94,16 @@ fn not_ready(r: &Readiness<'_>) -> Vec<String> {
 /// the liquidation price by the symbol's margin mode, the open position's own realized PnL and fees (since it last
 /// opened from flat) and the symbol's whole `history`.
 pub async fn positions(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "positions": positions_json(&state) }))
+}
+
+/// The open positions as `GET /api/positions` lists them (the dashboard's stream sends the same).
+pub(super) fn positions_json(state: &AppState) -> Vec<Value> {
     let view = state.view.borrow().clone();
     let portfolio = &view.portfolio;
     let config = state.config();
     let spec_of = |symbol: &sentinel_actors::types::Symbol| config.margin_of(symbol);
-    let positions = portfolio
+    portfolio
         .positions
         .iter()
         .filter(|(_, p)| !p.is_flat())
@@ -125,11 +130,15 @@ pub async fn positions(state: web::Data<AppState>) -> HttpResponse {
                 },
             })
         })
-        .collect::<Vec<_>>();
-    HttpResponse::Ok().json(json!({ "positions": positions }))
+        .collect()
 }
 
 pub async fn account(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(account_json(&state).await?))
+}
+
+/// The account as `GET /api/account` shows it (the dashboard's stream sends the same).
+pub(super) async fn account_json(state: &AppState) -> Result<Value, ApiError> {
     let trading_state = state
         .risk
         .send(GetTradingState)
@@ -140,7 +149,7 @@ pub async fn account(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let oldest_age_ms = view
         .oldest_pending
         .map(|at| Timestamp::now().0.saturating_sub(at.0).max(0));
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(json!({
         "exchange": state.venue.name(),
         // Feeds (stream or polling), rate-limit standing, a halt, and what start-up reconciliation found.
         "venue": state.venue.status(),
@@ -164,7 +173,7 @@ pub async fn account(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         // drawdown, orders in the last minute.
         "denials": view.limits.denials,
         "limits": view.limits.summary(portfolio, Timestamp::now()),
-    })))
+    }))
 }
 
 /// Signals from the journal, newest first: `?limit=N&before=SEQ` pages back, `?status=pending` (or any outcome)
@@ -188,6 +197,11 @@ pub async fn signals(
 /// What rests on the venue now, from the ledger: limit entries waiting for their price, and each position's stop loss
 /// and take profit.
 pub async fn open_orders(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(open_orders_json(&state))
+}
+
+/// What rests, as `GET /api/open-orders` lists it (the dashboard's stream sends the same).
+pub(super) fn open_orders_json(state: &AppState) -> Value {
     let view = state.view.borrow().clone();
     let entries: Vec<Value> = view
         .resting
@@ -219,7 +233,7 @@ pub async fn open_orders(state: web::Data<AppState>) -> HttpResponse {
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "entries": entries, "exits": exits }))
+    json!({ "entries": entries, "exits": exits })
 }
 
 /// Fills, denials and rejections from the journal, newest first, paged like `signals`.

@@ -263,26 +263,15 @@ pub async fn events(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// One `snapshot` event: what the account, positions and open-orders endpoints answer now.
 async fn snapshot(state: &web::Data<AppState>) -> String {
-    let account = match api::account(state.clone()).await {
-        Ok(res) => json_of(res).await,
-        Err(e) => json!({ "error": e.to_string() }),
-    };
-    let positions = json_of(api::positions(state.clone()).await).await;
-    let open_orders = json_of(api::open_orders(state.clone()).await).await;
+    let account = api::account_json(state)
+        .await
+        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
     let data = json!({
         "account": account,
-        "positions": positions["positions"],
-        "open_orders": open_orders,
+        "positions": api::positions_json(state),
+        "open_orders": api::open_orders_json(state),
     });
     format!("event: snapshot\ndata: {data}\n\n")
-}
-
-async fn json_of(res: HttpResponse) -> Value {
-    actix_web::body::to_bytes(res.into_body())
-        .await
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

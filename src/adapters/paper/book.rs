@@ -20,6 +20,10 @@ use sentinel_actors::venue::{
 use super::costs::PaperCosts;
 use super::fills::{FillMemory, REMEMBERED_FILLS};
 
+/// Limit entries resting per symbol, at most: Binance's open-order limit per symbol. Keeps the book, the ledger and
+/// every view that copies them bounded however many entries are sent.
+pub const MAX_RESTING_PER_SYMBOL: usize = 200;
+
 /// A market order to fill now: an order as submitted, or an exit a price crossed.
 struct Market {
     id: ClientOrderId,
@@ -186,6 +190,16 @@ impl Book {
                 Ok(Execution::New(fill))
             }
             _ if limit.time_in_force.rests() => {
+                let on_symbol = self
+                    .resting
+                    .values()
+                    .filter(|o| o.symbol == order.symbol)
+                    .count();
+                if on_symbol >= MAX_RESTING_PER_SYMBOL {
+                    return Err(VenueError::rejected(RejectReason::TooManyOpenOrders {
+                        limit: MAX_RESTING_PER_SYMBOL,
+                    }));
+                }
                 self.resting
                     .insert(order.client_order_id.clone(), order.clone());
                 Ok(Execution::Resting)

@@ -692,3 +692,30 @@ fn a_gtd_entry_expires_at_its_time_and_a_cancel_takes_an_entry_off() {
         .is_empty());
     assert!(book.account().position_quantity(&btc()).is_zero());
 }
+
+#[test]
+fn resting_entries_are_bounded_per_symbol() {
+    let mut book = paper();
+    book.mark(&btc(), price("100"), Timestamp(1));
+    let ids: Vec<String> = (0..=super::MAX_RESTING_PER_SYMBOL)
+        .map(|i| format!("r{i}"))
+        .collect();
+    for id in &ids[..super::MAX_RESTING_PER_SYMBOL] {
+        let id: &'static str = Box::leak(id.clone().into_boxed_str());
+        assert_eq!(
+            book.submit(&limit_buy(id, "1", "90", None), Timestamp(2)),
+            Ok(Execution::Resting)
+        );
+    }
+    let last: &'static str = Box::leak(ids[super::MAX_RESTING_PER_SYMBOL].clone().into_boxed_str());
+    assert_eq!(
+        book.submit(&limit_buy(last, "1", "90", None), Timestamp(3)),
+        Err(VenueError::rejected(RejectReason::TooManyOpenOrders {
+            limit: super::MAX_RESTING_PER_SYMBOL
+        }))
+    );
+    assert_eq!(
+        book.open_orders(Some(&btc())).len(),
+        super::MAX_RESTING_PER_SYMBOL
+    );
+}
