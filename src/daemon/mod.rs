@@ -187,7 +187,7 @@ pub async fn run_with_reloads(
         recovered: AtomicBool::new(false),
         latencies,
         metrics,
-        draining: AtomicBool::new(false),
+        draining: Default::default(),
         notifications,
         dashboard: Default::default(),
     });
@@ -269,7 +269,7 @@ pub async fn run_with_reloads(
 /// Stops taking webhooks (503 with `Retry-After`) and waits, at most `deadline`, for the signals in flight to
 /// finish. Whatever is still unfinished then was acknowledged and is in the journal: the next start finishes it.
 async fn drain(state: &AppState, core: &core::Core, deadline: std::time::Duration) {
-    state.draining.store(true, Ordering::Release);
+    state.draining.close();
     let in_flight = core.admission.in_use();
     info!(
         in_flight,
@@ -277,7 +277,10 @@ async fn drain(state: &AppState, core: &core::Core, deadline: std::time::Duratio
         "shutting down: no new webhooks; finishing the signals in flight"
     );
     let until = tokio::time::Instant::now() + deadline;
-    while core.admission.in_use() > 0 && tokio::time::Instant::now() < until {
+    // A webhook past the door is answered first (its signal admitted or refused), then the signals finish.
+    while (state.draining.inside() > 0 || core.admission.in_use() > 0)
+        && tokio::time::Instant::now() < until
+    {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     match core.admission.in_use() {

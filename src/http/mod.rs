@@ -9,7 +9,7 @@ mod metrics;
 mod operator;
 mod webhook;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::Addr;
@@ -58,12 +58,49 @@ pub struct AppState {
     pub latencies: Arc<Latencies>,
     /// The Prometheus series `GET /metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Set at the first SIGTERM: webhooks are answered 503 with `Retry-After` while the signals in flight finish.
-    pub draining: AtomicBool,
+    /// Closed at the first SIGTERM: webhooks are answered 503 with `Retry-After` while the signals in flight finish.
+    pub draining: Drain,
     /// What the notifier delivered, dropped and retried: `GET /api/notifications`.
     pub notifications: Arc<crate::notify::Notifications>,
     /// The dashboard's equity curve, cookie sessions and open event streams.
     pub dashboard: dashboard::Dashboard,
+}
+
+/// The webhook listener's door. The first SIGTERM closes it; the drain then waits until no webhook is inside, so
+/// a webhook that passed the door before it closed is answered (and its signal admitted) before the drain counts
+/// what is still unfinished.
+#[derive(Debug, Default)]
+pub struct Drain {
+    closed: AtomicBool,
+    inside: AtomicUsize,
+}
+
+/// A webhook being answered; leaving drops it.
+pub struct Inside<'a>(&'a Drain);
+
+impl Drain {
+    /// In, unless the door is closed. Counted before the door is looked at (both sequentially consistent), so the
+    /// drain either sees this webhook inside or this webhook sees the door closed.
+    pub fn enter(&self) -> Option<Inside<'_>> {
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        let inside = Inside(self);
+        (!self.closed.load(Ordering::SeqCst)).then_some(inside)
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Webhooks being answered now.
+    pub fn inside(&self) -> usize {
+        self.inside.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.inside.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl AppState {

@@ -69,9 +69,9 @@ async fn answer(
 ) -> Result<HttpResponse, ApiError> {
     let arrived = Instant::now();
     // At SIGTERM: nothing new is taken while the signals in flight finish; the sender retries after the restart.
-    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+    let Some(_inside) = state.draining.enter() else {
         return Err(ApiError::shutting_down());
-    }
+    };
     // The configuration in force for this request, whole: a reload in the middle does not mix two.
     let config = state.config();
     let server = &config.server;

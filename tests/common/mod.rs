@@ -517,6 +517,10 @@ pub fn start_binary(
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // `TEST_DAEMON_LOG=1` shows what the daemon logs, for a failing test.
+            if std::env::var_os("TEST_DAEMON_LOG").is_some() {
+                eprintln!("daemon: {line}");
+            }
             if !line.contains("sentinel is listening") {
                 continue;
             }
