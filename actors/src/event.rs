@@ -146,6 +146,49 @@ pub enum Event {
         /// The command as carried out (`/flatten BTCUSDT`).
         command: String,
     },
+    /// Something a source or the venue reported that is not a trade signal: what rules act on.
+    Observed { observation: Observation },
+    /// A rule acted on the observation at `trigger`: what it did, journaled once the action was taken.
+    RuleFired {
+        rule: String,
+        trigger: Offset,
+        /// When the triggering observation was received, for the rule's latency.
+        observed_at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        symbol: Option<Symbol>,
+        /// The action as configured (`close`, `pause_all`, `add_margin`, ...).
+        action: String,
+        outcome: RuleOutcome,
+    },
+}
+
+/// Something a source or the venue reported that is not an order: a funding rate, a mark price, a position, a
+/// margin ratio, a risk model's reading, a news score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The configured source it came through, or the venue's name (`binance-futures`).
+    pub source: String,
+    /// What it reports (`funding_rate`, `margin_ratio`, `risk`, ...): rules listen for a type.
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<Symbol>,
+    pub received_at: Timestamp,
+    /// Its fields as sent, secrets removed; numbers kept as written.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What a rule's action came to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RuleOutcome {
+    /// Signals were accepted, journaled like a webhook's: their own records say how each ended.
+    Signals { signal_ids: Vec<SignalId> },
+    /// The account's trading state was set (pause or resume of all trading).
+    TradingState { state: TradingState },
+    /// Isolated margin was added to the symbol's position on the venue.
+    MarginAdded { amount: Decimal },
+    /// The action could not be taken.
+    Failed { error: String },
 }
 
 /// What led to a fill no order asked for (a stop loss, a take profit, a liquidation).
@@ -199,10 +242,12 @@ pub enum EventKind {
     Reconciled,
     ExitsMoved,
     OperatorCommand,
+    Observed,
+    RuleFired,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::SignalAccepted,
         EventKind::Decided,
         EventKind::RiskChecked,
@@ -217,6 +262,8 @@ impl EventKind {
         EventKind::Reconciled,
         EventKind::ExitsMoved,
         EventKind::OperatorCommand,
+        EventKind::Observed,
+        EventKind::RuleFired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -235,6 +282,8 @@ impl EventKind {
             EventKind::Reconciled => "reconciled",
             EventKind::ExitsMoved => "exits_moved",
             EventKind::OperatorCommand => "operator_command",
+            EventKind::Observed => "observed",
+            EventKind::RuleFired => "rule_fired",
         }
     }
 
@@ -266,6 +315,8 @@ impl Event {
             Event::Reconciled { .. } => EventKind::Reconciled,
             Event::ExitsMoved { .. } => EventKind::ExitsMoved,
             Event::OperatorCommand { .. } => EventKind::OperatorCommand,
+            Event::Observed { .. } => EventKind::Observed,
+            Event::RuleFired { .. } => EventKind::RuleFired,
         }
     }
 
@@ -289,7 +340,9 @@ impl Event {
             | Event::TradingStateChanged { .. }
             | Event::StrategyStateChanged { .. }
             | Event::Reconciled { .. }
-            | Event::OperatorCommand { .. } => None,
+            | Event::OperatorCommand { .. }
+            | Event::Observed { .. }
+            | Event::RuleFired { .. } => None,
         }
     }
 
@@ -307,6 +360,8 @@ impl Event {
             | Event::OrderResting { order }
             | Event::Rejected { order, .. } => Some(&order.symbol),
             Event::Filled { fill, .. } => Some(&fill.symbol),
+            Event::Observed { observation } => observation.symbol.as_ref(),
+            Event::RuleFired { symbol, .. } => symbol.as_ref(),
             Event::TradingStateChanged { .. }
             | Event::Reconciled { .. }
             | Event::OperatorCommand { .. } => None,

@@ -216,7 +216,9 @@ impl Ledger {
             Event::RiskChecked { .. }
             | Event::OrderSent { .. }
             | Event::Rejected { .. }
-            | Event::OperatorCommand { .. } => {}
+            | Event::OperatorCommand { .. }
+            | Event::Observed { .. }
+            | Event::RuleFired { .. } => {}
         }
         self.limits.after(stamped, &self.portfolio, before);
     }

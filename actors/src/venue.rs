@@ -62,6 +62,12 @@ pub enum RejectReason {
     /// The venue adapter does not rest limit entries (Binance): the entry is refused before it is sent.
     #[error("this venue does not take limit entries yet: send a market order")]
     LimitEntryUnsupported,
+    /// The venue adapter does not move isolated margin (paper keeps no per-position margin).
+    #[error("this venue does not add margin to a position")]
+    AddMarginUnsupported,
+    /// There is no open position to add margin to.
+    #[error("no position is open on {symbol}")]
+    NoPosition { symbol: Symbol },
     /// The venue adapter does not place trailing stops (Binance): the entry is refused before it is sent.
     #[error("this venue does not take trailing stops yet: send a fixed `stop_loss`")]
     TrailingStopUnsupported,
@@ -251,6 +257,18 @@ pub trait ExecutionVenue: Send + Sync + 'static {
     /// them when a signal carries no price); `None` when prices come from signals.
     fn marks(&self) -> Option<watch::Receiver<Marks>> {
         None
+    }
+
+    /// What the venue reports that is not an execution (funding rates, mark prices, positions, margin ratios), for
+    /// the event log: taken once. Bounded; `None` for a venue that reports nothing of the kind.
+    fn observations(&self) -> Option<mpsc::Receiver<crate::event::Observation>> {
+        None
+    }
+
+    /// Adds `amount` of isolated margin to the symbol's position; the answer is the amount added.
+    fn add_margin(&self, symbol: Symbol, amount: Decimal) -> VenueFuture<Decimal> {
+        let _ = (symbol, amount);
+        Box::pin(async { Err(VenueError::rejected(RejectReason::AddMarginUnsupported)) })
     }
 
     /// How the venue connection stands (feeds, limits, a halt), for the operator API; `Null` when there is nothing

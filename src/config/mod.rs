@@ -194,6 +194,9 @@ pub struct BinanceConfig {
     pub margin_type: Option<MarginType>,
     /// How often REST is polled for triggered stops and mark prices while a stream is down.
     pub poll_interval: Duration,
+    /// How often at most a symbol's mark price goes onto the event log as a `mark_price` event (for rules);
+    /// `None`: never. Funding rates go on whenever they change.
+    pub mark_price_events: Option<Duration>,
 }
 
 impl ExchangeConfig {

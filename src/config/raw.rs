@@ -159,6 +159,7 @@ pub struct RawExchange {
     pub request_timeout_ms: Option<i64>,
     pub margin_type: Option<String>,
     pub poll_interval_ms: Option<i64>,
+    pub mark_price_events_secs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -378,6 +378,15 @@ fn binance(c: &mut Checker, raw: &RawExchange) -> BinanceConfig {
             1_000,
             50..=60_000,
         )),
+        mark_price_events: match c.whole(
+            "exchange.mark_price_events_secs",
+            raw.mark_price_events_secs,
+            0,
+            0..=86_400,
+        ) {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
     }
 }
 
@@ -449,6 +458,10 @@ fn paper_exchange(c: &mut Checker, raw: RawExchange) -> ExchangeConfig {
         ("request_timeout_ms", raw.request_timeout_ms.is_some()),
         ("margin_type", raw.margin_type.is_some()),
         ("poll_interval_ms", raw.poll_interval_ms.is_some()),
+        (
+            "mark_price_events_secs",
+            raw.mark_price_events_secs.is_some(),
+        ),
     ] {
         if set {
             c.problem(format!("exchange.{key}"), "only applies to a real exchange");

@@ -421,6 +421,7 @@ impl LiveMarket {
             request_timeout: Duration::from_secs(5),
             margin_type: None,
             poll_interval: Duration::from_secs(1),
+            mark_price_events: None,
         };
         let client = Client::for_config(&config)?;
         let rules = load_rules(&client).await?;
