@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod notify;
 pub mod payload;
 pub mod protect;
+pub mod rules;
 pub mod secret;
 pub mod tls;
 

@@ -104,6 +104,11 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Event rules: see what they would do, without trading.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Print a fresh random token (32 bytes, URL-safe base64) for the API's read or admin token, or a URL token.
     Token,
     /// Exit 0 if the daemon answers GET /healthz with 200, 1 otherwise: a container health check without curl.
@@ -164,6 +169,23 @@ enum JournalCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// What each rule listening to the event in FILE (a webhook's JSON body, with `event`) would do with it on a
+    /// fresh start: whether it fires, and the signal or action it would take. Nothing is sent or traded.
+    Test {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        /// The event, as JSON.
+        #[arg(long, value_name = "FILE")]
+        event: PathBuf,
+        /// The source it comes from: a `[[sources]]` name, or the venue (`binance-futures`). Default: the first
+        /// source.
+        #[arg(long)]
+        source: Option<String>,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -207,6 +229,14 @@ fn main() -> ExitCode {
             .context("the operating system's random generator failed")
             .map(|token| out!("{token}")),
         Command::Healthcheck { url } => return healthcheck(&url),
+        Command::Rules {
+            command:
+                RulesCommand::Test {
+                    config,
+                    event,
+                    source,
+                },
+        } => rules_test(&config, &event, source),
         Command::Journal {
             config,
             path,
@@ -425,6 +455,15 @@ fn check_config(path: PathBuf) -> ExitCode {
                     r.max_notional
                 );
             }
+            for r in &config.rules {
+                out!(
+                    "  rule     {:<16} on {} when {} -> {}",
+                    r.name,
+                    r.on,
+                    r.when,
+                    r.action.name()
+                );
+            }
             for w in &config.warnings {
                 out!("  warning  {w}");
             }
@@ -439,6 +478,23 @@ fn check_config(path: PathBuf) -> ExitCode {
         }
         Err(e) => report(&e.into()),
     }
+}
+
+/// `sentinel rules test`: prints what the rules would do with the event, as JSON.
+fn rules_test(
+    config: &std::path::Path,
+    event: &std::path::Path,
+    source: Option<String>,
+) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let body = std::fs::read(event)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", event.display()))?;
+    let source = source
+        .or_else(|| config.sources.first().map(|s| s.name.clone()))
+        .unwrap_or_default();
+    let report = sentinel::rules::explain(&config, &source, &body).map_err(anyhow::Error::msg)?;
+    out!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 /// The configured source's authentication.

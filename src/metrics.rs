@@ -18,11 +18,12 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
-use sentinel_actors::event::{Event, Offset};
+use sentinel_actors::event::{Event, Offset, RuleOutcome, Stamped};
 use sentinel_actors::latency::Summary;
 use sentinel_actors::log::{tail, EventLog};
 use sentinel_actors::risk::TradingState;
@@ -48,6 +49,25 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleNameLabels {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+/// A rule's latency, from its event's arrival to its action taken, in seconds.
+const RULE_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -60,6 +80,10 @@ pub struct Metrics {
     by_source: HashMap<String, [OnceLock<Counter>; ANSWERS.len()]>,
     signals: Family<OutcomeLabels, Counter>,
     venue_errors: Family<KindLabels, Counter>,
+    /// Rule names and sources come from the configuration (and the venue), so these series are bounded.
+    rule_decisions: Family<RuleLabels, Counter>,
+    rule_latency: Family<RuleNameLabels, Histogram>,
+    observations: Family<SourceLabels, Counter>,
 }
 
 impl Metrics {
@@ -83,8 +107,31 @@ impl Metrics {
             "Orders the venue rejected, or whose sending failed or ended unknown, since the daemon started",
             venue_errors.clone(),
         );
+        let rule_decisions = Family::<RuleLabels, Counter>::default();
+        let rule_latency = Family::<RuleNameLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(RULE_BUCKETS)) as fn() -> Histogram,
+        );
+        let observations = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "rule_decisions",
+            "Rules fired since the daemon started, by rule and outcome (signals, trading_state, margin_added, failed)",
+            rule_decisions.clone(),
+        );
+        registry.register(
+            "rule_latency_seconds",
+            "From an event's arrival to its rule's action taken, by rule",
+            rule_latency.clone(),
+        );
+        registry.register(
+            "observations",
+            "Events (not signals) journaled since the daemon started, by source or venue",
+            observations.clone(),
+        );
         Metrics {
             registry,
+            rule_decisions,
+            rule_latency,
+            observations,
             webhooks,
             by_source: sources
                 .into_iter()
@@ -122,7 +169,7 @@ impl Metrics {
         let mut batches = pin!(tail(log, from, 1024));
         while let Some(batch) = batches.next().await {
             match batch {
-                Ok(batch) => batch.iter().for_each(|stamped| self.count(&stamped.event)),
+                Ok(batch) => batch.iter().for_each(|stamped| self.count(stamped)),
                 Err(e) => {
                     warn!(error = %e, "metrics stopped following the journal: signal and venue error counts stand still");
                     return;
@@ -131,8 +178,38 @@ impl Metrics {
         }
     }
 
-    fn count(&self, event: &Event) {
-        match event {
+    fn count(&self, stamped: &Stamped) {
+        match &stamped.event {
+            Event::RuleFired {
+                rule,
+                outcome,
+                observed_at,
+                ..
+            } => {
+                let outcome = match outcome {
+                    RuleOutcome::Signals { .. } => "signals",
+                    RuleOutcome::TradingState { .. } => "trading_state",
+                    RuleOutcome::MarginAdded { .. } => "margin_added",
+                    RuleOutcome::Failed { .. } => "failed",
+                };
+                self.rule_decisions
+                    .get_or_create(&RuleLabels {
+                        rule: rule.clone(),
+                        outcome,
+                    })
+                    .inc();
+                let ms = stamped.at.0.saturating_sub(observed_at.0).max(0);
+                self.rule_latency
+                    .get_or_create(&RuleNameLabels { rule: rule.clone() })
+                    .observe(ms as f64 / 1000.0);
+            }
+            Event::Observed { observation } => {
+                self.observations
+                    .get_or_create(&SourceLabels {
+                        source: observation.source.clone(),
+                    })
+                    .inc();
+            }
             Event::SignalFinished { outcome, .. } => {
                 let labels = OutcomeLabels {
                     outcome: outcome.status(),

@@ -39,6 +39,8 @@ pub struct Config {
     pub telegram: Option<crate::chat::TelegramConfig>,
     /// `[[notifications]]`: channels told about fills, exits, denials, ... (see `crate::notify`).
     pub notifications: Vec<crate::notify::NotificationConfig>,
+    /// `[[rules]]`: actions taken on events (see `crate::rules`).
+    pub rules: Vec<crate::rules::Rule>,
     /// Things that work but deserve a loud word at start-up (demo secrets, ...).
     pub warnings: Vec<String>,
     /// Keys the environment overrode (`server.listen from SENTINEL__SERVER__LISTEN`), for `check-config` and the log.

@@ -22,6 +22,9 @@ pub struct RawConfig {
     pub telegram: Option<crate::chat::RawTelegram>,
     #[serde(default)]
     pub notifications: Vec<RawNotification>,
+    /// `[[rules]]`: what events (funding rates, margin ratios, a risk model's readings, ...) make Sentinel do.
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RawRule>,
 }
 
 /// `[[notifications]]`: one channel that is told about fills, exits, denials, ... (see `crate::notify`).

@@ -146,6 +146,19 @@ pub(super) fn validate(
         .filter_map(|(i, n)| notification(&mut c, i, n))
         .collect::<Vec<_>>();
 
+    let venue = match &exchange {
+        ExchangeConfig::Paper { .. } => "paper",
+        ExchangeConfig::BinanceFutures(_) => "binance-futures",
+    };
+    let source_names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    let rules = crate::rules::check_config(raw.rules, &symbols, &source_names, venue)
+        .unwrap_or_else(|problems| {
+            for (path, message) in problems {
+                c.problem(path, message);
+            }
+            Vec::new()
+        });
+
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -160,6 +173,7 @@ pub(super) fn validate(
             api,
             telegram,
             notifications,
+            rules,
             warnings: c.warnings,
             overridden: Vec::new(),
             base_dir,

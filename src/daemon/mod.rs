@@ -195,6 +195,13 @@ pub async fn run_with_reloads(
     // `core::start` returned: the actors run and every unfinished signal is in its strategy's mailbox, ahead of any
     // new webhook.
     state.recovered.store(true, Ordering::Release);
+    // What the venue reports goes onto the log as observations; the rules follow the log and act on them.
+    let rules_log: Arc<dyn sentinel_actors::log::EventLog> = journal.clone();
+    let observing = state
+        .venue
+        .observations()
+        .map(|rx| actix_web::rt::spawn(crate::rules::observe_venue(rx, rules_log.clone())));
+    let ruling = crate::rules::start(state.clone(), rules_log);
     starting_probes.stop(false).await;
     let _ = starting.await;
     let webhooks = server::serve(
@@ -249,6 +256,10 @@ pub async fn run_with_reloads(
     chores.abort();
     counting.abort();
     notifying.abort();
+    ruling.abort();
+    if let Some(observing) = &observing {
+        observing.abort();
+    }
     // A clean stop leaves a fresh checkpoint and nothing queued: the next start folds nothing.
     if let Err(e) = journal.flush().await {
         warn!(error = %e, "the journal could not be flushed at shutdown");

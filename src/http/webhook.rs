@@ -22,9 +22,9 @@ use std::time::Instant;
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
-use sentinel_actors::event::Delivery;
+use sentinel_actors::event::{Delivery, Event};
 use sentinel_actors::latency::Span;
-use sentinel_actors::log::LogError;
+use sentinel_actors::log::{EventLog, LogError};
 use sentinel_actors::messages::{Admit, AdmitError};
 use sentinel_actors::types::{SignalId, Timestamp};
 use serde_json::json;
@@ -177,6 +177,10 @@ async fn answer(
             "this source does not take operator commands",
         ));
     }
+    // An event (a funding rate, a risk model's reading, a news score) for the rules, not a signal.
+    if crate::rules::is_event(&body) {
+        return take_event(&state, source, raw, delivery, now).await;
+    }
     // Another bot's alert (3Commas, OctoBot) in Sentinel's terms, or refused naming what cannot be mapped.
     translate(&mut raw, now).map_err(|e| ApiError::invalid_field(e.field, e.to_string()))?;
 
@@ -295,6 +299,62 @@ async fn take_command(
     let answer = run_command(state, &source.name, &request).await;
     state.deduper.settle(claim, answer.is_ok());
     answer
+}
+
+/// An event for the rules: through the same idempotency and rate limit as a signal, journaled before it is
+/// acknowledged (so the rules see it after a `kill -9`), answered with where it is in the log.
+async fn take_event(
+    state: &AppState,
+    source: &SourceConfig,
+    raw: RawPayload,
+    delivery: AuthDelivery,
+    now: Timestamp,
+) -> Result<HttpResponse, ApiError> {
+    let sender_id = sender_id(delivery.id, &raw)?;
+    let id = signal_id(
+        &source.name,
+        sender_id.as_ref().map(|(_, id)| id.as_str()),
+        || fresh_signal_id(now),
+    );
+    let observation =
+        crate::rules::observation(&source.name, raw.clone().into_fields(), &state.symbols, now)
+            .map_err(|(field, message)| ApiError::invalid_field(field, message))?;
+    let keys = delivery_keys(
+        source,
+        sender_id.map(|(_, id)| id),
+        delivery.signature,
+        &raw.to_json(),
+    );
+    let claim = match claim_delivery(state, source, keys, id.clone(), now).await {
+        Ok(claim) => claim,
+        Err(answer) => return answer,
+    };
+    let event_type = observation.event_type.clone();
+    let stored = match state
+        .journal
+        .try_append(vec![Event::Observed { observation }])
+    {
+        Ok(receipt) => receipt.durable().await,
+        Err(e) => Err(e),
+    };
+    state.deduper.settle(claim, stored.is_ok());
+    match stored {
+        Ok(offset) => {
+            debug!(source = %source.name, event = %event_type, %offset, "event accepted");
+            Ok(HttpResponse::Accepted().json(json!({
+                "status": "accepted", "event_id": id, "event": event_type, "offset": offset
+            })))
+        }
+        Err(LogError::Full) => {
+            state.refusals.record(&source.name, "overloaded");
+            Err(ApiError::overloaded(
+                "the journal's queue is full; retry shortly",
+            ))
+        }
+        Err(e) => Err(ApiError::unavailable(format!(
+            "the event could not be stored; retry: {e}"
+        ))),
+    }
 }
 
 /// The delivery's identity: the sender's delivery id, else the payload's id; opaque, and bounded in size since it

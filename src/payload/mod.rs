@@ -86,6 +86,11 @@ impl RawPayload {
         strip_object(&mut self.0, secrets);
     }
 
+    /// The payload's fields (after `strip_secrets`, safe to store): an event's, for rules.
+    pub fn into_fields(self) -> Map<String, Value> {
+        self.0
+    }
+
     /// The payload as JSON text (after `strip_secrets`, safe to store).
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.0).unwrap_or_default()

@@ -6,6 +6,8 @@
 
 mod brackets;
 mod client;
+mod margin;
+mod observe;
 mod orders;
 mod reconcile;
 pub mod rules;
@@ -102,6 +104,8 @@ pub(crate) struct Inner {
     symbols: Vec<Symbol>,
     /// Their mark prices, published read-only.
     marks: watch::Sender<Marks>,
+    /// Funding rates, mark prices, positions and margin calls, queued for the event log.
+    observer: observe::Observer,
 }
 
 /// The Binance USD-M futures account.
@@ -240,6 +244,7 @@ impl Inner {
         reports: mpsc::Sender<ExecutionReport>,
         symbols: Vec<Symbol>,
     ) -> Arc<Self> {
+        let observer = observe::Observer::new(symbols.clone(), config.mark_price_events);
         Arc::new(Self {
             client,
             config,
@@ -250,6 +255,7 @@ impl Inner {
             reports,
             symbols,
             marks: watch::channel(Marks::new()).0,
+            observer,
         })
     }
 
@@ -360,6 +366,15 @@ impl ExecutionVenue for BinanceFutures {
 
     fn marks(&self) -> Option<watch::Receiver<Marks>> {
         Some(self.inner.marks.subscribe())
+    }
+
+    fn observations(&self) -> Option<mpsc::Receiver<sentinel_actors::event::Observation>> {
+        self.inner.observer.take()
+    }
+
+    fn add_margin(&self, symbol: Symbol, amount: Decimal) -> VenueFuture<Decimal> {
+        let inner = self.inner.clone();
+        Box::pin(async move { margin::add(&inner, &symbol, amount).await })
     }
 
     /// `Null`: the exchange is itself the record.

@@ -3,7 +3,7 @@
 //! opened or drops, so no fill and no triggered stop is missed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
@@ -115,6 +115,8 @@ async fn follow_user_data(inner: &Arc<Inner>, socket: &mut Socket) {
                 let Ok(event) = serde_json::from_str::<Value>(&frame) else { continue };
                 match text(&event, "e") {
                     Some("ALGO_UPDATE") => algo_update(inner, &event["o"]),
+                    Some("ACCOUNT_UPDATE") => inner.observer.on_account_update(&event, Instant::now()),
+                    Some("MARGIN_CALL") => inner.observer.on_margin_call(&event, Instant::now()),
                     Some("listenKeyExpired") => {
                         warn!("the Binance listen key expired; reconnecting");
                         return;
@@ -253,6 +255,7 @@ pub async fn poll_marks(inner: &Inner, to: Option<&mpsc::Sender<(Symbol, Price)>
         return;
     };
     for item in all.as_array().into_iter().flatten() {
+        inner.observer.on_premium_index(item, Instant::now());
         mark_from(inner, item, "symbol", "markPrice", to).await;
     }
 }
@@ -310,6 +313,9 @@ pub async fn market_to(inner: Arc<Inner>, to: Option<mpsc::Sender<(Symbol, Price
                     let Ok(frame) = serde_json::from_str::<Value>(&frame) else {
                         continue;
                     };
+                    inner
+                        .observer
+                        .on_stream_mark(&frame["data"], Instant::now());
                     mark_from(&inner, &frame["data"], "s", "p", to.as_ref()).await;
                 }
                 warn!("the Binance mark price stream dropped; polling REST until it is back");
