@@ -487,7 +487,8 @@ mod tests {
             ("x && 5", "needs a true/false"),
             ("system(\"rm\")", "not a function"),
             ("x ^ 2 > 1", "only + - * /"),
-            ("x >", "cannot parse"),
+            ("x >", "missing an operand"),
+            ("x > (1", "cannot parse"),
             ("\"a\" == 1", "like with like"),
         ] {
             let e = Condition::parse(text).unwrap_err();

@@ -367,6 +367,70 @@ impl FakeBinance {
         st.push_algo_update(idx, now);
     }
 
+    /// "CROSSED" or "ISOLATED" on a symbol, as if set on the website (no check, no event).
+    pub fn set_margin_type(&self, symbol: &str, margin_type: &str) {
+        self.state().margin_type.insert(
+            symbol.to_ascii_uppercase(),
+            margin_type.to_ascii_uppercase(),
+        );
+    }
+
+    /// A new funding rate: carried in `r` by the next mark price frames (one is pushed now, as the next `@1s` tick)
+    /// and in premiumIndex's `lastFundingRate`.
+    pub fn set_funding_rate(&self, symbol: &str, rate: Decimal) {
+        let mut st = self.state();
+        let symbol = symbol.to_ascii_uppercase();
+        let now = st.now();
+        st.funding_rates.insert(symbol.clone(), rate);
+        st.push_mark(&symbol, now);
+    }
+
+    /// Sends `event` as it is to every open user data stream connection (that subscribed to its `e`).
+    pub fn push_user_event(&self, event: Value) {
+        self.state().push_user(event);
+    }
+
+    /// Pushes the documented MARGIN_CALL frame for the symbol's position as the fake holds it, at `mark_price`, with
+    /// `maintenance_margin` as `mm`: `iw` is the isolated margin added, `up` the PnL at that mark, and `cw` (the
+    /// wallet) is sent only for a crossed position, as Binance does.
+    pub fn margin_call(&self, symbol: &str, mark_price: Decimal, maintenance_margin: Decimal) {
+        let mut st = self.state();
+        let symbol = symbol.to_ascii_uppercase();
+        let now = st.now();
+        let pos = st.positions.get(&symbol).cloned().unwrap_or_default();
+        let isolated = st.margin_type_of(&symbol) == "ISOLATED";
+        let position_side = if !st.dual_side {
+            "BOTH"
+        } else if pos.amt > Decimal::ZERO {
+            "LONG"
+        } else {
+            "SHORT"
+        };
+        let mut event = json!({
+            "e": "MARGIN_CALL",
+            "E": now,
+            "p": [{
+                "s": symbol,
+                "ps": position_side,
+                "pa": fmt_min(pos.amt, 0),
+                "mt": if isolated { "ISOLATED" } else { "CROSSED" },
+                "iw": fmt_fixed(st.isolated_of(&symbol), 8),
+                "mp": fmt_fixed(mark_price, 8),
+                "up": fmt_fixed((mark_price - pos.entry) * pos.amt, 8),
+                "mm": fmt_fixed(maintenance_margin, 8),
+            }],
+        });
+        if !isolated {
+            event["cw"] = json!(fmt_fixed(st.wallet, 8));
+        }
+        st.push_user(event);
+    }
+
+    /// Isolated margin added to the symbol's position with `POST /fapi/v1/positionMargin` (0 if none).
+    pub fn isolated_margin(&self, symbol: &str) -> Decimal {
+        self.state().isolated_of(&symbol.to_ascii_uppercase())
+    }
+
     /// Open WS connections (market + user) right now.
     pub fn stream_connections(&self) -> usize {
         self.state().conns.len()
@@ -451,6 +515,7 @@ const SPECS: [SymbolSpec; 3] = [
 ];
 
 const TAKER_FEE: &str = "0.0004";
+const DEFAULT_FUNDING_RATE: &str = "0.0001";
 /// Maintenance margin rate used for `maintMargin` and the (rough) liquidation price.
 const MAINT_RATE: &str = "0.004";
 const MAX_ALGO_ORDERS_PER_SYMBOL: usize = 10;
@@ -579,6 +644,10 @@ struct State {
     positions: BTreeMap<String, Position>,
     leverage: HashMap<String, u32>,
     margin_type: HashMap<String, String>,
+    /// Funding rate per symbol, as `r` and `lastFundingRate` carry it (0.0001 unless a test set another).
+    funding_rates: HashMap<String, Decimal>,
+    /// Isolated margin added per symbol with `POST /fapi/v1/positionMargin` (`iw`, `isolatedWallet`).
+    isolated: HashMap<String, Decimal>,
     orders: Vec<Order>,
     trades: Vec<Trade>,
     algos: Vec<Algo>,
@@ -613,6 +682,8 @@ impl State {
             positions: BTreeMap::new(),
             leverage: HashMap::new(),
             margin_type: HashMap::new(),
+            funding_rates: HashMap::new(),
+            isolated: HashMap::new(),
             orders: Vec::new(),
             trades: Vec::new(),
             algos: Vec::new(),
@@ -647,6 +718,20 @@ impl State {
             .get(symbol)
             .map(|p| p.amt)
             .unwrap_or_default()
+    }
+
+    fn funding_rate(&self, symbol: &str) -> String {
+        fmt_fixed(
+            self.funding_rates
+                .get(symbol)
+                .copied()
+                .unwrap_or_else(|| dec(DEFAULT_FUNDING_RATE)),
+            8,
+        )
+    }
+
+    fn isolated_of(&self, symbol: &str) -> Decimal {
+        self.isolated.get(symbol).copied().unwrap_or_default()
     }
 
     fn leverage_of(&self, symbol: &str) -> u32 {
@@ -781,7 +866,7 @@ impl State {
             "ap": mark,
             "i": mark,
             "P": mark,
-            "r": "0.00010000",
+            "r": self.funding_rate(symbol),
             "T": next_funding,
         })
     }
@@ -847,6 +932,17 @@ impl State {
     }
 
     fn push_account_update(&mut self, symbol: &str, position_side: &str, now: i64) {
+        self.push_account_update_because(symbol, position_side, "ORDER", now);
+    }
+
+    /// ACCOUNT_UPDATE for one position, `reason` as `a.m` (`ORDER`, `MARGIN_TRANSFER`, ...).
+    fn push_account_update_because(
+        &mut self,
+        symbol: &str,
+        position_side: &str,
+        reason: &str,
+        now: i64,
+    ) {
         let pos = self.positions.get(symbol).cloned().unwrap_or_default();
         let mark = self.mark(symbol);
         let upnl = (mark - pos.entry) * pos.amt;
@@ -861,10 +957,10 @@ impl State {
             "E": now,
             "T": now,
             "a": {
-                "m": "ORDER",
+                "m": reason,
                 "B": [{
                     "a": "USDT",
-                    "wb": fmt_fixed(self.wallet, 8),
+                    "wb": fmt_fixed(self.wallet + self.isolated.values().copied().sum::<Decimal>(), 8),
                     "cw": fmt_fixed(self.wallet, 8),
                     "bc": "0",
                 }],
@@ -876,7 +972,7 @@ impl State {
                     "cr": fmt_fixed(pos.realized, 8),
                     "up": fmt_fixed(upnl, 8),
                     "mt": mt,
-                    "iw": "0",
+                    "iw": fmt_fixed(self.isolated_of(symbol), 8),
                     "ps": position_side,
                 }],
             },
@@ -1104,6 +1200,11 @@ impl State {
             }
         }
         self.wallet += realized - fee;
+        if self.pos_amt(&x.symbol).is_zero() {
+            // Choice: a closed position's isolated margin goes back to the wallet at once.
+            let freed = self.isolated.remove(&x.symbol).unwrap_or_default();
+            self.wallet += freed;
+        }
 
         // The trade and the order.
         self.next_trade_id += 1;
@@ -1419,6 +1520,7 @@ impl State {
             Ep::DualPost => self.change_position_mode(p),
             Ep::Leverage => self.change_leverage(p, now),
             Ep::MarginType => self.change_margin_type(p),
+            Ep::PositionMargin => self.modify_position_margin(p, now),
             Ep::OrderPost => self.new_order(p, now),
             Ep::OrderGet => self.query_order(p),
             Ep::OrderDelete => self.cancel_order(p),
@@ -1551,7 +1653,7 @@ impl State {
                 "markPrice": mark,
                 "indexPrice": mark,
                 "estimatedSettlePrice": mark,
-                "lastFundingRate": "0.00010000",
+                "lastFundingRate": self.funding_rate(s.symbol),
                 "interestRate": "0.00010000",
                 "nextFundingTime": (now.div_euclid(28_800_000) + 1) * 28_800_000,
                 "time": now,
@@ -1641,6 +1743,64 @@ impl State {
         self.margin_type
             .insert(s.symbol.to_string(), wanted.to_string());
         Ok(json!({"code": 200, "msg": "success"}))
+    }
+
+    /// "Modify Isolated Position Margin (TRADE)". Error codes from Binance's USDⓈ-M error code list. Choice: the
+    /// documentation gives no order of checks; amount, then margin type, then position, then the wallet.
+    fn modify_position_margin(&mut self, p: &Params, now: i64) -> Result<Value, Reply> {
+        let s = known_symbol(p)?;
+        let position_side = self.position_side(p)?;
+        let raw = param(p, "amount").ok_or_else(|| mandatory("amount"))?;
+        let amount: Decimal = raw.parse().map_err(|_| invalid_param("amount"))?;
+        let add = match param(p, "type") {
+            Some("1") => true,
+            Some("2") => false,
+            Some(_) => return Err(invalid_param("type")),
+            None => return Err(mandatory("type")),
+        };
+        if amount <= Decimal::ZERO {
+            return Err(Reply::error(400, -4055, "Amount must be positive."));
+        }
+        if self.margin_type_of(s.symbol) != "ISOLATED" {
+            return Err(Reply::error(
+                400,
+                -4049,
+                "Add margin only support for isolated position.",
+            ));
+        }
+        if self.pos_amt(s.symbol).is_zero() {
+            return Err(Reply::error(
+                400,
+                -4054,
+                "Cannot add position margin: position is 0.",
+            ));
+        }
+        let isolated = self.isolated_of(s.symbol);
+        if add {
+            if amount > self.available_balance() {
+                return Err(Reply::error(400, -4050, "Cross balance insufficient."));
+            }
+            self.wallet -= amount;
+            self.isolated
+                .insert(s.symbol.to_string(), isolated + amount);
+        } else {
+            if amount > isolated {
+                return Err(Reply::error(400, -4051, "Isolated balance insufficient."));
+            }
+            self.wallet += amount;
+            self.isolated
+                .insert(s.symbol.to_string(), isolated - amount);
+        }
+        self.push_account_update_because(s.symbol, &position_side, "MARGIN_TRANSFER", now);
+        // Binance answers the amount as a bare number (`100.0`).
+        let number: Value =
+            serde_json::from_str(&fmt_min(amount, 1)).map_err(|_| invalid_param("amount"))?;
+        Ok(json!({
+            "amount": number,
+            "code": 200,
+            "msg": "Successfully modify position margin.",
+            "type": if add { 1 } else { 2 },
+        }))
     }
 
     fn position_side(&self, p: &Params) -> Result<String, Reply> {
@@ -1916,10 +2076,10 @@ impl State {
                 "markPrice": fmt_fixed(mark, 8),
                 "unRealizedProfit": fmt_fixed(upnl, 8),
                 "liquidationPrice": fmt_min(liq, 1),
-                "isolatedMargin": "0",
+                "isolatedMargin": fmt_fixed(self.isolated_of(symbol) + if self.margin_type_of(symbol) == "ISOLATED" { upnl } else { Decimal::ZERO }, 8),
                 "notional": fmt_fixed(notional, 8),
                 "marginAsset": "USDT",
-                "isolatedWallet": "0",
+                "isolatedWallet": fmt_fixed(self.isolated_of(symbol), 8),
                 "initialMargin": fmt_fixed(initial, 8),
                 "maintMargin": fmt_fixed(maint, 8),
                 "positionInitialMargin": fmt_fixed(initial, 8),
@@ -1939,7 +2099,7 @@ impl State {
         json!([{
             "accountAlias": "FakeSgsR",
             "asset": "USDT",
-            "balance": fmt_fixed(self.wallet, 8),
+            "balance": fmt_fixed(self.wallet + self.isolated.values().copied().sum::<Decimal>(), 8),
             "crossWalletBalance": fmt_fixed(self.wallet, 8),
             "crossUnPnl": fmt_fixed(upnl, 8),
             "availableBalance": fmt_fixed(available, 8),
@@ -2439,6 +2599,7 @@ enum Ep {
     LeverageBracket,
     Leverage,
     MarginType,
+    PositionMargin,
     OrderPost,
     OrderGet,
     OrderDelete,
@@ -2473,6 +2634,7 @@ fn route(method: &str, path: &str) -> Option<Ep> {
         ("POST", "/fapi/v1/positionSide/dual") => Ep::DualPost,
         ("POST", "/fapi/v1/leverage") => Ep::Leverage,
         ("POST", "/fapi/v1/marginType") => Ep::MarginType,
+        ("POST", "/fapi/v1/positionMargin") => Ep::PositionMargin,
         ("POST", "/fapi/v1/order") => Ep::OrderPost,
         ("GET", "/fapi/v1/order") => Ep::OrderGet,
         ("DELETE", "/fapi/v1/order") => Ep::OrderDelete,

@@ -2,7 +2,8 @@
 //! journal's client order ids, and stop losses and take profits resting on the exchange as algo orders. Every call
 //! whose outcome is unknown (a timeout, a 5xx, -1006, -1007, a duplicate id) is settled by looking the order up by
 //! its client id, never by sending it again blindly. Fills of resting legs come from the user data stream, or from
-//! polling REST while the stream is down.
+//! polling REST while the stream is down. Funding rates, mark prices, positions and margin calls are queued as
+//! observations for the event log (`observe`); isolated margin is added on request (`margin`).
 
 mod brackets;
 mod client;
