@@ -14,22 +14,8 @@ fn config(rules: &str) -> String {
     common::config("fee_rate = \"0\"\nslippage = \"0\"", rules)
 }
 
-/// Every event of `kind` in the daemon's journal, oldest first: (offset, time in ms, data).
 fn events(daemon: &Daemon, kind: &str) -> Vec<(i64, i64, Value)> {
-    let conn = rusqlite::Connection::open(daemon.journal_path()).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT seq, at, data FROM events WHERE kind = ?1 ORDER BY seq")
-        .unwrap();
-    stmt.query_map([kind], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, i64>(1)?,
-            serde_json::from_str::<Value>(&row.get::<_, String>(2)?).unwrap(),
-        ))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    common::journal_events(&daemon.journal_path(), kind)
 }
 
 /// Waits (at most 10 s) until the journal holds `count` `rule_fired` events; returns them.

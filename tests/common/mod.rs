@@ -550,3 +550,22 @@ pub fn start_binary(
     }
     (child, webhooks.unwrap(), api.unwrap())
 }
+
+/// Every event of `kind` in the journal at `path`, oldest first: (offset, time in ms, data). Read while the daemon
+/// runs, as an operator's tool would.
+pub fn journal_events(path: &std::path::Path, kind: &str) -> Vec<(i64, i64, Value)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, at, data FROM events WHERE kind = ?1 ORDER BY seq")
+        .unwrap();
+    stmt.query_map([kind], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            serde_json::from_str::<Value>(&row.get::<_, String>(2)?).unwrap(),
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
