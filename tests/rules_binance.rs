@@ -219,3 +219,51 @@ then = { action = "add_margin", amount = "150" }
     let received = observed[0]["observation"]["received_at"].as_i64().unwrap();
     report("liquidation protection", at - received, 1_000);
 }
+
+#[actix_web::test]
+async fn paper_on_live_prices_takes_funding_rules_from_the_live_market() {
+    let fake = FakeBinance::start().await;
+    fake.set_mark("BTCUSDT", d("50000"));
+    let text = config(
+        &fake,
+        r#"
+[[rules]]
+name = "funding"
+on = "funding_rate"
+source = "binance-futures"
+when = "funding_rate <= -0.0005"
+then = { action = "funding_target", base_size = "0.01", per = "0.0005", max_size = "0.05" }
+"#,
+    )
+    .replace(
+        "kind = \"binance-futures\"",
+        "kind = \"paper\"\nmarket_data = \"binance-futures\"\nfee_rate = \"0\"\nslippage = \"0\"",
+    )
+    .replace("api_key_env = \"TEST_BINANCE_KEY\"\n", "")
+    .replace("api_secret_env = \"TEST_BINANCE_SECRET\"\n", "")
+    .replace("margin_type = \"isolated\"\n", "")
+    .replace("request_timeout_ms = 800\n", "")
+    .replace("poll_interval_ms = 100\n", "");
+    let daemon = Daemon::start_with_env_unwaited(&text, Vec::new());
+    let client = daemon.client();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client.request(awc::http::Method::GET, "/readyz").await.0 != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Shorts pay: the paper book goes long 0.015, and nothing reaches the exchange's order endpoints.
+    fake.set_funding_rate("BTCUSDT", d("-0.00075"));
+    let (_, fired) = fired(&daemon, "funding").await;
+    let record = client
+        .done(fired["outcome"]["signal_ids"][0].as_str().unwrap())
+        .await;
+    assert_eq!(record["status"], "filled", "{record}");
+    let position = client.position("BTCUSDT").await.expect("a paper long");
+    assert_eq!(
+        d(position["quantity"].as_str().unwrap()),
+        d("0.015"),
+        "{position}"
+    );
+    assert!(fake.orders().is_empty(), "a dry run sent an order");
+}

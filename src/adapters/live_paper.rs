@@ -115,6 +115,11 @@ impl ExecutionVenue for LivePaper {
         self.paper.cancel(symbol, client_order_id)
     }
 
+    /// The live market's funding rates, so funding rules can be tried on paper.
+    fn observations(&self) -> Option<mpsc::Receiver<sentinel_actors::event::Observation>> {
+        self.market.observations()
+    }
+
     fn move_exits(&self, symbol: Symbol, exits: ArmedExits) -> VenueFuture<ArmedExits> {
         self.paper.move_exits(symbol, exits)
     }

@@ -146,12 +146,19 @@ pub(super) fn validate(
         .filter_map(|(i, n)| notification(&mut c, i, n))
         .collect::<Vec<_>>();
 
-    let venue = match &exchange {
-        ExchangeConfig::Paper { .. } => "paper",
-        ExchangeConfig::BinanceFutures(_) => "binance-futures",
+    // Who publishes venue events: the venue, and for paper on live prices, the market it follows.
+    let venues: &[&str] = match &exchange {
+        ExchangeConfig::Paper {
+            market_data: None, ..
+        } => &["paper"],
+        ExchangeConfig::Paper {
+            market_data: Some(_),
+            ..
+        } => &["paper", "binance-futures"],
+        ExchangeConfig::BinanceFutures(_) => &["binance-futures"],
     };
     let source_names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-    let rules = crate::rules::check_config(raw.rules, &symbols, &source_names, venue)
+    let rules = crate::rules::check_config(raw.rules, &symbols, &source_names, venues)
         .unwrap_or_else(|problems| {
             for (path, message) in problems {
                 c.problem(path, message);

@@ -65,13 +65,13 @@ const SIGNAL_ACTIONS: [&str; 10] = [
 /// The longest rule name: its signals' ids (`rule:<name>:<offset>:<symbol>`) must stay within 64 characters.
 const MAX_NAME: usize = 20;
 
-/// Checks every `[[rules]]` table against the configured symbols and source names (`venue` is the venue's, which
-/// publishes funding rates, positions and margin ratios). `Err` lists each problem as (key path, message).
+/// Checks every `[[rules]]` table against the configured symbols and source names (`venues` are the names venue
+/// events come under: funding rates, marks, positions, margin ratios). `Err` lists each problem as (key path, message).
 pub fn check_config(
     raw: Vec<RawRule>,
     configured: &[SymbolConfig],
     sources: &[&str],
-    venue: &str,
+    venues: &[&str],
 ) -> Result<Vec<Rule>, Vec<(String, String)>> {
     let symbols: Vec<Symbol> = configured.iter().map(|s| s.symbol().clone()).collect();
     let symbols = symbols.as_slice();
@@ -109,10 +109,13 @@ pub fn check_config(
             }
         };
         if let Some(source) = &raw.source {
-            if !sources.contains(&source.as_str()) && source != venue {
+            if !sources.contains(&source.as_str()) && !venues.contains(&source.as_str()) {
                 problem(
                     "source",
-                    format!("`{source}` is neither a [[sources]] name nor the venue (`{venue}`)"),
+                    format!(
+                        "`{source}` is neither a [[sources]] name nor a venue publishing events here ({})",
+                        venues.join(", ")
+                    ),
                 );
             }
         }

@@ -472,6 +472,11 @@ impl LiveMarket {
         self.inner.marks.subscribe()
     }
 
+    /// The market's funding rates (and marks, if asked for), as observations under `binance-futures`: taken once.
+    pub fn observations(&self) -> Option<mpsc::Receiver<sentinel_actors::event::Observation>> {
+        self.inner.observer.take()
+    }
+
     pub fn status(&self) -> Value {
         json!({ "market_data": "binance-futures", "feeds": self.inner.feeds() })
     }
