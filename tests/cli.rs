@@ -237,3 +237,78 @@ fn sign_produces_standard_webhooks_headers_that_verify() {
         .verify(&headers, b"{\"symbol\":\"ETHUSDT\"}", now)
         .is_err());
 }
+
+/// `sentinel rules test`: what each rule listening to an event would do with it, without a daemon or a trade; and
+/// `check-config` refusing a rule's type error by its key path.
+#[test]
+fn rules_test_shows_what_a_rule_would_do_with_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = r#"
+[[rules]]
+name = "risk-off"
+on = "risk"
+source = "signals"
+when = "var_pct > 5"
+then = { action = "reduce", position_size = "50%" }
+
+[[rules]]
+name = "calm"
+on = "risk"
+when = "var_pct < 1"
+then = { action = "resume_all" }
+"#;
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("{}{rules}", common::free_config())).unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        json!({"event": "risk", "symbol": "BTCUSDT", "var_pct": 7.5}).to_string(),
+    )
+    .unwrap();
+    let out = sentinel()
+        .args(["rules", "test", "--source", "signals", "--config"])
+        .arg(&config)
+        .arg("--event")
+        .arg(&event)
+        .env("TEST_ADMIN_TOKEN", common::ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listening = report["rules"].as_array().unwrap();
+    assert_eq!(listening.len(), 2, "{report}");
+    assert_eq!(listening[0]["rule"], "risk-off");
+    assert_eq!(listening[0]["verdict"], "fires");
+    assert_eq!(
+        listening[0]["signal"],
+        json!({"action": "close", "position_size": "50%", "symbol": "BTCUSDT"})
+    );
+    assert_eq!(listening[1]["verdict"], "quiet");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "{}{}",
+            common::free_config(),
+            rules.replace("when = \"var_pct < 1\"", "when = 'var_pct < \"low\"'")
+        ),
+    )
+    .unwrap();
+    let out = sentinel()
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .env("TEST_ADMIN_TOKEN", common::ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rules[1].when: `<`, `<=`, `>` and `>=` needs a number, not a text"),
+        "{stderr}"
+    );
+}

@@ -90,6 +90,28 @@ then = { action = "open_long", position_size = "0.01", leverage = 2, stop_loss =
     let position = client.position("BTCUSDT").await.expect("a long is open");
     assert_eq!(position["quantity"], "0.01", "{position}");
 
+    // Counted, with its latency (the metrics follow the journal: a moment behind it).
+    let wanted = [
+        r#"sentinel_rule_decisions_total{rule="breakout",outcome="signals"} 1"#,
+        r#"sentinel_rule_latency_seconds_count{rule="breakout"} 1"#,
+        r#"sentinel_observations_total{source="tradingview"} 1"#,
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut res = awc::Client::default()
+            .get(format!("{}/metrics", daemon.api_base))
+            .bearer_auth(common::READ_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let metrics = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+        if wanted.iter().all(|w| metrics.contains(w)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{wanted:?} not in {metrics}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // Below the level: nothing.
     let (status, _) = client
         .tradingview(
