@@ -256,7 +256,7 @@ pub async fn run_with_reloads(
     chores.abort();
     counting.abort();
     notifying.abort();
-    ruling.abort();
+    drop(ruling);
     if let Some(observing) = &observing {
         observing.abort();
     }

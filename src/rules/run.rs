@@ -29,9 +29,38 @@ const REPLAY: u64 = 10_000;
 /// How long an action waits for room when every signal slot is taken before it counts as failed.
 const BUSY_PATIENCE: Duration = Duration::from_secs(2);
 
-/// Starts the rule runner on the current runtime: it stops when the journal does (or when aborted).
-pub fn start(state: web::Data<AppState>, log: Arc<dyn EventLog>) -> tokio::task::JoinHandle<()> {
-    actix_web::rt::spawn(follow(state, log))
+/// Starts the rule runner on the current runtime, supervised: a runner that panics is started again, and rebuilds
+/// its state by replaying the journal (decisions depend only on the log). It stops when the journal does, or when
+/// the returned handle is aborted.
+pub fn start(state: web::Data<AppState>, log: Arc<dyn EventLog>) -> Running {
+    let supervisor = actix_web::rt::spawn(async move {
+        loop {
+            let runner = Running(actix_web::rt::spawn(follow(state.clone(), log.clone())));
+            match runner.join().await {
+                Err(e) if e.is_panic() => {
+                    tracing::error!("the rule runner panicked; starting it again from the journal");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => return,
+            }
+        }
+    });
+    Running(supervisor)
+}
+
+/// A running task, aborted when dropped: aborting the supervisor aborts the runner it holds.
+pub struct Running(tokio::task::JoinHandle<()>);
+
+impl Running {
+    async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn follow(state: web::Data<AppState>, log: Arc<dyn EventLog>) {
@@ -311,8 +340,10 @@ pub(super) fn check_payload(
 /// observations, in order, until the venue stops reporting.
 pub async fn observe_venue(mut observations: mpsc::Receiver<Observation>, log: Arc<dyn EventLog>) {
     while let Some(observation) = observations.recv().await {
-        // Queued in order; the receipt is not waited for, so a slow disk never backs up the venue's streams
-        // further than the bounded channel.
-        let _ = log.append(vec![Event::Observed { observation }]);
+        // One at a time: while the disk is slow the venue's bounded channel fills and drops (counted there), and
+        // nothing else grows.
+        if let Err(e) = log.append(vec![Event::Observed { observation }]).durable().await {
+            warn!(error = %e, "a venue event could not be journaled");
+        }
     }
 }
