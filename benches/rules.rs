@@ -32,7 +32,8 @@ fn rules(n: usize) -> String {
 
 fn decide_in_process(rule_count: usize) {
     let text = common::config("", &rules(rule_count));
-    let config = sentinel::Config::parse(&text, ".".into(), &common::test_env).expect("valid rules");
+    let config =
+        sentinel::Config::parse(&text, ".".into(), &common::test_env).expect("valid rules");
     let symbol = Symbol::new("BTCUSDT").unwrap();
     let events: Vec<Observation> = (0..1000)
         .map(|i| Observation {
@@ -44,6 +45,7 @@ fn decide_in_process(rule_count: usize) {
                 .as_object()
                 .unwrap()
                 .clone(),
+            delivery: None,
         })
         .collect();
     let mut engine = Engine::default();
@@ -83,7 +85,9 @@ then = { action = "pause" }
     for i in 0..events {
         // Alternating: every other event fires (after one that re-arms it).
         let var = if i % 2 == 0 { 9 } else { 0 };
-        let body = json!({"event": "risk", "symbol": "BTCUSDT", "var_pct": var, "id": format!("b{i}")}).to_string();
+        let body =
+            json!({"event": "risk", "symbol": "BTCUSDT", "var_pct": var, "id": format!("b{i}")})
+                .to_string();
         let (status, answer) = client.signed(&body).await;
         assert_eq!(status.as_u16(), 202, "{answer}");
     }

@@ -432,7 +432,17 @@ fn check_config(path: PathBuf) -> ExitCode {
             }
             out!("  listen   {} (webhooks)", config.server.listen);
             out!("  api      {} (operator API)", config.api.listen);
-            out!("  exchange paper");
+            out!(
+                "  exchange {}",
+                match &config.exchange {
+                    sentinel::config::ExchangeConfig::Paper {
+                        market_data: None, ..
+                    } => "paper",
+                    sentinel::config::ExchangeConfig::Paper { .. } =>
+                        "paper on live Binance prices",
+                    sentinel::config::ExchangeConfig::BinanceFutures(_) => "binance-futures",
+                }
+            );
             match &config.journal.path {
                 Some(path) => out!("  journal  {}", path.display()),
                 None => out!("  journal  in memory (nothing survives a restart)"),

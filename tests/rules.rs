@@ -325,6 +325,16 @@ then = { action = "pause" }
         "{record}"
     );
 
+    // The sender retries the delivery after the restart: recognised, not journaled twice.
+    let (status, again) = signed_event(
+        &daemon.client(),
+        json!({"event": "risk", "symbol": "BTCUSDT", "var_pct": 9, "id": "late-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(events(&daemon, "observed").len(), 1);
+
     // Another restart replays the same event: it was acted on, so it is not again.
     let daemon = daemon.restart();
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;

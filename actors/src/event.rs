@@ -175,6 +175,18 @@ pub struct Observation {
     pub received_at: Timestamp,
     /// Its fields as sent, secrets removed; numbers kept as written.
     pub fields: serde_json::Map<String, serde_json::Value>,
+    /// For an event posted to a webhook: its id and idempotency keys, so a restart still knows a redelivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<ObservedDelivery>,
+}
+
+/// How a webhook event arrived: what the idempotency index keeps for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedDelivery {
+    /// The id the sender was answered with (`<source>:<sender's id>`, or a fresh one).
+    pub id: SignalId,
+    /// The idempotency keys it claimed, as `Delivery::keys` holds them.
+    pub keys: String,
 }
 
 /// What a rule's action came to.

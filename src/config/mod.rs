@@ -2,7 +2,7 @@
 
 mod checker;
 pub mod env;
-mod raw;
+pub(crate) mod raw;
 mod validate;
 
 use std::collections::HashMap;

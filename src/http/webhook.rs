@@ -22,7 +22,7 @@ use std::time::Instant;
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
-use sentinel_actors::event::{Delivery, Event};
+use sentinel_actors::event::{Delivery, Event, ObservedDelivery};
 use sentinel_actors::latency::Span;
 use sentinel_actors::log::{EventLog, LogError};
 use sentinel_actors::messages::{Admit, AdmitError};
@@ -316,19 +316,24 @@ async fn take_event(
         sender_id.as_ref().map(|(_, id)| id.as_str()),
         || fresh_signal_id(now),
     );
-    let observation =
-        crate::rules::observation(&source.name, raw.clone().into_fields(), &state.symbols, now)
+    let stored_payload = raw.to_json();
+    let mut observation =
+        crate::rules::observation(&source.name, raw.into_fields(), &state.symbols, now)
             .map_err(|(field, message)| ApiError::invalid_field(field, message))?;
     let keys = delivery_keys(
         source,
         sender_id.map(|(_, id)| id),
         delivery.signature,
-        &raw.to_json(),
+        &stored_payload,
     );
     let claim = match claim_delivery(state, source, keys, id.clone(), now).await {
         Ok(claim) => claim,
         Err(answer) => return answer,
     };
+    observation.delivery = Some(ObservedDelivery {
+        id: id.clone(),
+        keys: claim.keys_text(),
+    });
     let event_type = observation.event_type.clone();
     let stored = match state
         .journal

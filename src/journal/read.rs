@@ -186,15 +186,26 @@ impl JournalReader {
         Ok(Some(signal))
     }
 
-    /// Idempotency keys of the signals received since `since`, oldest first: (keys as `Delivery::keys` held them,
+    /// Idempotency keys of the signals and webhook events received since `since`, oldest first: (keys as `Delivery::keys` held them,
     /// signal id, received at).
     pub fn deliveries_since(
         &self,
         since: Timestamp,
     ) -> Result<Vec<(String, SignalId, Timestamp)>, JournalError> {
         let conn = self.conn();
+        // Signals, and events posted to webhooks (their keys are in the `observed` event), in the log's order.
         let mut stmt = conn.prepare_cached(
-            "SELECT delivery_key, signal_id, received_at FROM signals WHERE received_at >= ?1 ORDER BY seq",
+            "SELECT delivery_key, signal_id, received_at FROM (
+                 SELECT seq, delivery_key, signal_id, received_at FROM signals WHERE received_at >= ?1
+                 UNION ALL
+                 SELECT seq,
+                        json_extract(data, '$.observation.delivery.keys'),
+                        json_extract(data, '$.observation.delivery.id'),
+                        json_extract(data, '$.observation.received_at')
+                   FROM events
+                  WHERE kind = 'observed' AND at >= ?1
+                    AND json_extract(data, '$.observation.delivery.id') IS NOT NULL)
+             ORDER BY seq",
         )?;
         let rows = stmt.query_map(params![since.0], |row| {
             Ok((

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use sentinel_actors::types::Symbol;
 
+use crate::config::raw::DecimalText;
 use crate::config::SymbolConfig;
 
 use super::{Action, Condition, Rule};
@@ -42,11 +43,11 @@ pub struct RawAction {
     pub market_position_size: Option<toml::Value>,
     // `funding_target`.
     pub field: Option<String>,
-    pub base_size: Option<String>,
-    pub per: Option<String>,
-    pub max_size: Option<String>,
+    pub base_size: Option<DecimalText>,
+    pub per: Option<DecimalText>,
+    pub max_size: Option<DecimalText>,
     // `add_margin`.
-    pub amount: Option<String>,
+    pub amount: Option<DecimalText>,
 }
 
 const SIGNAL_ACTIONS: [&str; 10] = [
@@ -161,6 +162,17 @@ pub fn check_config(
             };
         let cooldown = seconds("cooldown_secs", raw.cooldown_secs, 60, &mut problems);
         let max_age = seconds("max_age_secs", raw.max_age_secs, 60, &mut problems);
+        // The symbol to act on, if `then` names one (checked with the action).
+        let then_symbol = raw
+            .then
+            .as_ref()
+            .and_then(|t| t.symbol.as_deref())
+            .and_then(|s| {
+                symbols
+                    .iter()
+                    .find(|c| c.as_str().eq_ignore_ascii_case(s.trim()))
+            })
+            .cloned();
         let action = match raw.then {
             Some(then) => action(i, then, configured, &mut problems),
             None => {
@@ -177,6 +189,7 @@ pub fn check_config(
                 on,
                 source: raw.source,
                 symbols: rule_symbols,
+                symbol: then_symbol,
                 when,
                 rearm_when,
                 cooldown: Duration::from_secs(cooldown),
@@ -221,12 +234,19 @@ fn action(
         return None;
     };
     let decimal = |key: &str,
-                   text: Option<&String>,
+                   value: Option<&DecimalText>,
                    problem: &mut dyn FnMut(&str, String)|
      -> Option<Decimal> {
-        let Some(text) = text else {
+        let Some(value) = value else {
             problem(key, "is required".into());
             return None;
+        };
+        let text = match value.text() {
+            Ok(text) => text,
+            Err(message) => {
+                problem(key, message);
+                return None;
+            }
         };
         match sentinel_actors::amount::parse_decimal(text.trim()) {
             Ok(d) if d > Decimal::ZERO => Some(d),
@@ -299,12 +319,6 @@ fn action(
             }
             if let Some(p) = &then.market_position {
                 payload.insert("market_position".into(), Value::String(p.clone()));
-            }
-            if let Some(s) = &then.symbol {
-                payload.insert(
-                    "symbol".into(),
-                    Value::String(s.trim().to_ascii_uppercase()),
-                );
             }
             // The payload is checked as a webhook's would be, on the first symbol.
             if let Some(symbol) = symbols.first() {

@@ -388,8 +388,13 @@ fn eval(expr: &Expr, fields: &Map<String, Value>) -> Result<Val, EvalError> {
         Expr::Compare(op, a, b) => {
             let (a, b) = (eval(a, fields)?, eval(b, fields)?);
             let ordering = match (&a, &b) {
-                (Val::Text(x), Val::Text(y)) => x.cmp(y),
                 (Val::Bool(x), Val::Bool(y)) => x.cmp(y),
+                // Two numbers sent as text (`"9"`, `"10"`) compare as numbers, not letter by letter.
+                (Val::Text(x), Val::Text(y)) => match (decimal(x.trim()), decimal(y.trim())) {
+                    (Some(x), Some(y)) => x.cmp(&y),
+                    _ if matches!(op, Comparison::Eq | Comparison::Ne) => x.cmp(y),
+                    _ => return Err(EvalError::NotANumber(format!("{x}` or `{y}"))),
+                },
                 _ => number(a)?.cmp(&number(b)?),
             };
             Val::Bool(match op {
@@ -436,6 +441,14 @@ mod tests {
             Ok(true)
         );
         assert_eq!(holds("price > 65000", json!({"price": 65000.5})), Ok(true));
+        // Numbers sent as text compare as numbers.
+        assert_eq!(
+            holds("bid > ask", json!({"bid": "9", "ask": "10"})),
+            Ok(false)
+        );
+        assert_eq!(holds("a == b", json!({"a": "1.50", "b": "1.5"})), Ok(true));
+        assert_eq!(holds("side == \"long\"", json!({"side": "long"})), Ok(true));
+        assert!(holds("side > topic", json!({"side": "long", "topic": "x"})).is_err());
     }
 
     #[test]

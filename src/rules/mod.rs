@@ -34,6 +34,8 @@ pub struct Rule {
     pub source: Option<String>,
     /// Only events about these symbols; empty: any (and events with no symbol).
     pub symbols: Vec<Symbol>,
+    /// The symbol to act on (`then.symbol`); `None`: the event's.
+    pub symbol: Option<Symbol>,
     pub when: Condition,
     /// Hysteresis: once fired, the rule fires again only after this held; `None`: after `when` stopped holding.
     pub rearm_when: Option<Condition>,
@@ -99,7 +101,6 @@ impl Action {
         match self {
             Action::Signal { name, payload } => {
                 let mut body = payload.clone();
-                body.remove("symbol");
                 // A target is a `market_position`, not an action.
                 match name.as_str() {
                     "target" => {}
@@ -334,6 +335,7 @@ pub fn observation(
         symbol,
         received_at,
         fields,
+        delivery: None,
     })
 }
 
@@ -372,14 +374,7 @@ pub fn explain(config: &crate::Config, source: &str, body: &[u8]) -> Result<Valu
         .into_iter()
         .filter_map(|d| {
             let rule = config.rules.iter().find(|r| r.name == d.rule)?;
-            let symbol = match &rule.action {
-                Action::Signal { payload, .. } => payload
-                    .get("symbol")
-                    .and_then(Value::as_str)
-                    .and_then(|s| symbols.resolve(s).map(|(s, _)| s.clone())),
-                _ => None,
-            }
-            .or(observation.symbol.clone());
+            let symbol = rule.symbol.clone().or(observation.symbol.clone());
             let mut report = json!({
                 "rule": rule.name,
                 "when": rule.when.to_string(),

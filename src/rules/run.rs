@@ -17,6 +17,7 @@ use sentinel_actors::log::{tail, EventLog, LogError};
 use sentinel_actors::messages::{Admit, AdmitError};
 use sentinel_actors::risk::TradingState;
 use sentinel_actors::types::{SignalId, Symbol, Timestamp};
+use sentinel_actors::venue::VenueError;
 
 use super::{Action, Engine, Rule, Verdict};
 use crate::http::{commands, AppState};
@@ -150,7 +151,7 @@ async fn fire(
     observation: &Observation,
 ) {
     let trigger = stamped.offset;
-    let symbol = rule_symbol(rule, observation, &state.symbols);
+    let symbol = rule.symbol.clone().or_else(|| observation.symbol.clone());
     let outcome = match act(state, rule, trigger, observation, symbol.as_ref()).await {
         Ok(outcome) => outcome,
         Err(error) => RuleOutcome::Failed { error },
@@ -175,17 +176,6 @@ async fn fire(
     if let Err(e) = log.append(vec![fired]).durable().await {
         warn!(rule = %rule.name, error = %e, "a rule's decision could not be journaled");
     }
-}
-
-/// The symbol a rule acts on: its `then.symbol`, else the event's.
-fn rule_symbol(rule: &Rule, observation: &Observation, symbols: &SymbolMap) -> Option<Symbol> {
-    let configured = match &rule.action {
-        Action::Signal { payload, .. } => payload.get("symbol").and_then(Value::as_str),
-        _ => None,
-    };
-    configured
-        .and_then(|s| symbols.resolve(s).map(|(s, _)| s.clone()))
-        .or_else(|| observation.symbol.clone())
 }
 
 async fn act(
@@ -234,7 +224,11 @@ async fn act(
                 .venue
                 .add_margin(symbol.clone(), *amount)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    // Not an order: the venue's reason says it all.
+                    VenueError::Rejected { reason } => reason.to_string(),
+                    other => other.to_string(),
+                })?;
             Ok(RuleOutcome::MarginAdded { amount: added })
         }
         Action::Signal { .. } | Action::FundingTarget { .. } => {
@@ -342,7 +336,11 @@ pub async fn observe_venue(mut observations: mpsc::Receiver<Observation>, log: A
     while let Some(observation) = observations.recv().await {
         // One at a time: while the disk is slow the venue's bounded channel fills and drops (counted there), and
         // nothing else grows.
-        if let Err(e) = log.append(vec![Event::Observed { observation }]).durable().await {
+        if let Err(e) = log
+            .append(vec![Event::Observed { observation }])
+            .durable()
+            .await
+        {
             warn!(error = %e, "a venue event could not be journaled");
         }
     }

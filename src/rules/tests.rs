@@ -17,6 +17,7 @@ fn rule(when: &str, rearm: Option<&str>, cooldown_secs: u64) -> Rule {
         on: "gauge".into(),
         source: None,
         symbols: Vec::new(),
+        symbol: None,
         when: Condition::parse(when).unwrap(),
         rearm_when: rearm.map(|r| Condition::parse(r).unwrap()),
         cooldown: Duration::from_secs(cooldown_secs),
@@ -32,6 +33,7 @@ fn gauge(value: &str) -> Observation {
         symbol: None,
         received_at: Timestamp(0),
         fields: json!({ "value": value }).as_object().unwrap().clone(),
+        delivery: None,
     }
 }
 

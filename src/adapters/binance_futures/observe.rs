@@ -237,6 +237,7 @@ impl Observer {
             symbol,
             received_at: Timestamp::now(),
             fields,
+            delivery: None,
         };
         match self.sender.try_send(observation) {
             Ok(()) => {}
