@@ -114,7 +114,7 @@ impl Condition {
     }
 
     /// Whether the condition holds for an event with these fields.
-    pub fn holds(&self, fields: &Map<String, Value>) -> Result<bool, EvalError> {
+    pub fn holds(&self, fields: &Fields<'_>) -> Result<bool, EvalError> {
         match eval(&self.expr, fields)? {
             Val::Bool(b) => Ok(b),
             other => Err(EvalError::NotABool(show(&other))),
@@ -309,23 +309,54 @@ fn type_of(expr: &Expr) -> Result<Type, String> {
     })
 }
 
-/// A field's value: `a.b` reads `b` inside the object `a`. Numbers sent as text (`"0.00010000"`, as exchanges do)
-/// are numbers.
-fn field(fields: &Map<String, Value>, path: &str) -> Result<Val, EvalError> {
-    let missing = || EvalError::Missing(path.to_string());
-    let mut parts = path.split('.');
-    let first = parts.next().ok_or_else(missing)?;
-    let mut value = fields.get(first).ok_or_else(missing)?;
-    for part in parts {
-        value = value.get(part).ok_or_else(missing)?;
+/// An event's fields, read once for every rule that looks at the event: the profile showed each comparison
+/// parsing its field's text into a `Decimal` again.
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    /// An event has a handful of fields: a short list beats hashing each name.
+    top: Vec<(&'a str, Result<Val, EvalError>)>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(map: &'a Map<String, Value>) -> Fields<'a> {
+        let top = map
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::Array(_) | Value::Object(_)))
+            .map(|(k, v)| (k.as_str(), scalar(k, v)))
+            .collect();
+        Fields { map, top }
     }
+
+    /// A field's value: `a.b` reads `b` inside the object `a`.
+    fn get(&self, path: &str) -> Result<Val, EvalError> {
+        if let Some((_, value)) = self.top.iter().find(|(name, _)| *name == path) {
+            return value.clone();
+        }
+        let missing = || EvalError::Missing(path.to_string());
+        let mut parts = path.split('.');
+        let first = parts.next().ok_or_else(missing)?;
+        let mut value = self.map.get(first).ok_or_else(missing)?;
+        for part in parts {
+            value = value.get(part).ok_or_else(missing)?;
+        }
+        scalar(path, value)
+    }
+}
+
+fn scalar(path: &str, value: &Value) -> Result<Val, EvalError> {
     Ok(match value {
         Value::Number(n) => Val::Number(
             decimal(&n.to_string()).ok_or_else(|| EvalError::NotANumber(n.to_string()))?,
         ),
-        Value::String(s) => Val::Text(s.clone()),
+        // Numbers sent as text (`"0.00010000"`, as exchanges write them) are read as numbers once, here.
+        Value::String(s) => match decimal(s.trim()) {
+            Some(d) => Val::Number(d),
+            None => Val::Text(s.clone()),
+        },
         Value::Bool(b) => Val::Bool(*b),
-        Value::Null | Value::Array(_) | Value::Object(_) => return Err(missing()),
+        Value::Null | Value::Array(_) | Value::Object(_) => {
+            return Err(EvalError::Missing(path.to_string()))
+        }
     })
 }
 
@@ -358,10 +389,10 @@ fn show(v: &Val) -> String {
     }
 }
 
-fn eval(expr: &Expr, fields: &Map<String, Value>) -> Result<Val, EvalError> {
+fn eval(expr: &Expr, fields: &Fields<'_>) -> Result<Val, EvalError> {
     let num = |e: &Expr| eval(e, fields).and_then(number);
     Ok(match expr {
-        Expr::Field(path) => field(fields, path)?,
+        Expr::Field(path) => fields.get(path)?,
         Expr::Number(d) => Val::Number(*d),
         Expr::Text(t) => Val::Text(t.clone()),
         Expr::Bool(b) => Val::Bool(*b),
@@ -395,6 +426,13 @@ fn eval(expr: &Expr, fields: &Map<String, Value>) -> Result<Val, EvalError> {
                     _ if matches!(op, Comparison::Eq | Comparison::Ne) => x.cmp(y),
                     _ => return Err(EvalError::NotANumber(format!("{x}` or `{y}"))),
                 },
+                // A number equals no text that is not a number (`code == "ABC"` with `"code": "123"`).
+                (Val::Number(_), Val::Text(t)) | (Val::Text(t), Val::Number(_))
+                    if matches!(op, Comparison::Eq | Comparison::Ne)
+                        && decimal(t.trim()).is_none() =>
+                {
+                    return Ok(Val::Bool(matches!(op, Comparison::Ne)));
+                }
                 _ => number(a)?.cmp(&number(b)?),
             };
             Val::Bool(match op {
@@ -419,7 +457,9 @@ mod tests {
     }
 
     fn holds(text: &str, v: Value) -> Result<bool, EvalError> {
-        Condition::parse(text).unwrap().holds(&fields(v))
+        Condition::parse(text)
+            .unwrap()
+            .holds(&Fields::new(&fields(v)))
     }
 
     #[test]
@@ -449,6 +489,9 @@ mod tests {
         assert_eq!(holds("a == b", json!({"a": "1.50", "b": "1.5"})), Ok(true));
         assert_eq!(holds("side == \"long\"", json!({"side": "long"})), Ok(true));
         assert!(holds("side > topic", json!({"side": "long", "topic": "x"})).is_err());
+        assert_eq!(holds("code == \"ABC\"", json!({"code": "123"})), Ok(false));
+        assert_eq!(holds("code != \"ABC\"", json!({"code": 123})), Ok(true));
+        assert_eq!(holds("code == \"123\"", json!({"code": 123})), Ok(true));
     }
 
     #[test]

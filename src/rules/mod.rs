@@ -218,7 +218,8 @@ pub enum Verdict {
 /// decision depends only on it, the event and the event's time, so replaying the journal gives the same answers.
 #[derive(Debug, Default)]
 pub struct Engine {
-    standing: HashMap<(String, Option<Symbol>), Standing>,
+    /// Per rule name, then per symbol: looked up without allocating, as every event does it for every rule.
+    standing: HashMap<String, HashMap<Option<Symbol>, Standing>>,
 }
 
 impl Engine {
@@ -231,10 +232,20 @@ impl Engine {
         at: Timestamp,
     ) -> Vec<Decision> {
         let mut decisions = Vec::new();
+        if !rules.iter().any(|r| listens(r, observation)) {
+            return decisions;
+        }
+        let fields = expr::Fields::new(&observation.fields);
         for rule in rules.iter().filter(|r| listens(r, observation)) {
-            let key = (rule.name.clone(), observation.symbol.clone());
-            let standing = self.standing.entry(key).or_default();
-            let verdict = judge(rule, standing, &observation.fields, at);
+            let by_symbol = match self.standing.get_mut(&rule.name) {
+                Some(by_symbol) => by_symbol,
+                None => self.standing.entry(rule.name.clone()).or_default(),
+            };
+            let standing = match by_symbol.get_mut(&observation.symbol) {
+                Some(standing) => standing,
+                None => by_symbol.entry(observation.symbol.clone()).or_default(),
+            };
+            let verdict = judge(rule, standing, &fields, at);
             decisions.push(Decision {
                 rule: rule.name.clone(),
                 symbol: observation.symbol.clone(),
@@ -247,7 +258,7 @@ impl Engine {
     /// Forgets the state of rules no longer configured (after a reload).
     pub fn retain(&mut self, rules: &[Rule]) {
         self.standing
-            .retain(|(name, _), _| rules.iter().any(|r| &r.name == name));
+            .retain(|name, _| rules.iter().any(|r| &r.name == name));
     }
 }
 
@@ -267,7 +278,7 @@ fn listens(rule: &Rule, observation: &Observation) -> bool {
 fn judge(
     rule: &Rule,
     standing: &mut Standing,
-    fields: &Map<String, Value>,
+    fields: &expr::Fields<'_>,
     at: Timestamp,
 ) -> Verdict {
     let holds = match rule.when.holds(fields) {
