@@ -21,57 +21,11 @@ fn d(text: &str) -> Decimal {
 }
 
 fn binance_config(fake: &FakeBinance, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-workers = 1
-
-[api]
-listen = "127.0.0.1:0"
-read_token_env = "TEST_READ_TOKEN"
-
-[[sources]]
-name = "tradingview"
-kind = "tradingview"
-passphrase_env = "TEST_TV_PASSPHRASE"
-
-[exchange]
-kind = "binance-futures"
-rest_url = "{rest}"
-ws_url = "{ws}"
-api_key_env = "TEST_BINANCE_KEY"
-api_secret_env = "TEST_BINANCE_SECRET"
-request_timeout_ms = 800
-poll_interval_ms = 100
-{extra}
-
-[[symbols]]
-symbol = "BTCUSDT"
-default_size = "0.01"
-default_leverage = 5
-max_leverage = 20
-max_notional = "1000000"
-quantity_step = "0.0001"
-
-[[symbols]]
-symbol = "ETHUSDT"
-default_size = "0.1"
-default_leverage = 3
-max_leverage = 10
-max_notional = "1000000"
-quantity_step = "0.0001"
-"#,
-        rest = fake.rest_url,
-        ws = fake.ws_url,
-    )
+    fake.daemon_config(extra)
 }
 
 fn keys(fake: &FakeBinance) -> Vec<(String, String)> {
-    vec![
-        ("TEST_BINANCE_KEY".into(), fake.api_key.clone()),
-        ("TEST_BINANCE_SECRET".into(), fake.api_secret.clone()),
-    ]
+    fake.daemon_env()
 }
 
 async fn start(fake: &FakeBinance, extra: &str) -> Daemon {

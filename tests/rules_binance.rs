@@ -19,62 +19,14 @@ fn d(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap()
 }
 
+/// The fake's daemon configuration with isolated margin and `rules`.
 fn config(fake: &FakeBinance, rules: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-workers = 1
-
-[api]
-listen = "127.0.0.1:0"
-read_token_env = "TEST_READ_TOKEN"
-
-[[sources]]
-name = "tradingview"
-kind = "tradingview"
-passphrase_env = "TEST_TV_PASSPHRASE"
-
-[exchange]
-kind = "binance-futures"
-rest_url = "{rest}"
-ws_url = "{ws}"
-api_key_env = "TEST_BINANCE_KEY"
-api_secret_env = "TEST_BINANCE_SECRET"
-margin_type = "isolated"
-request_timeout_ms = 800
-poll_interval_ms = 100
-
-[[symbols]]
-symbol = "BTCUSDT"
-default_size = "0.01"
-default_leverage = 5
-max_leverage = 20
-max_notional = "1000000"
-quantity_step = "0.0001"
-{rules}
-"#,
-        rest = fake.rest_url,
-        ws = fake.ws_url,
-    )
+    fake.daemon_config("margin_type = \"isolated\"") + rules
 }
 
 async fn start(fake: &FakeBinance, rules: &str) -> Daemon {
-    let env = vec![
-        ("TEST_BINANCE_KEY".into(), fake.api_key.clone()),
-        ("TEST_BINANCE_SECRET".into(), fake.api_secret.clone()),
-    ];
-    let daemon = Daemon::start_with_env_unwaited(&config(fake, rules), env);
-    let client = daemon.client();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, _) = client.request(awc::http::Method::GET, "/readyz").await;
-        if status == StatusCode::OK {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    let daemon = Daemon::start_with_env_unwaited(&config(fake, rules), fake.daemon_env());
+    daemon.client().ready().await;
     daemon
 }
 
@@ -246,11 +198,7 @@ then = { action = "funding_target", base_size = "0.01", per = "0.0005", max_size
     .replace("poll_interval_ms = 100\n", "");
     let daemon = Daemon::start_with_env_unwaited(&text, Vec::new());
     let client = daemon.client();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while client.request(awc::http::Method::GET, "/readyz").await.0 != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    client.ready().await;
 
     // Shorts pay: the paper book goes long 0.015, and nothing reaches the exchange's order endpoints.
     fake.set_funding_rate("BTCUSDT", d("-0.00075"));

@@ -442,6 +442,15 @@ impl Client {
         body
     }
 
+    /// Waits (at most 15 s) until the daemon answers `/readyz` with 200: for a daemon started unwaited.
+    pub async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.request(awc::http::Method::GET, "/readyz").await.0 != StatusCode::OK {
+            assert!(Instant::now() < deadline, "the daemon did not become ready");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the signal is done and returns its record.
     pub async fn done(&self, signal_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -193,6 +193,63 @@ impl FakeBinance {
     }
 
     /// A new mark price: pushed on the market streams, and fires the NEW algo orders it crosses.
+    /// A daemon configuration trading on this server: a TradingView source, BTCUSDT and ETHUSDT, short timeouts;
+    /// `extra` goes into `[exchange]`, and tables such as `[[rules]]` may be appended.
+    pub fn daemon_config(&self, extra: &str) -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[api]
+listen = "127.0.0.1:0"
+read_token_env = "TEST_READ_TOKEN"
+
+[[sources]]
+name = "tradingview"
+kind = "tradingview"
+passphrase_env = "TEST_TV_PASSPHRASE"
+
+[exchange]
+kind = "binance-futures"
+rest_url = "{rest}"
+ws_url = "{ws}"
+api_key_env = "TEST_BINANCE_KEY"
+api_secret_env = "TEST_BINANCE_SECRET"
+request_timeout_ms = 800
+poll_interval_ms = 100
+{extra}
+
+[[symbols]]
+symbol = "BTCUSDT"
+default_size = "0.01"
+default_leverage = 5
+max_leverage = 20
+max_notional = "1000000"
+quantity_step = "0.0001"
+
+[[symbols]]
+symbol = "ETHUSDT"
+default_size = "0.1"
+default_leverage = 3
+max_leverage = 10
+max_notional = "1000000"
+quantity_step = "0.0001"
+"#,
+            rest = self.rest_url,
+            ws = self.ws_url,
+        )
+    }
+
+    /// The environment `daemon_config` names for this server's API key and secret.
+    pub fn daemon_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("TEST_BINANCE_KEY".into(), self.api_key.clone()),
+            ("TEST_BINANCE_SECRET".into(), self.api_secret.clone()),
+        ]
+    }
+
     pub fn set_mark(&self, symbol: &str, price: Decimal) {
         let mut st = self.state();
         let symbol = symbol.to_ascii_uppercase();
