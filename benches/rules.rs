@@ -55,7 +55,7 @@ fn decide_in_process(rule_count: usize) {
     for _ in 0..rounds {
         for event in &events {
             fired += engine
-                .decide(&config.rules, event, event.received_at)
+                .decide(&config.rules, event, event.received_at, &|_| false)
                 .iter()
                 .filter(|d| d.verdict == sentinel::rules::Verdict::Fire)
                 .count();

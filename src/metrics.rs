@@ -189,6 +189,7 @@ impl Metrics {
                 let outcome = match outcome {
                     RuleOutcome::Signals { .. } => "signals",
                     RuleOutcome::TradingState { .. } => "trading_state",
+                    RuleOutcome::MarginRequested { .. } => "margin_requested",
                     RuleOutcome::MarginAdded { .. } => "margin_added",
                     RuleOutcome::Failed { .. } => "failed",
                 };
@@ -198,6 +199,10 @@ impl Metrics {
                         outcome,
                     })
                     .inc();
+                // A margin request is the first half of one action: its latency is the second's.
+                if outcome == "margin_requested" {
+                    return;
+                }
                 let ms = stamped.at.0.saturating_sub(observed_at.0).max(0);
                 self.rule_latency
                     .get_or_create(&RuleNameLabels { rule: rule.clone() })

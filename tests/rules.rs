@@ -199,6 +199,7 @@ async fn news_a_signed_sentiment_score_pauses_all_trading_within_five_seconds() 
 [[rules]]
 name = "bad-news"
 on = "news"
+source = "signals"
 when = "sentiment <= -0.7 && relevance >= 0.5"
 then = { action = "pause_all" }
 "#,
@@ -356,4 +357,39 @@ async fn a_malformed_event_is_refused_naming_the_field_and_nothing_is_journaled(
         assert_eq!(answer["error"]["field"], field, "{answer}");
     }
     assert!(events(&daemon, "observed").is_empty());
+}
+
+#[actix_web::test]
+async fn an_event_too_old_to_act_on_after_a_restart_leaves_the_rule_armed_for_the_next() {
+    let rule = r#"
+[[rules]]
+name = "risk-off"
+on = "risk"
+when = "var_pct > 5"
+max_age_secs = 1
+then = { action = "pause" }
+"#;
+    let daemon = Daemon::start(&config(""));
+    let (status, _) = signed_event(
+        &daemon.client(),
+        json!({"event": "risk", "symbol": "BTCUSDT", "var_pct": 9, "id": "old-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let dir = daemon.stop_keeping_journal();
+    std::thread::sleep(Duration::from_millis(1_200));
+
+    // Too old by the time a rule sees it: not acted on.
+    let daemon = Daemon::start_at(dir, &config(rule));
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert!(events(&daemon, "rule_fired").is_empty());
+    // And the rule did not count it as a firing: the next reading acts at once.
+    let (status, answer) = signed_event(
+        &daemon.client(),
+        json!({"event": "risk", "symbol": "BTCUSDT", "var_pct": 9, "id": "new-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let fired = fired(&daemon, 1).await;
+    assert_eq!(fired[0]["trigger"], answer["offset"]);
 }

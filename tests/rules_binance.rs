@@ -131,8 +131,20 @@ then = { action = "add_margin", amount = "150" }
 
     // The price fell toward the liquidation price; Binance warns.
     fake.margin_call("BTCUSDT", d("48000"), d("40"));
-    let (at, fired) = fired(&daemon, "protect").await;
+    // Journaled before the call (it has no idempotency key), then its result.
+    let (_, requested) = fired(&daemon, "protect").await;
+    assert_eq!(
+        requested["outcome"]["outcome"], "margin_requested",
+        "{requested}"
+    );
+    let path = daemon.journal_path();
+    eventually("the margin added, journaled", || {
+        common::journal_events(&path, "rule_fired").len() == 2
+    })
+    .await;
+    let (_, at, fired) = common::journal_events(&path, "rule_fired").remove(1);
     assert_eq!(fired["outcome"]["outcome"], "margin_added", "{fired}");
+    assert_eq!(fired["trigger"], requested["trigger"]);
     assert_eq!(
         d(fired["outcome"]["amount"].as_str().unwrap()),
         d("150"),

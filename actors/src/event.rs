@@ -197,6 +197,9 @@ pub enum RuleOutcome {
     Signals { signal_ids: Vec<SignalId> },
     /// The account's trading state was set (pause or resume of all trading).
     TradingState { state: TradingState },
+    /// Isolated margin is being asked of the venue: journaled before the call (which has no idempotency key), so a
+    /// replay never asks twice. Followed by `MarginAdded` or `Failed` for the same trigger.
+    MarginRequested { amount: Decimal },
     /// Isolated margin was added to the symbol's position on the venue.
     MarginAdded { amount: Decimal },
     /// The action could not be taken.

@@ -840,6 +840,13 @@ fn source(
     if !valid_name {
         c.problem(at("name"), format!("`{name}` must be 1-{MAX_SOURCE_NAME} letters, digits, `-` or `_` (it is part of the URL)"));
     }
+    // Rules tell the venue's events from webhooks by these names: a webhook must not pass for the exchange.
+    if matches!(name.as_str(), "paper" | "binance-futures") {
+        c.problem(
+            at("name"),
+            format!("`{name}` is a venue's name, kept for its events: choose another"),
+        );
+    }
     if !names.insert(name.clone()) {
         c.problem(at("name"), format!("`{name}` is used by another source"));
     }

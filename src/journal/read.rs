@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use sentinel_actors::types::{SignalId, Timestamp};
+use sentinel_actors::event::Offset;
+use sentinel_actors::types::{SignalId, Symbol, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -61,6 +62,17 @@ impl SignalStatus {
             SignalStatus::Failed => "failed",
         }
     }
+}
+
+/// A rule's last firing for one symbol (`None`: events without one), as the journal has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleFiring {
+    pub rule: String,
+    pub symbol: Option<Symbol>,
+    /// The offset of the last event it acted on.
+    pub trigger: Offset,
+    /// When that event arrived.
+    pub observed_at: Timestamp,
 }
 
 /// A read-only connection, shared (queries are short).
@@ -184,6 +196,49 @@ impl JournalReader {
             .collect::<Result<Vec<_>, _>>()?;
         signal["events"] = Value::from(events);
         Ok(Some(signal))
+    }
+
+    /// Each rule's last firing per symbol, from `rule_fired` entries: what the rule runner starts from.
+    pub fn rule_firings(&self) -> Result<Vec<RuleFiring>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT json_extract(data, '$.rule'), json_extract(data, '$.symbol'),
+                    MAX(json_extract(data, '$.trigger')), MAX(json_extract(data, '$.observed_at'))
+               FROM events WHERE kind = 'rule_fired'
+              GROUP BY 1, 2",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (rule, symbol, trigger, observed_at) = row?;
+            let symbol = symbol
+                .map(|s| Symbol::new(&s))
+                .transpose()
+                .map_err(|e| JournalError::Corrupt(format!("rule_fired symbol: {e}")))?;
+            Ok(RuleFiring {
+                rule,
+                symbol,
+                trigger: Offset(trigger.max(0) as u64),
+                observed_at: Timestamp(observed_at),
+            })
+        })
+        .collect()
+    }
+
+    /// The offset of the first event observed at or after `since`, if any.
+    pub fn first_observed_since(&self, since: Timestamp) -> Result<Option<u64>, JournalError> {
+        let first: Option<i64> = self.conn().query_row(
+            "SELECT MIN(seq) FROM events WHERE kind = 'observed' AND at >= ?1",
+            params![since.0],
+            |row| row.get(0),
+        )?;
+        Ok(first.map(|seq| seq.max(0) as u64))
     }
 
     /// Idempotency keys of the signals and webhook events received since `since`, oldest first: (keys as `Delivery::keys` held them,

@@ -146,22 +146,32 @@ pub fn check_config(
         };
         let when = condition("when", raw.when, true);
         let rearm_when = condition("rearm_when", raw.rearm_when, false);
-        let seconds =
-            |key: &str, value: Option<i64>, default: u64, problems: &mut Vec<(String, String)>| {
-                match value.map(u64::try_from) {
-                    None => default,
-                    Some(Ok(v)) if v <= 7 * 86_400 => v,
-                    Some(_) => {
-                        problems.push((
-                            format!("rules[{i}].{key}"),
-                            "must be between 0 and 604800".into(),
-                        ));
-                        default
-                    }
+        let seconds = |key: &str,
+                       value: Option<i64>,
+                       default: u64,
+                       max: u64,
+                       problems: &mut Vec<(String, String)>| {
+            match value.map(u64::try_from) {
+                None => default,
+                Some(Ok(v)) if v <= max => v,
+                Some(_) => {
+                    problems.push((
+                        format!("rules[{i}].{key}"),
+                        format!("must be between 0 and {max}"),
+                    ));
+                    default
                 }
-            };
-        let cooldown = seconds("cooldown_secs", raw.cooldown_secs, 60, &mut problems);
-        let max_age = seconds("max_age_secs", raw.max_age_secs, 60, &mut problems);
+            }
+        };
+        let cooldown = seconds(
+            "cooldown_secs",
+            raw.cooldown_secs,
+            60,
+            7 * 86_400,
+            &mut problems,
+        );
+        // At most an hour: a restart replays every event a rule may still act on.
+        let max_age = seconds("max_age_secs", raw.max_age_secs, 60, 3_600, &mut problems);
         // The symbol to act on, if `then` names one (checked with the action).
         let then_symbol = raw
             .then
@@ -183,6 +193,21 @@ pub fn check_config(
                 None
             }
         };
+        // Account-wide actions act on trust: a rule that takes them names whom it trusts, so a source that may
+        // only send signals cannot halt, flatten or move margin by sending an event.
+        if let Some(action) = &action {
+            if !action.needs_symbol() || matches!(action, Action::AddMargin { .. }) {
+                if raw.source.is_none() {
+                    problems.push((
+                        format!("rules[{i}].source"),
+                        format!(
+                            "is required for `{}`: name the source (or the venue) whose events may do it",
+                            action.name()
+                        ),
+                    ));
+                }
+            }
+        }
         if let (Some(when), Some(action)) = (when, action) {
             rules.push(Rule {
                 name,

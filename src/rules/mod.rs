@@ -91,13 +91,14 @@ impl Action {
         !matches!(self, Action::PauseAll | Action::ResumeAll | Action::Flatten)
     }
 
-    /// The webhook payload of a signal action for `symbol` and the event's fields; `Err` says why there is none
-    /// (a funding target whose field is missing, ...).
+    /// The webhook payload of a signal action on `symbol` for `event` (its fields, and the symbol it resolved
+    /// to, if it named one); `Err` says why there is none (a funding target whose field is missing, ...).
     pub fn payload(
         &self,
         symbol: &Symbol,
-        fields: &Map<String, Value>,
+        event: (&Map<String, Value>, Option<&Symbol>),
     ) -> Result<Option<Value>, String> {
+        let (fields, event_symbol) = event;
         match self {
             Action::Signal { name, payload } => {
                 let mut body = payload.clone();
@@ -112,12 +113,13 @@ impl Action {
                     }
                 }
                 body.insert("symbol".into(), json!(symbol.as_str()));
-                // The event's price (a price alert's) is the signal's: it sizes the order and marks the symbol.
+                // The price of an event about this symbol (a price alert's) is the signal's: it sizes the order and
+                // marks the symbol. An event about another symbol, or none, prices nothing.
                 if let Some(price) = fields
                     .get("price")
                     .filter(|p| p.is_number() || p.is_string())
                 {
-                    if observation_is_about(fields, symbol) {
+                    if event_symbol == Some(symbol) {
                         body.entry("price").or_insert_with(|| price.clone());
                     }
                 }
@@ -161,21 +163,6 @@ impl Action {
     }
 }
 
-/// Whether the event's fields are about `symbol` (or name none): a price of another symbol is no price for this.
-fn observation_is_about(fields: &Map<String, Value>, symbol: &Symbol) -> bool {
-    match fields
-        .get("symbol")
-        .or_else(|| fields.get("ticker"))
-        .and_then(Value::as_str)
-    {
-        Some(named) => named
-            .rsplit(':')
-            .next()
-            .is_some_and(|n| n.trim().eq_ignore_ascii_case(symbol.as_str())),
-        None => true,
-    }
-}
-
 /// Where a rule stands for one symbol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Standing {
@@ -210,6 +197,9 @@ pub enum Verdict {
     Cooling { until: Timestamp },
     /// The condition does not hold (`re-armed`: and the rule re-armed on this event).
     Quiet { rearmed: bool },
+    /// The rule would fire, but the event is older than its `max_age_secs` (reached after a restart): nothing is
+    /// done, and the rule stays armed for the next event.
+    Stale,
     /// The condition could not be evaluated on this event (a missing field, text where a number belongs).
     Unreadable(String),
 }
@@ -223,13 +213,16 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// What each rule listening to `observation` decides, as of `at` (the event's time in the journal); firing
-    /// updates the state, so call it once per event.
+    /// What each rule listening to `observation` decides, as of `at` (the event's arrival); firing updates the
+    /// state, so call it once per event. `too_late(rule)` says the rule may not act on this event any more (it is
+    /// older than the rule's `max_age_secs` and was not acted on): a firing is then `Stale` and changes nothing, so
+    /// a rule is not left disarmed by an action it never took.
     pub fn decide(
         &mut self,
         rules: &[Rule],
         observation: &Observation,
         at: Timestamp,
+        too_late: &dyn Fn(&Rule) -> bool,
     ) -> Vec<Decision> {
         let mut decisions = Vec::new();
         if !rules.iter().any(|r| listens(r, observation)) {
@@ -245,7 +238,7 @@ impl Engine {
                 Some(standing) => standing,
                 None => by_symbol.entry(observation.symbol.clone()).or_default(),
             };
-            let verdict = judge(rule, standing, &fields, at);
+            let verdict = judge(rule, standing, &fields, at, || too_late(rule));
             decisions.push(Decision {
                 rule: rule.name.clone(),
                 symbol: observation.symbol.clone(),
@@ -253,6 +246,19 @@ impl Engine {
             });
         }
         decisions
+    }
+
+    /// Starts a rule's state for `symbol` from its last firing, found in the journal: disarmed, cooling from
+    /// `at`. The replay that follows re-arms it if the journal says it should.
+    pub fn fired_before(&mut self, rule: &str, symbol: Option<Symbol>, at: Timestamp) {
+        let standing = self
+            .standing
+            .entry(rule.to_string())
+            .or_default()
+            .entry(symbol)
+            .or_default();
+        standing.armed = false;
+        standing.last_fired = Some(standing.last_fired.map_or(at, |last| last.max(at)));
     }
 
     /// Forgets the state of rules no longer configured (after a reload).
@@ -280,6 +286,7 @@ fn judge(
     standing: &mut Standing,
     fields: &expr::Fields<'_>,
     at: Timestamp,
+    too_late: impl FnOnce() -> bool,
 ) -> Verdict {
     let holds = match rule.when.holds(fields) {
         Ok(holds) => holds,
@@ -307,6 +314,9 @@ fn judge(
         if at < until {
             return Verdict::Cooling { until };
         }
+    }
+    if too_late() {
+        return Verdict::Stale;
     }
     standing.armed = false;
     standing.last_fired = Some(at);
@@ -380,7 +390,7 @@ pub fn explain(config: &crate::Config, source: &str, body: &[u8]) -> Result<Valu
     let observation = observation(source, raw.into_fields(), &symbols, now)
         .map_err(|(field, message)| format!("{field}: {message}"))?;
     let mut engine = Engine::default();
-    let decisions = engine.decide(&config.rules, &observation, now);
+    let decisions = engine.decide(&config.rules, &observation, now, &|_| false);
     let listening: Vec<Value> = decisions
         .into_iter()
         .filter_map(|d| {
@@ -396,7 +406,7 @@ pub fn explain(config: &crate::Config, source: &str, body: &[u8]) -> Result<Valu
                 Verdict::Fire => "fires",
                 Verdict::Quiet { .. } => "quiet",
                 Verdict::Unreadable(_) => "unreadable",
-                Verdict::Disarmed | Verdict::Cooling { .. } => "held",
+                Verdict::Disarmed | Verdict::Cooling { .. } | Verdict::Stale => "held",
             };
             report["verdict"] = json!(verdict);
             if let Verdict::Unreadable(why) = &d.verdict {
@@ -409,7 +419,10 @@ pub fn explain(config: &crate::Config, source: &str, body: &[u8]) -> Result<Valu
                         report["error"] =
                             json!("the event names no symbol and the rule's `then` none")
                     }
-                    (Some(symbol), _) => match rule.action.payload(symbol, &observation.fields) {
+                    (Some(symbol), _) => match rule
+                        .action
+                        .payload(symbol, (&observation.fields, observation.symbol.as_ref()))
+                    {
                         Ok(Some(signal)) => report["signal"] = signal,
                         Ok(None) => {}
                         Err(e) => report["error"] = json!(e),

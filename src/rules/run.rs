@@ -23,12 +23,13 @@ use super::{Action, Engine, Rule, Verdict};
 use crate::http::{commands, AppState};
 use crate::payload::{normalize, Context, RawPayload, SymbolMap};
 
-/// How far back a restart looks for observations it may not have acted on (acted-on ones are skipped by their
-/// `rule_fired`; stale ones by each rule's `max_age_secs`).
+/// How far back a restart replays the journal at least, to rebuild the rules' armed states (events a rule may still
+/// act on, within its `max_age_secs`, are replayed however many there are).
 const REPLAY: u64 = 10_000;
 
-/// How long an action waits for room when every signal slot is taken before it counts as failed.
-const BUSY_PATIENCE: Duration = Duration::from_secs(2);
+/// How long an action waits at most for room when every signal slot is taken before it counts as failed (less if
+/// its event's `max_age_secs` ends first): a protective close must not be dropped by a burst of signals.
+const BUSY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Starts the rule runner on the current runtime, supervised: a runner that panics is started again, and rebuilds
 /// its state by replaying the journal (decisions depend only on the log). It stops when the journal does, or when
@@ -66,15 +67,45 @@ impl Drop for Running {
 
 async fn follow(state: web::Data<AppState>, log: Arc<dyn EventLog>) {
     let head = *log.head().borrow();
-    let from = Offset(head.0.saturating_sub(REPLAY).max(1));
-    let done = match acted_on(log.as_ref(), from, head) {
-        Ok(done) => done,
+    let config = state.config();
+    // What the rules did before: each rule's last trigger (not acted on again) and each rule and symbol's last
+    // firing (the state starts disarmed and cooling from it, however far back it was).
+    let firings = match state.reader.rule_firings() {
+        Ok(firings) => firings,
         Err(e) => {
             warn!(error = %e, "rules are off: the journal could not be read");
             return;
         }
     };
     let mut engine = Engine::default();
+    let mut done: HashMap<String, Offset> = HashMap::new();
+    for firing in firings {
+        engine.fired_before(&firing.rule, firing.symbol, firing.observed_at);
+        let last = done.entry(firing.rule).or_insert(firing.trigger);
+        *last = (*last).max(firing.trigger);
+    }
+    // The replay: every event a rule may still act on (within the longest `max_age_secs`), and at least the last
+    // `REPLAY` entries, for the rules' state.
+    let longest = config
+        .rules
+        .iter()
+        .map(|r| r.max_age)
+        .max()
+        .unwrap_or_default();
+    let since = Timestamp(
+        Timestamp::now()
+            .0
+            .saturating_sub(longest.as_millis() as i64),
+    );
+    let from = match state.reader.first_observed_since(since) {
+        Ok(first) => first.map_or(head.next(), Offset),
+        Err(e) => {
+            warn!(error = %e, "rules are off: the journal could not be read");
+            return;
+        }
+    }
+    .min(Offset(head.0.saturating_sub(REPLAY).max(1)));
+    drop(config);
     let mut batches = pin!(tail(log.clone(), from, 256));
     while let Some(batch) = batches.next().await {
         let batch = match batch {
@@ -90,56 +121,36 @@ async fn follow(state: web::Data<AppState>, log: Arc<dyn EventLog>) {
             let Event::Observed { observation } = &stamped.event else {
                 continue;
             };
-            for decision in engine.decide(&config.rules, observation, observation.received_at) {
+            let acted = |rule: &Rule| done.get(&rule.name).is_some_and(|d| stamped.offset <= *d);
+            let age = Timestamp::now().0.saturating_sub(observation.received_at.0);
+            let too_late = |rule: &Rule| !acted(rule) && age > rule.max_age.as_millis() as i64;
+            let decisions = engine.decide(
+                &config.rules,
+                observation,
+                observation.received_at,
+                &too_late,
+            );
+            for decision in decisions {
                 let Some(rule) = config.rules.iter().find(|r| r.name == decision.rule) else {
                     continue;
                 };
                 match decision.verdict {
-                    Verdict::Fire => {}
+                    // Acted on before a restart: the state is replayed, the action is not.
+                    Verdict::Fire if acted(rule) => {}
+                    Verdict::Fire => fire(&state, log.as_ref(), rule, &stamped, observation).await,
+                    Verdict::Stale => {
+                        warn!(rule = %rule.name, offset = %stamped.offset, age_ms = age, "rule not acted on: the event is older than its max_age_secs")
+                    }
                     Verdict::Unreadable(why) => {
-                        debug!(rule = %rule.name, offset = %stamped.offset, %why, "rule could not read the event");
-                        continue;
+                        debug!(rule = %rule.name, offset = %stamped.offset, %why, "rule could not read the event")
                     }
                     other => {
-                        debug!(rule = %rule.name, offset = %stamped.offset, verdict = ?other, "rule held");
-                        continue;
+                        debug!(rule = %rule.name, offset = %stamped.offset, verdict = ?other, "rule held")
                     }
                 }
-                // Acted on before a restart: the state is replayed, the action is not.
-                if done.get(&rule.name).is_some_and(|d| stamped.offset <= *d) {
-                    continue;
-                }
-                let age = Timestamp::now().0.saturating_sub(observation.received_at.0);
-                if age > rule.max_age.as_millis() as i64 {
-                    warn!(rule = %rule.name, offset = %stamped.offset, age_ms = age, "rule not acted on: the event is older than its max_age_secs");
-                    continue;
-                }
-                fire(&state, log.as_ref(), rule, &stamped, observation).await;
             }
         }
     }
-}
-
-/// The last trigger each rule acted on, from the journal between `from` and `head`.
-fn acted_on(
-    log: &dyn EventLog,
-    from: Offset,
-    head: Offset,
-) -> Result<HashMap<String, Offset>, LogError> {
-    let mut done = HashMap::new();
-    let mut next = from;
-    while next <= head {
-        let events = log.read(next, 1024)?;
-        let Some(last) = events.last() else { break };
-        next = last.offset.next();
-        for stamped in events {
-            if let Event::RuleFired { rule, trigger, .. } = stamped.event {
-                let entry = done.entry(rule).or_insert(trigger);
-                *entry = (*entry).max(trigger);
-            }
-        }
-    }
-    Ok(done)
 }
 
 /// Takes the rule's action on the observation at `stamped` and journals what came of it.
@@ -152,6 +163,28 @@ async fn fire(
 ) {
     let trigger = stamped.offset;
     let symbol = rule.symbol.clone().or_else(|| observation.symbol.clone());
+    let journal = |outcome: RuleOutcome| {
+        log.append(vec![Event::RuleFired {
+            rule: rule.name.clone(),
+            trigger,
+            observed_at: observation.received_at,
+            symbol: symbol.clone(),
+            action: rule.action.name().to_string(),
+            outcome,
+        }])
+    };
+    // A venue call with no idempotency key (Binance's `positionMargin`) is journaled before it is made: a replay
+    // after a crash then finds the trigger acted on and does not send it again (margin added twice could be worse
+    // than none). Signals need no such record: their ids make a repeat a duplicate.
+    if let Action::AddMargin { amount } = &rule.action {
+        if let Err(e) = journal(RuleOutcome::MarginRequested { amount: *amount })
+            .durable()
+            .await
+        {
+            warn!(rule = %rule.name, error = %e, "margin not requested: the request could not be journaled first");
+            return;
+        }
+    }
     let outcome = match act(state, rule, trigger, observation, symbol.as_ref()).await {
         Ok(outcome) => outcome,
         Err(error) => RuleOutcome::Failed { error },
@@ -165,15 +198,7 @@ async fn fire(
             info!(rule = %rule.name, %trigger, symbol = ?symbol.as_ref().map(Symbol::as_str), action = rule.action.name(), latency_ms, "rule fired")
         }
     }
-    let fired = Event::RuleFired {
-        rule: rule.name.clone(),
-        trigger,
-        observed_at: observation.received_at,
-        symbol,
-        action: rule.action.name().to_string(),
-        outcome,
-    };
-    if let Err(e) = log.append(vec![fired]).durable().await {
+    if let Err(e) = journal(outcome).durable().await {
         warn!(rule = %rule.name, error = %e, "a rule's decision could not be journaled");
     }
 }
@@ -185,7 +210,7 @@ async fn act(
     observation: &Observation,
     symbol: Option<&Symbol>,
 ) -> Result<RuleOutcome, String> {
-    let needs_symbol = || {
+    let symbol_or_fail = || {
         symbol.ok_or_else(|| {
             format!(
                 "the event names no symbol and the rule's `then` none: `{}` needs one",
@@ -219,7 +244,7 @@ async fn act(
             Ok(RuleOutcome::Signals { signal_ids })
         }
         Action::AddMargin { amount } => {
-            let symbol = needs_symbol()?;
+            let symbol = symbol_or_fail()?;
             let added = state
                 .venue
                 .add_margin(symbol.clone(), *amount)
@@ -232,10 +257,10 @@ async fn act(
             Ok(RuleOutcome::MarginAdded { amount: added })
         }
         Action::Signal { .. } | Action::FundingTarget { .. } => {
-            let symbol = needs_symbol()?;
+            let symbol = symbol_or_fail()?;
             let body = rule
                 .action
-                .payload(symbol, &observation.fields)?
+                .payload(symbol, (&observation.fields, observation.symbol.as_ref()))?
                 .ok_or("no signal for this action")?;
             let id = SignalId::new(&super::signal_id(&rule.name, trigger, symbol))
                 .map_err(|e| e.to_string())?;
@@ -301,7 +326,7 @@ async fn admit(
                 })
             }
             Err(AdmitError::Busy { .. } | AdmitError::Log(LogError::Full))
-                if started.elapsed() < BUSY_PATIENCE =>
+                if started.elapsed() < BUSY_PATIENCE.min(rule.max_age) =>
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -45,12 +45,13 @@ fn run(rule: &Rule, values: &[&str]) -> Vec<&'static str> {
         .enumerate()
         .map(|(i, v)| {
             let at = Timestamp(i as i64 * 1000);
-            match &engine.decide(std::slice::from_ref(rule), &gauge(v), at)[0].verdict {
+            match &engine.decide(std::slice::from_ref(rule), &gauge(v), at, &|_| false)[0].verdict {
                 Verdict::Fire => "fire",
                 Verdict::Disarmed => "disarmed",
                 Verdict::Cooling { .. } => "cooling",
                 Verdict::Quiet { .. } => "quiet",
                 Verdict::Unreadable(_) => "unreadable",
+                Verdict::Stale => "stale",
             }
         })
         .collect()
@@ -118,7 +119,7 @@ fn funding(rate: &str) -> Result<Option<Value>, String> {
         max_size: d("0.05"),
     };
     let fields: Map<String, Value> = json!({ "funding_rate": rate }).as_object().unwrap().clone();
-    action.payload(&Symbol::new("BTCUSDT").unwrap(), &fields)
+    action.payload(&Symbol::new("BTCUSDT").unwrap(), (&fields, None))
 }
 
 #[test]
@@ -239,6 +240,12 @@ name = "what"
 on = "x"
 when = "x"
 then = { action = "explode" }
+
+[[rules]]
+name = "flat"
+on = "x"
+when = "x > 1"
+then = { action = "flatten" }
 "#,
     );
     for expected in [
@@ -252,6 +259,7 @@ then = { action = "explode" }
         "rules[2].then.amount",
         "rules[2].then.leverage",
         "rules[3].then.amount",
+        "rules[5].source",
         "rules[4].then.action",
     ] {
         assert!(
@@ -263,4 +271,38 @@ then = { action = "explode" }
         !found.iter().any(|p| p.starts_with("rules[0]")),
         "{found:#?}"
     );
+}
+
+#[test]
+fn a_stale_event_leaves_the_rule_armed_and_a_seeded_rule_starts_disarmed() {
+    let r = rule("value > 10", None, 0);
+    let rules = std::slice::from_ref(&r);
+    let mut engine = Engine::default();
+    let verdict = |engine: &mut Engine, v: &str, late: bool| {
+        engine.decide(rules, &gauge(v), Timestamp(0), &|_| late)[0]
+            .verdict
+            .clone()
+    };
+    assert_eq!(verdict(&mut engine, "11", true), Verdict::Stale);
+    assert_eq!(
+        verdict(&mut engine, "11", false),
+        Verdict::Fire,
+        "still armed"
+    );
+
+    let mut seeded = Engine::default();
+    seeded.fired_before("r", None, Timestamp(0));
+    assert_eq!(verdict(&mut seeded, "11", false), Verdict::Disarmed);
+    assert!(matches!(
+        verdict(&mut seeded, "9", false),
+        Verdict::Quiet { rearmed: true }
+    ));
+    assert_eq!(verdict(&mut seeded, "11", false), Verdict::Fire);
+}
+
+#[test]
+fn a_webhook_source_cannot_pass_for_the_venue() {
+    let text = sample_config("").replace("name = \"signals\"", "name = \"binance-futures\"");
+    let found = parse(&text).unwrap_err();
+    assert!(found.iter().any(|p| p.starts_with("sources[0].name:")), "{found:#?}");
 }
