@@ -196,16 +196,15 @@ pub fn check_config(
         // Account-wide actions act on trust: a rule that takes them names whom it trusts, so a source that may
         // only send signals cannot halt, flatten or move margin by sending an event.
         if let Some(action) = &action {
-            if !action.needs_symbol() || matches!(action, Action::AddMargin { .. }) {
-                if raw.source.is_none() {
-                    problems.push((
-                        format!("rules[{i}].source"),
-                        format!(
-                            "is required for `{}`: name the source (or the venue) whose events may do it",
-                            action.name()
-                        ),
-                    ));
-                }
+            let account_wide = !action.needs_symbol() || matches!(action, Action::AddMargin { .. });
+            if account_wide && raw.source.is_none() {
+                problems.push((
+                    format!("rules[{i}].source"),
+                    format!(
+                        "is required for `{}`: name the source (or the venue) whose events may do it",
+                        action.name()
+                    ),
+                ));
             }
         }
         if let (Some(when), Some(action)) = (when, action) {

@@ -304,5 +304,8 @@ fn a_stale_event_leaves_the_rule_armed_and_a_seeded_rule_starts_disarmed() {
 fn a_webhook_source_cannot_pass_for_the_venue() {
     let text = sample_config("").replace("name = \"signals\"", "name = \"binance-futures\"");
     let found = parse(&text).unwrap_err();
-    assert!(found.iter().any(|p| p.starts_with("sources[0].name:")), "{found:#?}");
+    assert!(
+        found.iter().any(|p| p.starts_with("sources[0].name:")),
+        "{found:#?}"
+    );
 }
