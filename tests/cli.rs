@@ -254,6 +254,7 @@ then = { action = "reduce", position_size = "50%" }
 [[rules]]
 name = "calm"
 on = "risk"
+source = "signals"
 when = "var_pct < 1"
 then = { action = "resume_all" }
 "#;

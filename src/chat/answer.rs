@@ -134,8 +134,10 @@ pub async fn carry_out(state: &AppState, command: &ChatCommand) -> Result<String
             .map(|()| "Trading is active.".to_string())
             .map_err(|e| e.to_string()),
         ChatCommand::Flatten(None) => {
-            let answer = flatten_account(state).await.map_err(|e| e.to_string())?;
-            let closing = answer["closing"].as_array().map_or(0, Vec::len);
+            let closing = flatten_account(state)
+                .await
+                .map_err(|e| e.to_string())?
+                .len();
             Ok(format!(
                 "Trading is reducing; closing {closing} position(s)."
             ))

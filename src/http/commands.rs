@@ -39,8 +39,8 @@ pub async fn flatten(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let answer = flatten_account(&state).await?;
-    Ok(HttpResponse::Accepted().json(answer))
+    let closing = flatten_account(&state).await?;
+    Ok(HttpResponse::Accepted().json(flattened(&closing)))
 }
 
 /// What a command source may ask for.
@@ -155,7 +155,8 @@ pub async fn run_command(
         Command::Resume => TradingState::Active,
         Command::Reducing => TradingState::Reducing,
         Command::Flatten => {
-            return Ok(HttpResponse::Accepted().json(flatten_account(state).await?));
+            let closing = flatten_account(state).await?;
+            return Ok(HttpResponse::Accepted().json(flattened(&closing)));
         }
     };
     set_state(state, to).await?;
@@ -172,10 +173,19 @@ pub async fn set_state(state: &AppState, to: TradingState) -> Result<(), ApiErro
         .map_err(|e| ApiError::unavailable(e.to_string()))
 }
 
+/// The answer to a flatten: the trading state and each close's signal.
+pub fn flattened(closing: &[(Symbol, SignalId)]) -> Value {
+    let closing: Vec<Value> = closing
+        .iter()
+        .map(|(symbol, id)| json!({ "symbol": symbol, "signal_id": id }))
+        .collect();
+    json!({ "trading_state": TradingState::Reducing, "closing": closing })
+}
+
 /// Puts the account in `reducing` (no new entries; closes, stops and targets run) and closes every open position,
 /// each with a close signal of its own, journaled before the answer like any webhook's, so a crash in the middle
-/// finishes the job after the restart. The answer names the trading state and each close's signal.
-pub async fn flatten_account(state: &AppState) -> Result<Value, ApiError> {
+/// finishes the job after the restart. The answer is each position closing, with its close's signal.
+pub async fn flatten_account(state: &AppState) -> Result<Vec<(Symbol, SignalId)>, ApiError> {
     set_state(state, TradingState::Reducing).await?;
     let open: Vec<_> = {
         let view = state.view.borrow();
@@ -187,16 +197,16 @@ pub async fn flatten_account(state: &AppState) -> Result<Value, ApiError> {
             .collect()
     };
     let now = Timestamp::now();
-    let mut signals = Vec::new();
+    let mut closing = Vec::new();
     for symbol in open {
         let id = close_position(state, &symbol, now).await?;
-        signals.push(json!({ "symbol": symbol, "signal_id": id }));
+        closing.push((symbol, id));
     }
     warn!(
-        positions = signals.len(),
+        positions = closing.len(),
         "FLATTEN: trading is reducing and every open position is being closed"
     );
-    Ok(json!({ "trading_state": TradingState::Reducing, "closing": signals }))
+    Ok(closing)
 }
 
 /// Closes the open position of `symbol` with a close signal of its own, journaled before it returns, whatever the

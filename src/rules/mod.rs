@@ -384,6 +384,13 @@ pub fn signal_id(rule: &str, trigger: Offset, symbol: &Symbol) -> String {
 /// `sentinel rules test`: what each rule would make of the event in `body` (a webhook's JSON, with `event`) from
 /// `source`, on a fresh start (every rule armed, none cooling), and the signal it would send: nothing is traded.
 pub fn explain(config: &crate::Config, source: &str, body: &[u8]) -> Result<Value, String> {
+    let known = config.sources.iter().any(|s| s.name == source)
+        || matches!(source, "paper" | "binance-futures");
+    if !known {
+        return Err(format!(
+            "`{source}` is neither a configured source nor a venue (paper, binance-futures)"
+        ));
+    }
     let raw = crate::payload::RawPayload::parse(body).map_err(|e| e.0)?;
     let symbols = crate::payload::SymbolMap::new(&config.symbols);
     let now = Timestamp::now();

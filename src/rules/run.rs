@@ -231,15 +231,11 @@ async fn act(
             Ok(RuleOutcome::TradingState { state: to })
         }
         Action::Flatten => {
-            let answer = commands::flatten_account(state)
+            let signal_ids = commands::flatten_account(state)
                 .await
-                .map_err(|e| e.to_string())?;
-            let signal_ids = answer["closing"]
-                .as_array()
+                .map_err(|e| e.to_string())?
                 .into_iter()
-                .flatten()
-                .filter_map(|c| c["signal_id"].as_str())
-                .filter_map(|id| SignalId::new(id).ok())
+                .map(|(_, id)| id)
                 .collect();
             Ok(RuleOutcome::Signals { signal_ids })
         }
