@@ -178,7 +178,8 @@ async fn answer(
         ));
     }
     // An event (a funding rate, a risk model's reading, a news score) for the rules, not a signal.
-    if crate::rules::is_event(&body) {
+    // Read from the payload already parsed: no second parse on a signal's path.
+    if raw.has("event") {
         return take_event(&state, source, raw, delivery, now).await;
     }
     // Another bot's alert (3Commas, OctoBot) in Sentinel's terms, or refused naming what cannot be mapped.

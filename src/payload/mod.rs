@@ -86,6 +86,11 @@ impl RawPayload {
         strip_object(&mut self.0, secrets);
     }
 
+    /// Whether it has `key`, not null: an `event` makes the body an event for the rules, not a signal.
+    pub fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
     /// The payload's fields (after `strip_secrets`, safe to store): an event's, for rules.
     pub fn into_fields(self) -> Map<String, Value> {
         self.0

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use sentinel_actors::event::{Observation, Offset};
@@ -364,15 +363,6 @@ fn valid_type(t: &str) -> bool {
     (1..=64).contains(&t.len())
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// Whether a body is an event (it has an `event` key) rather than a signal.
-pub fn is_event(body: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Probe {
-        event: Option<serde::de::IgnoredAny>,
-    }
-    serde_json::from_slice::<Probe>(body).is_ok_and(|p| p.event.is_some())
 }
 
 /// The id of the signal a rule's firing on the event at `trigger` makes for `symbol`: the same on a replay, so the
