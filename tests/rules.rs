@@ -366,7 +366,7 @@ async fn an_event_too_old_to_act_on_after_a_restart_leaves_the_rule_armed_for_th
 name = "risk-off"
 on = "risk"
 when = "var_pct > 5"
-max_age_secs = 1
+max_age_secs = 2
 then = { action = "pause" }
 "#;
     let daemon = Daemon::start(&config(""));
@@ -377,7 +377,7 @@ then = { action = "pause" }
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let dir = daemon.stop_keeping_journal();
-    std::thread::sleep(Duration::from_millis(1_200));
+    std::thread::sleep(Duration::from_millis(2_300));
 
     // Too old by the time a rule sees it: not acted on.
     let daemon = Daemon::start_at(dir, &config(rule));

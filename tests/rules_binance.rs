@@ -129,6 +129,15 @@ then = { action = "add_margin", amount = "150" }
     assert_eq!(entry["status"], "filled", "{entry}");
     let wallet_before = fake.wallet();
 
+    // A margin call is pushed once: only to a user data stream that is open.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.get("/api/account").await["venue"]["feeds"]["user_data"] != "stream" {
+        assert!(
+            Instant::now() < deadline,
+            "the user data stream did not open"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
     // The price fell toward the liquidation price; Binance warns.
     fake.margin_call("BTCUSDT", d("48000"), d("40"));
     // Journaled before the call (it has no idempotency key), then its result.
