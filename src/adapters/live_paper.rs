@@ -71,7 +71,7 @@ impl LivePaper {
 
 impl ExecutionVenue for LivePaper {
     fn name(&self) -> &'static str {
-        "paper"
+        super::PAPER
     }
 
     fn submit(&self, order: Approved<OrderRequest>, at: Timestamp) -> VenueFuture<Execution> {

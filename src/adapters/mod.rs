@@ -5,6 +5,13 @@ pub mod binance_futures;
 mod live_paper;
 pub mod paper;
 
+/// The paper venue's name (also paper on live prices).
+pub const PAPER: &str = "paper";
+/// Binance USD-M futures' name; its events for rules come under it.
+pub const BINANCE_FUTURES: &str = "binance-futures";
+/// Every venue's name. Venue events come under these, so no webhook source may take one.
+pub const VENUE_NAMES: [&str; 2] = [PAPER, BINANCE_FUTURES];
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

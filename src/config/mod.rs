@@ -202,6 +202,19 @@ pub struct BinanceConfig {
 }
 
 impl ExchangeConfig {
+    /// The venues whose events (funding rates, marks, positions, margin ratios) reach the rules: the venue, and
+    /// for paper on live prices, the market it follows.
+    pub fn event_sources(&self) -> &'static [&'static str] {
+        use crate::adapters::{BINANCE_FUTURES, PAPER};
+        match self {
+            ExchangeConfig::Paper {
+                market_data: None, ..
+            } => &[PAPER],
+            ExchangeConfig::Paper { .. } => &[PAPER, BINANCE_FUTURES],
+            ExchangeConfig::BinanceFutures(_) => &[BINANCE_FUTURES],
+        }
+    }
+
     pub fn is_paper(&self) -> bool {
         matches!(self, ExchangeConfig::Paper { .. })
     }

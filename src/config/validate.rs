@@ -146,25 +146,15 @@ pub(super) fn validate(
         .filter_map(|(i, n)| notification(&mut c, i, n))
         .collect::<Vec<_>>();
 
-    // Who publishes venue events: the venue, and for paper on live prices, the market it follows.
-    let venues: &[&str] = match &exchange {
-        ExchangeConfig::Paper {
-            market_data: None, ..
-        } => &["paper"],
-        ExchangeConfig::Paper {
-            market_data: Some(_),
-            ..
-        } => &["paper", "binance-futures"],
-        ExchangeConfig::BinanceFutures(_) => &["binance-futures"],
-    };
     let source_names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-    let rules = crate::rules::check_config(raw.rules, &symbols, &source_names, venues)
-        .unwrap_or_else(|problems| {
-            for (path, message) in problems {
-                c.problem(path, message);
-            }
-            Vec::new()
-        });
+    let rules =
+        crate::rules::check_config(raw.rules, &symbols, &source_names, exchange.event_sources())
+            .unwrap_or_else(|problems| {
+                for (path, message) in problems {
+                    c.problem(path, message);
+                }
+                Vec::new()
+            });
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -841,7 +831,7 @@ fn source(
         c.problem(at("name"), format!("`{name}` must be 1-{MAX_SOURCE_NAME} letters, digits, `-` or `_` (it is part of the URL)"));
     }
     // Rules tell the venue's events from webhooks by these names: a webhook must not pass for the exchange.
-    if matches!(name.as_str(), "paper" | "binance-futures") {
+    if crate::adapters::VENUE_NAMES.contains(&name.as_str()) {
         c.problem(
             at("name"),
             format!("`{name}` is a venue's name, kept for its events: choose another"),

@@ -281,18 +281,7 @@ async fn take_command(
     now: Timestamp,
 ) -> Result<HttpResponse, ApiError> {
     let request = CommandRequest::parse(raw)?;
-    let sender_id = sender_id(delivery.id, raw)?;
-    let id = signal_id(
-        &source.name,
-        sender_id.as_ref().map(|(_, id)| id.as_str()),
-        || fresh_signal_id(now),
-    );
-    let keys = delivery_keys(
-        source,
-        sender_id.map(|(_, id)| id),
-        delivery.signature,
-        &raw.to_json(),
-    );
+    let (id, keys) = identify(source, raw, delivery, now)?;
     let claim = match claim_delivery(state, source, keys, id, now).await {
         Ok(claim) => claim,
         Err(answer) => return answer,
@@ -311,22 +300,10 @@ async fn take_event(
     delivery: AuthDelivery,
     now: Timestamp,
 ) -> Result<HttpResponse, ApiError> {
-    let sender_id = sender_id(delivery.id, &raw)?;
-    let id = signal_id(
-        &source.name,
-        sender_id.as_ref().map(|(_, id)| id.as_str()),
-        || fresh_signal_id(now),
-    );
-    let stored_payload = raw.to_json();
+    let (id, keys) = identify(source, &raw, delivery, now)?;
     let mut observation =
         crate::rules::observation(&source.name, raw.into_fields(), &state.symbols, now)
             .map_err(|(field, message)| ApiError::invalid_field(field, message))?;
-    let keys = delivery_keys(
-        source,
-        sender_id.map(|(_, id)| id),
-        delivery.signature,
-        &stored_payload,
-    );
     let claim = match claim_delivery(state, source, keys, id.clone(), now).await {
         Ok(claim) => claim,
         Err(answer) => return answer,
@@ -361,6 +338,29 @@ async fn take_event(
             "the event could not be stored; retry: {e}"
         ))),
     }
+}
+
+/// A command's or an event's id (`<source>:<sender's id>`, else a fresh one) and the idempotency keys its
+/// delivery claims. (A signal's id comes out of normalising it, so the signal path calls the parts itself.)
+fn identify(
+    source: &SourceConfig,
+    raw: &RawPayload,
+    delivery: AuthDelivery,
+    now: Timestamp,
+) -> Result<(SignalId, Vec<DeliveryKey>), ApiError> {
+    let sender_id = sender_id(delivery.id, raw)?;
+    let id = signal_id(
+        &source.name,
+        sender_id.as_ref().map(|(_, id)| id.as_str()),
+        || fresh_signal_id(now),
+    );
+    let keys = delivery_keys(
+        source,
+        sender_id.map(|(_, id)| id),
+        delivery.signature,
+        &raw.to_json(),
+    );
+    Ok((id, keys))
 }
 
 /// The delivery's identity: the sender's delivery id, else the payload's id; opaque, and bounded in size since it

@@ -231,11 +231,20 @@ impl JournalReader {
         .collect()
     }
 
-    /// The offset of the first event observed at or after `since`, if any.
+    /// The offset of the first event observed at or after `since`, if any. Read from the newest back, so a journal
+    /// with months of venue events costs only the recent ones.
     pub fn first_observed_since(&self, since: Timestamp) -> Result<Option<u64>, JournalError> {
-        let first: Option<i64> = self.conn().query_row(
-            "SELECT MIN(seq) FROM events WHERE kind = 'observed' AND at >= ?1",
-            params![since.0],
+        let conn = self.conn();
+        let older: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM events WHERE kind = 'observed' AND at < ?1 ORDER BY seq DESC LIMIT 1",
+                params![since.0],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let first: Option<i64> = conn.query_row(
+            "SELECT MIN(seq) FROM events WHERE kind = 'observed' AND seq > ?1",
+            params![older.unwrap_or(0)],
             |row| row.get(0),
         )?;
         Ok(first.map(|seq| seq.max(0) as u64))

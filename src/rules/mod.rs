@@ -45,6 +45,13 @@ pub struct Rule {
     pub action: Action,
 }
 
+impl Rule {
+    /// The symbol the rule acts on for `observation`: its `then.symbol`, else the event's.
+    pub fn symbol_for(&self, observation: &Observation) -> Option<Symbol> {
+        self.symbol.clone().or_else(|| observation.symbol.clone())
+    }
+}
+
 /// What a rule does when it fires.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -374,11 +381,11 @@ pub fn signal_id(rule: &str, trigger: Offset, symbol: &Symbol) -> String {
 /// `sentinel rules test`: what each rule would make of the event in `body` (a webhook's JSON, with `event`) from
 /// `source`, on a fresh start (every rule armed, none cooling), and the signal it would send: nothing is traded.
 pub fn explain(config: &crate::Config, source: &str, body: &[u8]) -> Result<Value, String> {
-    let known = config.sources.iter().any(|s| s.name == source)
-        || matches!(source, "paper" | "binance-futures");
-    if !known {
+    let venues = config.exchange.event_sources();
+    if !config.sources.iter().any(|s| s.name == source) && !venues.contains(&source) {
         return Err(format!(
-            "`{source}` is neither a configured source nor a venue (paper, binance-futures)"
+            "`{source}` is neither a configured source nor a venue publishing events here ({})",
+            venues.join(", ")
         ));
     }
     let raw = crate::payload::RawPayload::parse(body).map_err(|e| e.0)?;
@@ -392,7 +399,7 @@ pub fn explain(config: &crate::Config, source: &str, body: &[u8]) -> Result<Valu
         .into_iter()
         .filter_map(|d| {
             let rule = config.rules.iter().find(|r| r.name == d.rule)?;
-            let symbol = rule.symbol.clone().or(observation.symbol.clone());
+            let symbol = rule.symbol_for(&observation);
             let mut report = json!({
                 "rule": rule.name,
                 "when": rule.when.to_string(),

@@ -162,7 +162,7 @@ async fn fire(
     observation: &Observation,
 ) {
     let trigger = stamped.offset;
-    let symbol = rule.symbol.clone().or_else(|| observation.symbol.clone());
+    let symbol = rule.symbol_for(observation);
     let journal = |outcome: RuleOutcome| {
         log.append(vec![Event::RuleFired {
             rule: rule.name.clone(),

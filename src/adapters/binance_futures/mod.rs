@@ -308,7 +308,7 @@ impl Inner {
 
 impl ExecutionVenue for BinanceFutures {
     fn name(&self) -> &'static str {
-        "binance-futures"
+        super::BINANCE_FUTURES
     }
 
     fn submit(&self, order: Approved<OrderRequest>, _at: Timestamp) -> VenueFuture<Execution> {

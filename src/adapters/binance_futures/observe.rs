@@ -36,7 +36,7 @@ pub const OBSERVATIONS: usize = 1024;
 /// A full queue is reported at most this often.
 const DROP_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// The source every observation names.
-const SOURCE: &str = "binance-futures";
+const SOURCE: &str = crate::adapters::BINANCE_FUTURES;
 /// Decimal places of a computed margin ratio, rounded up so that a risk is never understated.
 const RATIO_DP: u32 = 8;
 

@@ -138,7 +138,7 @@ fn ready<T: Send + 'static>(
 
 impl ExecutionVenue for PaperVenue {
     fn name(&self) -> &'static str {
-        "paper"
+        crate::adapters::PAPER
     }
 
     fn submit(&self, order: Approved<OrderRequest>, at: Timestamp) -> VenueFuture<Execution> {
