@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     text, DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
+    NoLabelSet,
 };
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -24,7 +25,7 @@ use prometheus_client::registry::Registry;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use sentinel_actors::event::{Event, Offset, RuleOutcome, Stamped};
-use sentinel_actors::latency::Summary;
+use sentinel_actors::latency::Buckets;
 use sentinel_actors::log::{tail, EventLog};
 use sentinel_actors::risk::TradingState;
 use sentinel_actors::venue::VenueError;
@@ -63,6 +64,16 @@ struct RuleNameLabels {
 struct SourceLabels {
     source: String,
 }
+
+/// The bounds of the latency histograms (a webhook's acknowledgement, its first order and fill, a journal commit), in
+/// microseconds: 100 µs to 10 s.
+pub const LATENCY_BOUNDS_MICROS: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// The bounds of the events-per-commit histogram: group commit at work shows as the upper buckets filling.
+pub const COMMIT_EVENTS_BOUNDS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 
 /// A rule's latency, from its event's arrival to its action taken, in seconds.
 const RULE_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -300,10 +311,14 @@ pub struct Snapshot {
     pub refusals: BTreeMap<String, BTreeMap<&'static str, u64>>,
     /// Risk denials by code since the log began, from the ledger.
     pub denials: BTreeMap<String, u64>,
-    pub ack: Summary,
-    pub signal_to_order: Summary,
-    pub signal_to_fill: Summary,
+    /// Latencies read at `LATENCY_BOUNDS_MICROS`.
+    pub ack: Buckets,
+    pub signal_to_order: Buckets,
+    pub signal_to_fill: Buckets,
     pub journal: JournalStats,
+    /// Commit durations at `LATENCY_BOUNDS_MICROS`, and events per commit at `COMMIT_EVENTS_BOUNDS`.
+    pub journal_commit: Buckets,
+    pub journal_commit_events: Buckets,
     pub backlog_signals: usize,
     pub admission_in_use: usize,
     pub admission_limit: usize,
@@ -356,21 +371,38 @@ impl Collector for Snapshot {
             "Orders risk denied since the log began, by reason",
             denials,
         )?;
-        for (name, what, summary) in [
-            ("ack_latency", "Webhook arrival to its 202", &self.ack),
+        let micros = |v: u64| v as f64 / 1e6;
+        for (name, what, buckets) in [
             (
-                "signal_to_order",
+                "ack_latency_seconds",
+                "Webhook arrival to its 202",
+                &self.ack,
+            ),
+            (
+                "signal_to_order_seconds",
                 "Webhook arrival to its first order leaving for the venue",
                 &self.signal_to_order,
             ),
             (
-                "signal_to_fill",
+                "signal_to_fill_seconds",
                 "Webhook arrival to its first fill",
                 &self.signal_to_fill,
             ),
+            (
+                "journal_commit_seconds",
+                "A journal commit, begin to durable",
+                &self.journal_commit,
+            ),
         ] {
-            latency(&mut e, name, what, summary)?;
+            histogram(&mut e, name, what, buckets, micros)?;
         }
+        histogram(
+            &mut e,
+            "journal_commit_events",
+            "Events made durable by one commit (one fsync)",
+            &self.journal_commit_events,
+            |n| n as f64,
+        )?;
         let j = &self.journal;
         counter(
             &mut e,
@@ -389,19 +421,6 @@ impl Collector for Snapshot {
             "journal_events",
             "Events written to the journal",
             j.events,
-        )?;
-        let seconds = |micros: u64| micros as f64 / 1e6;
-        counter(
-            &mut e,
-            "journal_commit_seconds",
-            "Time spent committing, begin to durable",
-            seconds(j.commit_micros_total),
-        )?;
-        gauge(
-            &mut e,
-            "journal_commit_seconds_max",
-            "The slowest commit",
-            seconds(j.commit_micros_max),
         )?;
         gauge(
             &mut e,
@@ -493,30 +512,28 @@ impl Collector for Snapshot {
 }
 
 /// A latency summary as gauges by quantile (`1` is the maximum), in seconds, with its observation count.
-fn latency(
+/// A histogram read from the daemon's own (`Buckets`), its values scaled to the unit the name ends in.
+fn histogram(
     e: &mut DescriptorEncoder,
     name: &str,
-    what: &str,
-    s: &Summary,
+    help: &str,
+    b: &Buckets,
+    unit: impl Fn(u64) -> f64,
 ) -> Result<(), std::fmt::Error> {
-    let seconds = |micros: u64| micros as f64 / 1e6;
-    let quantiles = [
-        ("0.5", s.p50),
-        ("0.99", s.p99),
-        ("0.999", s.p999),
-        ("1", s.max),
-    ]
-    .map(|(q, micros)| ([("quantile", q)], seconds(micros)));
-    let help = format!("{what}, by quantile since the daemon started (1: the longest)");
-    family(
-        e,
-        &format!("{name}_seconds"),
-        &help,
-        MetricType::Gauge,
-        quantiles.into_iter(),
-    )?;
-    let help = format!("Latencies summarised in {name}_seconds");
-    counter(e, &format!("{name}_observations"), &help, s.count)
+    let buckets: Vec<(f64, u64)> = b
+        .buckets
+        .iter()
+        .map(|&(bound, n)| {
+            let le = if bound == u64::MAX {
+                f64::INFINITY
+            } else {
+                unit(bound)
+            };
+            (le, n)
+        })
+        .collect();
+    e.encode_descriptor(name, &format!("{help}."), None, MetricType::Histogram)?
+        .encode_histogram::<NoLabelSet>(unit(b.sum), b.count, &buckets, None)
 }
 
 fn money(value: Decimal) -> f64 {
@@ -583,16 +600,20 @@ mod tests {
         Snapshot {
             refusals: BTreeMap::from([("tv".to_string(), BTreeMap::from([("bad_passphrase", 3)]))]),
             denials: BTreeMap::from([("notional_above_limit".to_string(), 2)]),
-            ack: Summary {
+            ack: Buckets {
                 count: 5,
-                p50: 1_500,
-                p99: 20_000,
-                p999: 20_000,
-                max: 20_000,
+                sum: 26_000,
+                buckets: vec![(1_000, 1), (2_500, 3), (25_000, 1), (u64::MAX, 0)],
             },
-            signal_to_order: Summary::default(),
-            signal_to_fill: Summary::default(),
+            signal_to_order: Buckets::default(),
+            signal_to_fill: Buckets::default(),
             journal: JournalStats::default(),
+            journal_commit: Buckets::default(),
+            journal_commit_events: Buckets {
+                count: 2,
+                sum: 40,
+                buckets: vec![(1, 0), (64, 2), (u64::MAX, 0)],
+            },
             backlog_signals: 4,
             admission_in_use: 4,
             admission_limit: 1024,
@@ -623,9 +644,15 @@ mod tests {
             r#"sentinel_webhooks_total{source="tv",answer="500"} 1"#,
             r#"sentinel_refusals_total{source="tv",reason="bad_passphrase"} 3"#,
             r#"sentinel_denials_total{reason="notional_above_limit"} 2"#,
-            r#"sentinel_ack_latency_seconds{quantile="0.5"} 0.0015"#,
-            r#"sentinel_ack_latency_seconds{quantile="1"} 0.02"#,
-            "sentinel_ack_latency_observations_total 5",
+            "# TYPE sentinel_ack_latency_seconds histogram",
+            r#"sentinel_ack_latency_seconds_bucket{le="0.001"} 1"#,
+            r#"sentinel_ack_latency_seconds_bucket{le="0.0025"} 4"#,
+            r#"sentinel_ack_latency_seconds_bucket{le="0.025"} 5"#,
+            r#"sentinel_ack_latency_seconds_bucket{le="+Inf"} 5"#,
+            "sentinel_ack_latency_seconds_count 5",
+            "sentinel_ack_latency_seconds_sum 0.026",
+            r#"sentinel_journal_commit_events_bucket{le="64.0"} 2"#,
+            "sentinel_journal_commit_events_sum 40.0",
             r#"sentinel_trading_state{state="reducing"} 1"#,
             r#"sentinel_trading_state{state="active"} 0"#,
             "sentinel_equity 12345.67",

@@ -118,6 +118,33 @@ impl Scrape {
             .sum()
     }
 
+    /// A histogram's buckets never decrease with their bound, and the last (`+Inf`) counts everything.
+    fn assert_cumulative(&self, name: &str) {
+        let bucket = format!("{name}_bucket{{le=\"");
+        let mut buckets: Vec<(f64, f64)> = self
+            .samples
+            .iter()
+            .filter_map(|(series, &n)| {
+                let le = series.strip_prefix(&bucket)?.strip_suffix("\"}")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, n))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(buckets.len() > 2, "{name} has buckets");
+        assert!(
+            buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{name}: {buckets:?}"
+        );
+        let (last, all) = buckets[buckets.len() - 1];
+        assert_eq!(last, f64::INFINITY, "{name}");
+        assert_eq!(all, self.value(&format!("{name}_count")), "{name}");
+    }
+
     fn names(&self) -> BTreeSet<&str> {
         self.samples
             .keys()
@@ -182,8 +209,10 @@ async fn metrics_parse_and_move_with_webhooks_and_signals() {
         "sentinel_equity",
         "sentinel_open_positions",
         "sentinel_log_offset",
-        "sentinel_ack_latency_seconds",
+        "sentinel_ack_latency_seconds_count",
         "sentinel_journal_commits_total",
+        "sentinel_journal_commit_seconds_bucket",
+        "sentinel_journal_commit_events_bucket",
     ] {
         assert!(
             before.names().contains(gauge),
@@ -216,7 +245,27 @@ async fn metrics_parse_and_move_with_webhooks_and_signals() {
     );
     assert_eq!(after.value(FILLED), before.value(FILLED) + 1.0);
     assert_eq!(after.value("sentinel_open_positions"), 1.0);
-    assert_eq!(after.value("sentinel_ack_latency_observations_total"), 1.0);
+    assert_eq!(after.value("sentinel_ack_latency_seconds_count"), 1.0);
+    for histogram in [
+        "sentinel_ack_latency_seconds",
+        "sentinel_signal_to_fill_seconds",
+        "sentinel_journal_commit_seconds",
+        "sentinel_journal_commit_events",
+    ] {
+        after.assert_cumulative(histogram);
+    }
+    // Every commit is in both journal histograms, and every event in the size histogram's sum.
+    let commits = after.value("sentinel_journal_commits_total");
+    assert!(commits > before.value("sentinel_journal_commits_total"));
+    assert_eq!(
+        after.value("sentinel_journal_commit_seconds_count"),
+        commits
+    );
+    assert_eq!(after.value("sentinel_journal_commit_events_count"), commits);
+    assert_eq!(
+        after.value("sentinel_journal_commit_events_sum"),
+        after.value("sentinel_journal_events_total")
+    );
     assert!(after.value("sentinel_log_offset") > before.value("sentinel_log_offset"));
 
     // A wrong passphrase: answered 401, and counted as a refusal by reason.

@@ -31,30 +31,99 @@ pub struct Summary {
     pub max: u64,
 }
 
-/// The three histograms; recorded from any thread (each lock is held for a few nanoseconds).
+/// A histogram read at fixed bounds, the way Prometheus exports one: each bucket's own count (not cumulative), the
+/// last bucket unbounded (`u64::MAX`), and the sum of the values as the histogram holds them (three significant
+/// digits).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Buckets {
+    pub count: u64,
+    pub sum: u64,
+    pub buckets: Vec<(u64, u64)>,
+}
+
+/// One bounded histogram of whole numbers (microseconds, or a count per commit), recorded from any thread: each lock
+/// is held for a few nanoseconds.
+pub struct Recorded {
+    histogram: Mutex<Histogram<u64>>,
+    highest: u64,
+}
+
+impl Recorded {
+    /// Values up to `highest` are kept to three significant digits; larger ones count as `highest`.
+    pub fn new(highest: u64) -> Recorded {
+        Recorded {
+            histogram: Mutex::new(
+                Histogram::new_with_bounds(1, highest.max(2), 3).expect("valid histogram bounds"),
+            ),
+            highest,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Histogram<u64>> {
+        self.histogram.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn record(&self, value: u64) {
+        let _ = self.lock().record(value.min(self.highest));
+    }
+
+    pub fn summary(&self) -> Summary {
+        let h = self.lock();
+        Summary {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+
+    /// The counts at `bounds` (ascending, inclusive upper bounds) plus the unbounded bucket.
+    pub fn buckets(&self, bounds: &[u64]) -> Buckets {
+        let mut buckets: Vec<(u64, u64)> = bounds
+            .iter()
+            .chain(std::iter::once(&u64::MAX))
+            .map(|&b| (b, 0))
+            .collect();
+        // A copy (about 30 KiB) is read outside the lock, so a scrape never holds up a webhook's ack being recorded.
+        let h = self.lock().clone();
+        let mut sum = 0u64;
+        for v in h.iter_recorded() {
+            let (value, n) = (
+                h.median_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            );
+            sum = sum.saturating_add(value.saturating_mul(n));
+            let i = bounds.partition_point(|&b| b < value);
+            buckets[i].1 += n;
+        }
+        Buckets {
+            count: h.len(),
+            sum,
+            buckets,
+        }
+    }
+}
+
+/// The three latency histograms, in microseconds.
 pub struct Latencies {
-    ack: Mutex<Histogram<u64>>,
-    signal_to_order: Mutex<Histogram<u64>>,
-    signal_to_fill: Mutex<Histogram<u64>>,
+    ack: Recorded,
+    signal_to_order: Recorded,
+    signal_to_fill: Recorded,
 }
 
 impl Default for Latencies {
     fn default() -> Self {
-        let histogram = || {
-            Mutex::new(
-                Histogram::new_with_bounds(1, HIGHEST_MICROS, 3).expect("valid histogram bounds"),
-            )
-        };
         Self {
-            ack: histogram(),
-            signal_to_order: histogram(),
-            signal_to_fill: histogram(),
+            ack: Recorded::new(HIGHEST_MICROS),
+            signal_to_order: Recorded::new(HIGHEST_MICROS),
+            signal_to_fill: Recorded::new(HIGHEST_MICROS),
         }
     }
 }
 
 impl Latencies {
-    fn histogram(&self, span: Span) -> &Mutex<Histogram<u64>> {
+    pub fn of(&self, span: Span) -> &Recorded {
         match span {
             Span::Ack => &self.ack,
             Span::SignalToOrder => &self.signal_to_order,
@@ -63,26 +132,12 @@ impl Latencies {
     }
 
     pub fn record(&self, span: Span, took: Duration) {
-        let micros = (took.as_micros() as u64).clamp(1, HIGHEST_MICROS);
-        let mut histogram = self
-            .histogram(span)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let _ = histogram.record(micros);
+        self.of(span)
+            .record(took.as_micros().min(u64::MAX as u128) as u64);
     }
 
     pub fn summary(&self, span: Span) -> Summary {
-        let histogram = self
-            .histogram(span)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        Summary {
-            count: histogram.len(),
-            p50: histogram.value_at_quantile(0.5),
-            p99: histogram.value_at_quantile(0.99),
-            p999: histogram.value_at_quantile(0.999),
-            max: histogram.max(),
-        }
+        self.of(span).summary()
     }
 }
 
@@ -104,5 +159,27 @@ mod tests {
         assert_eq!(l.summary(Span::SignalToOrder).count, 0);
         // Past the highest value it counts as the highest.
         assert!(l.summary(Span::SignalToFill).max >= HIGHEST_MICROS - 100_000);
+    }
+
+    #[test]
+    fn buckets_count_each_value_once_at_its_bound() {
+        let r = Recorded::new(HIGHEST_MICROS);
+        for micros in [50, 100, 101, 900, 1_000, 5_000, 70_000_000] {
+            r.record(micros);
+        }
+        let b = r.buckets(&[100, 1_000]);
+        // 50 and 100 at or below 100; 101, 900 and 1000 at or below 1000; the rest above.
+        assert_eq!(b.buckets, vec![(100, 2), (1_000, 3), (u64::MAX, 2)]);
+        assert_eq!(b.count, 7);
+        let exact = 50 + 100 + 101 + 900 + 1_000 + 5_000 + HIGHEST_MICROS;
+        assert!(
+            b.sum.abs_diff(exact) * 1000 <= exact,
+            "{} vs {exact}",
+            b.sum
+        );
+        assert_eq!(
+            Recorded::new(10).buckets(&[1]).buckets,
+            vec![(1, 0), (u64::MAX, 0)]
+        );
     }
 }

@@ -5,7 +5,7 @@ use sentinel_actors::latency::Span;
 use sentinel_actors::messages::GetTradingState;
 
 use super::AppState;
-use crate::metrics::{Snapshot, VenueStanding};
+use crate::metrics::{Snapshot, VenueStanding, COMMIT_EVENTS_BOUNDS, LATENCY_BOUNDS_MICROS};
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -15,13 +15,22 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let view = state.view.borrow().clone();
     let portfolio = &view.portfolio;
     let latencies = &state.latencies;
+    let (journal_commit, journal_commit_events) = state
+        .journal
+        .commit_histograms(&LATENCY_BOUNDS_MICROS, &COMMIT_EVENTS_BOUNDS);
     let snapshot = Snapshot {
         refusals: state.refusals.snapshot(),
         denials: view.limits.denials.clone(),
-        ack: latencies.summary(Span::Ack),
-        signal_to_order: latencies.summary(Span::SignalToOrder),
-        signal_to_fill: latencies.summary(Span::SignalToFill),
+        ack: latencies.of(Span::Ack).buckets(&LATENCY_BOUNDS_MICROS),
+        signal_to_order: latencies
+            .of(Span::SignalToOrder)
+            .buckets(&LATENCY_BOUNDS_MICROS),
+        signal_to_fill: latencies
+            .of(Span::SignalToFill)
+            .buckets(&LATENCY_BOUNDS_MICROS),
         journal: state.journal.stats(),
+        journal_commit,
+        journal_commit_events,
         backlog_signals: view.pending,
         admission_in_use: state.admission.in_use(),
         admission_limit: state.admission.limit(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use sentinel_actors::event::{Event, Offset, Stamped};
+use sentinel_actors::latency::{Buckets, Recorded};
 use sentinel_actors::log::{Clock, EventLog, LogError, Receipt};
 use sentinel_actors::types::Timestamp;
 use serde::Serialize;
@@ -51,15 +52,36 @@ pub struct JournalStats {
     pub commit_micros_max: u64,
 }
 
-#[derive(Debug, Default)]
+/// The longest commit kept as itself in the histogram (a minute), and the most events one commit can hold.
+const HIGHEST_COMMIT_MICROS: u64 = 60_000_000;
+const HIGHEST_COMMIT_EVENTS: u64 = 1 << 20;
+
 pub(super) struct Stats {
     commits: AtomicU64,
     batches: AtomicU64,
     events: AtomicU64,
     micros_total: AtomicU64,
     micros_max: AtomicU64,
+    /// Each commit's duration (microseconds) and size (events), for the metrics' histograms.
+    commit_micros: Recorded,
+    commit_events: Recorded,
     /// The last commit that wrote or failed to write a batch failed (a full disk, a lock held elsewhere).
     failing: AtomicBool,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            commits: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            micros_total: AtomicU64::new(0),
+            micros_max: AtomicU64::new(0),
+            commit_micros: Recorded::new(HIGHEST_COMMIT_MICROS),
+            commit_events: Recorded::new(HIGHEST_COMMIT_EVENTS),
+            failing: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Stats {
@@ -70,6 +92,8 @@ impl Stats {
         self.events.fetch_add(events, Ordering::Relaxed);
         self.micros_total.fetch_add(micros, Ordering::Relaxed);
         self.micros_max.fetch_max(micros, Ordering::Relaxed);
+        self.commit_micros.record(micros);
+        self.commit_events.record(events);
     }
 
     pub fn set_failing(&self, failing: bool) {
@@ -145,6 +169,14 @@ impl Journal {
             commit_micros_total: s.micros_total.load(Ordering::Relaxed),
             commit_micros_max: s.micros_max.load(Ordering::Relaxed),
         }
+    }
+
+    /// Commit durations (microseconds) and sizes (events) read at `micros` and `events` bounds.
+    pub fn commit_histograms(&self, micros: &[u64], events: &[u64]) -> (Buckets, Buckets) {
+        (
+            self.stats.commit_micros.buckets(micros),
+            self.stats.commit_events.buckets(events),
+        )
     }
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
