@@ -189,6 +189,36 @@ async fn wrong_side_unsupported_and_invalid_fields_are_refused_and_place_nothing
             "qty",
         ),
         (json!({"signal": "BUY", "price": 100, "sl": "95"}), "sl"),
+        // Sentinel's own fields spelled another way would be ignored: a limit entry filled at market, a reduce-only
+        // close opening a position. They are refused, naming the spelling Sentinel reads.
+        (
+            json!({"action": "open_long", "price": 100, "orderType": "limit", "limit_price": 90}),
+            "order_type",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "limitPrice": 90}),
+            "limit_price",
+        ),
+        (
+            json!({"action": "buy", "price": 100, "reduceOnly": true}),
+            "reduce_only",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "Stop-Loss": "2%"}),
+            "stop_loss",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "type": "LIMIT", "price_limit": 90}),
+            "order_type",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "positionSide": "SHORT"}),
+            "position_side",
+        ),
+        (
+            json!({"action": "open_long", "price": 100, "marginType": "CROSSED"}),
+            "margin_type",
+        ),
         (
             json!({"action": "reverse", "price": 100, "reduce_only": true}),
             "reduce_only",

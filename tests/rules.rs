@@ -242,22 +242,22 @@ then = { action = "pause_all" }
 async fn a_value_flapping_around_its_threshold_trades_once_per_crossing_and_once_per_cooldown() {
     let daemon = Daemon::start(&config(
         r#"
-# Hysteresis: fires above 10, again only after the value fell below 5.
+# Hysteresis: buys above 10, again only after the value fell below 5.
 [[rules]]
 name = "hysteresis"
 on = "gauge"
 when = "value > 10"
 rearm_when = "value < 5"
 cooldown_secs = 0
-then = { action = "pause" }
+then = { action = "open_long", position_size = "0.01" }
 
-# Cooldown: fires on each rise above 10, at most once a minute.
+# Cooldown: buys on each rise above 10, at most once a minute.
 [[rules]]
 name = "cooldown"
 on = "gauge"
 when = "value > 10"
 cooldown_secs = 60
-then = { action = "pause" }
+then = { action = "open_long", position_size = "0.02" }
 "#,
     ));
     let client = daemon.client();
@@ -265,13 +265,18 @@ then = { action = "pause" }
     for (i, value) in values.iter().enumerate() {
         let (status, answer) = signed_event(
             &client,
-            json!({"event": "gauge", "symbol": "ETHUSDT", "value": value, "id": format!("g{i}")}),
+            json!({"event": "gauge", "symbol": "ETHUSDT", "value": value, "price": 3000,
+                   "id": format!("g{i}")}),
         )
         .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     }
     // Three firings are expected; a fourth would show within the next half second.
-    fired(&daemon, 3).await;
+    let firings = fired(&daemon, 3).await;
+    for firing in &firings {
+        let record = rule_signal(&client, firing).await;
+        assert_eq!(record["status"], "filled", "{record}");
+    }
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     let observed = events(&daemon, "observed");
     assert_eq!(observed.len(), values.len());
@@ -295,6 +300,14 @@ then = { action = "pause" }
         ],
         "four rises above 10 in a minute: the cooldown rule fired once, the hysteresis rule once per re-arm"
     );
+    // What a trader checks: three buys, and the position they add up to.
+    let orders = client.get("/api/orders?limit=100").await["orders"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(orders, 3, "one order per firing");
+    let position = client.position("ETHUSDT").await.expect("a long is open");
+    assert_eq!(position["quantity"], "0.04", "{position}");
 }
 
 #[actix_web::test]

@@ -14,7 +14,7 @@ use super::{FieldError, RawPayload};
 
 /// Fields other bots and exchanges use that would change what an order means, and that Sentinel does not act on:
 /// each is refused, naming it, with what to write instead.
-const UNSUPPORTED: [(&str, &str); 19] = [
+const UNSUPPORTED: [(&str, &str); 20] = [
     (
         "stop_price",
         "stop entries are not supported: send a market order",
@@ -49,17 +49,68 @@ const UNSUPPORTED: [(&str, &str); 19] = [
     ("contracts", "the size is read from `position_size`"),
     ("sl", "the stop is read from `stop_loss`"),
     ("tp", "the target is read from `take_profit`"),
-    ("stoploss", "the stop is read from `stop_loss`"),
-    ("takeprofit", "the target is read from `take_profit`"),
     (
         "break_even",
         "send `\"action\": \"move_stop_to_breakeven\"`",
     ),
+    (
+        "position_side",
+        "hedge-mode sides are not supported: positions are one-way, opened by `open_long` or `open_short`",
+    ),
+    (
+        "margin_type",
+        "the margin mode is not chosen per order: set `margin_mode` on the symbol in config.toml",
+    ),
+    (
+        "margin_mode",
+        "the margin mode is not chosen per order: set `margin_mode` on the symbol in config.toml",
+    ),
 ];
 
-/// Refuses a payload holding a field that would change the order's meaning and that Sentinel does not support.
-/// Keys are compared without regard to case; any `trailing_*` key but `trailing_stop` itself is a trailing stop
-/// written some other way.
+/// The fields Sentinel reads that change what an order is, by their one spelling. The same name written another
+/// way (`reduceOnly`, `Order-Type`, `limitprice`) is refused rather than ignored: ignored, it would turn a limit
+/// entry into a market order or a reduce-only close into an opening order.
+const ORDER_FIELDS: [&str; 13] = [
+    "action",
+    "signal",
+    "position_size",
+    "leverage",
+    "reduce_only",
+    "stop_loss",
+    "take_profit",
+    "trailing_stop",
+    "order_type",
+    "limit_price",
+    "time_in_force",
+    "expires_at",
+    "market_position_size",
+];
+
+/// Order types under the names exchanges and their client libraries use; a `type` holding one of them is an order
+/// type written the venue's way.
+const VENUE_ORDER_TYPES: [&str; 8] = [
+    "market",
+    "limit",
+    "stop",
+    "stop_market",
+    "stop_limit",
+    "take_profit",
+    "take_profit_market",
+    "trailing_stop_market",
+];
+
+/// A field name without case, `_`, `-` or spaces: `reduceOnly`, `reduce-only` and `REDUCE_ONLY` are one name.
+fn loose(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, '_' | '-' | ' '))
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Refuses a payload holding a field that would change the order's meaning and that Sentinel does not support, or
+/// one of its own order fields spelled another way. Keys are compared without regard to case, `_`, `-` or spaces;
+/// any `trailing_*` key but `trailing_stop` itself is a trailing stop written some other way, and a `type` holding
+/// an order type is `order_type` written the venue's way.
 pub(super) fn refuse_unsupported(raw: &RawPayload) -> Result<(), FieldError> {
     // The order type first: it is what a sender of `limit_price` or `time_in_force` meant to change.
     if let Some(value) = raw.get("order_type") {
@@ -71,12 +122,32 @@ pub(super) fn refuse_unsupported(raw: &RawPayload) -> Result<(), FieldError> {
             ));
         }
     }
-    for key in raw.0.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k) {
-        let lower = key.to_ascii_lowercase();
-        if let Some((name, why)) = UNSUPPORTED.iter().find(|(name, _)| *name == lower) {
-            return Err(FieldError::new(name, *why));
+    for (key, value) in raw.0.iter().filter(|(_, v)| !v.is_null()) {
+        if ORDER_FIELDS.contains(&key.as_str()) {
+            continue;
         }
-        if lower.starts_with("trailing") && key != "trailing_stop" {
+        let name = loose(key);
+        if let Some(field) = ORDER_FIELDS.iter().find(|f| loose(f) == name) {
+            return Err(FieldError::new(
+                field,
+                format!("`{key}` is not read: write `{field}`"),
+            ));
+        }
+        if let Some((field, why)) = UNSUPPORTED.iter().find(|(f, _)| loose(f) == name) {
+            return Err(FieldError::new(field, *why));
+        }
+        if name == "type" {
+            if let Some(kind) = value
+                .as_str()
+                .filter(|k| VENUE_ORDER_TYPES.iter().any(|t| loose(t) == loose(k)))
+            {
+                return Err(FieldError::new(
+                    "order_type",
+                    format!("`type` is not read: write `\"order_type\": \"market\"` or `\"limit\"` (got `{kind}`)"),
+                ));
+            }
+        }
+        if name.starts_with("trailing") && key != "trailing_stop" {
             return Err(FieldError::new(
                 "trailing_stop",
                 format!("`{key}` is not read: write `\"trailing_stop\": \"1%\"`"),
@@ -531,5 +602,39 @@ mod tests {
         assert_eq!(reduce_only(&raw(r#"{"reduce_only":true}"#)), Ok(true));
         assert_eq!(reduce_only(&raw(r#"{"reduce_only":"false"}"#)), Ok(false));
         assert!(reduce_only(&raw(r#"{"reduce_only":1}"#)).is_err());
+    }
+
+    fn refused(body: &str) -> Option<&'static str> {
+        refuse_unsupported(&raw(body)).err().map(|e| e.field)
+    }
+
+    #[test]
+    fn order_fields_spelled_another_way_are_refused_by_the_spelling_read() {
+        for (body, field) in [
+            (r#"{"action":"buy","reduceOnly":true}"#, "reduce_only"),
+            (r#"{"action":"buy","REDUCE-ONLY":true}"#, "reduce_only"),
+            (r#"{"action":"buy","TimeInForce":"IOC"}"#, "time_in_force"),
+            (r#"{"action":"buy","takeProfit":"3%"}"#, "take_profit"),
+            (r#"{"action":"buy","stoploss":"3%"}"#, "stop_loss"),
+            (r#"{"action":"buy","type":"stop_market"}"#, "order_type"),
+            (
+                r#"{"action":"buy","Position Side":"LONG"}"#,
+                "position_side",
+            ),
+            (r#"{"action":"buy","Qty":1}"#, "qty"),
+        ] {
+            assert_eq!(refused(body), Some(field), "{body}");
+        }
+    }
+
+    #[test]
+    fn fields_that_do_not_change_the_order_pass() {
+        for body in [
+            r#"{"action":"buy","reduce_only":true,"stop_loss":"2%","order_type":"market"}"#,
+            r#"{"action":"buy","type":"alert","interval":"15","exchange":"BINANCE"}"#,
+            r#"{"action":"buy","reduceOnly":null}"#,
+        ] {
+            assert_eq!(refused(body), None, "{body}");
+        }
     }
 }
