@@ -157,6 +157,23 @@ path = "journal.db"
         common::start_binary(&dir.join("config.toml"), &env)
     }
 
+    /// Whether each of `ids` is finished in the journal at `dir`, and how many fills it has.
+    fn outcomes(dir: &Path, ids: &[String]) -> Vec<(bool, i64)> {
+        let conn = rusqlite::Connection::open(dir.join("journal.db")).unwrap();
+        ids.iter()
+            .map(|id| {
+                conn.query_row(
+                    "SELECT s.status IS NOT NULL,
+                            (SELECT COUNT(*) FROM events e WHERE e.signal_id = s.signal_id AND e.kind = 'filled')
+                     FROM signals s WHERE s.signal_id = ?1",
+                    [id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .unwrap_or_else(|e| panic!("{id} acknowledged but not in the journal: {e}"))
+            })
+            .collect()
+    }
+
     fn signal(child: &Child, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &child.id().to_string()])
@@ -273,6 +290,75 @@ path = "journal.db"
         }
     }
 
+    #[actix_web::test]
+    async fn a_second_sigterm_exits_at_once_and_the_next_start_finishes_what_was_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each order takes the paper venue a second: twenty signals take many seconds to drain.
+        let text = config("shutdown_deadline_secs = 120").replacen(
+            "latency_ms = 150",
+            "latency_ms = 1000",
+            1,
+        );
+        let (mut child, base, _) = start(dir.path(), &text, &[]);
+        let http = awc::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .finish();
+        let mut accepted = Vec::new();
+        for n in 0..20 {
+            let (code, answer, _) = post(&http, &base, entry(n, 2)).await.unwrap();
+            assert_eq!(code, 202, "{answer}");
+            accepted.push(answer["signal_id"].as_str().unwrap().to_string());
+        }
+        signal(&child, "TERM");
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        signal(&child, "TERM");
+        // At once: far sooner than the drain would take, and not a clean exit.
+        let status = exit_within(&mut child, Duration::from_secs(5));
+        assert!(!status.success(), "exit status {status}");
+        let unfinished = outcomes(dir.path(), &accepted)
+            .iter()
+            .filter(|(finished, _)| !finished)
+            .count();
+        assert!(unfinished > 0, "everything finished before the second stop");
+
+        // The next start finishes every acknowledged signal, each with one fill: ten 0.1 entries per symbol.
+        let (mut child, _, api) = start(dir.path(), &text, &[]);
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let outcomes = outcomes(dir.path(), &accepted);
+            if outcomes.iter().all(|(finished, _)| *finished) {
+                assert!(
+                    outcomes.iter().all(|(_, fills)| *fills == 1),
+                    "{outcomes:?}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "unfinished after the restart: {outcomes:?}"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut res = http
+            .get(format!("{api}/api/positions"))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let positions: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+        for symbol in ["BTCUSDT", "ETHUSDT"] {
+            let position = positions["positions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["symbol"] == symbol)
+                .unwrap_or_else(|| panic!("no {symbol} position: {positions}"));
+            assert_eq!(position["quantity"], "1", "{position}");
+        }
+        signal(&child, "TERM");
+        assert!(exit_within(&mut child, Duration::from_secs(30)).success());
+    }
+
     /// The outcome of an entry at `leverage` on BTCUSDT: its status and, if denied, the reason's code.
     async fn entry_outcome(
         http: &awc::Client,
@@ -284,6 +370,18 @@ path = "journal.db"
         let (code, answer, _) = post(http, base, entry(2 * n, leverage)).await.unwrap();
         assert_eq!(code, 202, "{answer}");
         let id = answer["signal_id"].as_str().unwrap().to_string();
+        let record = signal_record(http, api, &id).await;
+        let reason = record["outcome"]["reason"]["code"]
+            .as_str()
+            .unwrap_or_default();
+        (
+            record["status"].as_str().unwrap().to_string(),
+            reason.to_string(),
+        )
+    }
+
+    /// The signal's record from `/api/signals` once it is finished (at most 10 s).
+    async fn signal_record(http: &awc::Client, api: &str, id: &str) -> Value {
         let until = Instant::now() + Duration::from_secs(10);
         loop {
             let mut res = http
@@ -297,16 +395,10 @@ path = "journal.db"
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|s| s["signal"]["id"] == id.as_str())
+                .find(|s| s["signal"]["id"] == id)
                 .cloned();
             if let Some(record) = found.filter(|r| r["status"] != "pending") {
-                let reason = record["outcome"]["reason"]["code"]
-                    .as_str()
-                    .unwrap_or_default();
-                return (
-                    record["status"].as_str().unwrap().to_string(),
-                    reason.to_string(),
-                );
+                return record;
             }
             assert!(Instant::now() < until, "{id} did not finish");
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
@@ -314,33 +406,73 @@ path = "journal.db"
     }
 
     #[actix_web::test]
-    async fn sighup_reloads_risk_limits_and_keeps_what_needs_a_restart() {
+    async fn sighup_reloads_risk_limits_and_secrets_and_keeps_what_needs_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let text = config("");
-        let (mut child, base, api) = start(dir.path(), &text, &[]);
+        std::fs::write(dir.path().join("config.toml"), &text).unwrap();
+        // The passphrase comes from a file (as systemd credentials and Docker secrets do), so it can be rotated.
+        let secret = dir.path().join("tv-passphrase");
+        std::fs::write(&secret, format!("{PASSPHRASE}\n")).unwrap();
+        let secret_env = secret.to_str().unwrap();
+        let (mut child, base, api, logs) = common::start_binary_logged(
+            &dir.path().join("config.toml"),
+            &[
+                ("TEST_TV_PASSPHRASE_FILE", secret_env),
+                ("TEST_READ_TOKEN", READ_TOKEN),
+            ],
+        );
         let http = awc::Client::default();
         assert_eq!(entry_outcome(&http, &base, &api, 1, 5).await.0, "filled");
 
-        // BTCUSDT's highest leverage goes down to 2, and the listen address changes (which needs a restart).
+        // BTCUSDT's highest leverage goes down to 2, the passphrase is rotated, and the listen address changes
+        // (which needs a restart).
         let edited = text
             .replacen("max_leverage = 20", "max_leverage = 2", 1)
             .replacen("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"", 1);
         std::fs::write(dir.path().join("config.toml"), edited).unwrap();
+        let rotated = "a-rotated-passphrase-for-the-test";
+        std::fs::write(&secret, rotated).unwrap();
         signal(&child, "HUP");
+        let warning = logs.wait_for("needs a restart", Duration::from_secs(10));
+        assert!(warning.contains("server"), "{warning}");
+        assert!(!warning.contains(rotated) && !warning.contains(PASSPHRASE));
+
+        // The new passphrase is taken once the reload is in force (a moment after the warning), the old refused.
+        let with_rotated = |n: u64, leverage: u32| {
+            let mut body = entry(2 * n, leverage);
+            body["passphrase"] = json!(rotated);
+            body
+        };
         let until = Instant::now() + Duration::from_secs(10);
-        let mut n = 2;
-        loop {
-            let (status, reason) = entry_outcome(&http, &base, &api, n, 5).await;
-            if status == "denied" {
-                assert_eq!(reason, "leverage_above_limit");
-                break;
+        let answer = loop {
+            let (code, answer, _) = post(&http, &base, with_rotated(2, 5)).await.unwrap();
+            if code == 202 {
+                break answer;
             }
-            assert!(Instant::now() < until, "the reload never took effect");
-            n += 1;
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
+            assert_eq!(code, 401, "{answer}");
+            assert!(
+                Instant::now() < until,
+                "the rotated passphrase was never taken"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut old = entry(1_000, 2);
+        old["id"] = json!("old-passphrase");
+        let (code, refused, _) = post(&http, &base, old).await.unwrap();
+        assert_eq!(code, 401, "{refused}");
+        // The lower leverage limit is in force with it.
+        let id = answer["signal_id"].as_str().unwrap().to_string();
+        let record = signal_record(&http, &api, &id).await;
+        assert_eq!(record["status"], "denied", "{record}");
+        assert_eq!(record["outcome"]["reason"]["code"], "leverage_above_limit");
         // Still serving on the same address: the new listen address waits for a restart.
-        assert_eq!(entry_outcome(&http, &base, &api, 100, 2).await.0, "filled");
+        let (code, answer, _) = post(&http, &base, with_rotated(3, 2)).await.unwrap();
+        assert_eq!(code, 202, "{answer}");
+        let id = answer["signal_id"].as_str().unwrap().to_string();
+        assert_eq!(signal_record(&http, &api, &id).await["status"], "filled");
+        assert!(!logs
+            .wait_for("sentinel is listening", Duration::ZERO)
+            .contains(":1 "));
         signal(&child, "TERM");
         assert!(exit_within(&mut child, Duration::from_secs(15)).success());
     }

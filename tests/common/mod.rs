@@ -508,6 +508,46 @@ pub fn start_binary(
     config: &std::path::Path,
     env: &[(&str, &str)],
 ) -> (std::process::Child, String, String) {
+    let (child, webhooks, api, _) = start_binary_logged(config, env);
+    (child, webhooks, api)
+}
+
+/// What a daemon started by `start_binary_logged` wrote to its log, kept as it runs (the last 10,000 lines).
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>);
+
+impl Logs {
+    const KEPT: usize = 10_000;
+
+    fn push(&self, line: String) {
+        let mut lines = self.0.lock().unwrap();
+        if lines.len() == Self::KEPT {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// The first line holding `text`, waiting for it at most `within`.
+    pub fn wait_for(&self, text: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(line) = self.0.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon did not log {text:?} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `start_binary`, keeping what the daemon logs.
+pub fn start_binary_logged(
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, String, Logs) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
@@ -524,27 +564,29 @@ pub fn start_binary(
     let mut child = command.spawn().expect("the binary starts");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let logs = Logs::default();
+    let kept = logs.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             // `TEST_DAEMON_LOG=1` shows what the daemon logs, for a failing test.
             if std::env::var_os("TEST_DAEMON_LOG").is_some() {
                 eprintln!("daemon: {line}");
             }
-            if !line.contains("sentinel is listening") {
-                continue;
+            if line.contains("sentinel is listening") {
+                let field = |name: &str| {
+                    line.split(&format!("{name}=")).nth(1).map(|rest| {
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .trim_matches('"')
+                            .to_string()
+                    })
+                };
+                if let (Some(listener), Some(addr)) = (field("listener"), field("address")) {
+                    let _ = tx.send((listener, addr));
+                }
             }
-            let field = |name: &str| {
-                line.split(&format!("{name}=")).nth(1).map(|rest| {
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .trim_matches('"')
-                        .to_string()
-                })
-            };
-            if let (Some(listener), Some(addr)) = (field("listener"), field("address")) {
-                let _ = tx.send((listener, addr));
-            }
+            kept.push(line);
         }
     });
     let (mut webhooks, mut api) = (None, None);
@@ -557,7 +599,7 @@ pub fn start_binary(
             _ => api = Some(format!("http://{addr}")),
         }
     }
-    (child, webhooks.unwrap(), api.unwrap())
+    (child, webhooks.unwrap(), api.unwrap(), logs)
 }
 
 /// Every event of `kind` in the journal at `path`, oldest first: (offset, time in ms, data). Read while the daemon
