@@ -254,8 +254,8 @@ async fn drawdown_halts_until_an_operator_resumes() {
     assert_eq!(trading_state(&c).await, "active");
 }
 
-/// The real binary, killed with SIGKILL once the daily loss has tripped: the trip, today's loss and the cooldown
-/// are folded back from the journal.
+/// The real binary, killed with SIGKILL once the daily loss has tripped: the trip, today's loss, the peak equity,
+/// the order count and the cooldown are folded back from the journal.
 #[actix_web::test]
 async fn the_limits_state_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -342,6 +342,17 @@ async fn the_limits_state_survives_sigkill() {
         |v| v["trading_state"] == "reducing",
     )
     .await;
+    // An entry while reducing is denied, and counted.
+    post(
+        base.clone(),
+        json!({"id":"k-reducing","symbol":"ETHUSDT","action":"open_long","price":3000}),
+    )
+    .await;
+    let before = until("the entry is denied", api.clone(), "/api/account", |v| {
+        v["denials"].as_object().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    assert_eq!(before["limits"]["orders_last_minute"], 2, "{before}");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -349,6 +360,10 @@ async fn the_limits_state_survives_sigkill() {
     let account = get(api.clone(), "/api/account").await;
     assert_eq!(account["trading_state"], "reducing", "{account}");
     assert_eq!(account["limits"]["loss_today"], "20", "{account}");
+    // All of it: the day's start equity, the peak and the drawdown from it, the orders in the last minute, and the
+    // denials by reason.
+    assert_eq!(account["limits"], before["limits"]);
+    assert_eq!(account["denials"], before["denials"]);
     // After an operator's resume, the cooldown from the entry before the kill still holds.
     let res = http
         .post(format!("{api}/api/trading-state"))
