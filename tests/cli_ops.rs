@@ -197,12 +197,14 @@ fn json_logs_are_one_object_a_line_and_name_the_signal() {
             }
         });
     }
+    let seen = std::cell::RefCell::new(Vec::new());
     let next = || {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the daemon logs within 30 s");
         let parsed: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        seen.borrow_mut().push(line);
         parsed
     };
     let webhooks = loop {
@@ -211,6 +213,12 @@ fn json_logs_are_one_object_a_line_and_name_the_signal() {
             break line["address"].as_str().unwrap().to_string();
         }
     };
+    // A wrong passphrase first: refused, and logged without the guess.
+    let guess = "a-wrong-guess-at-the-passphrase";
+    let refused =
+        json!({"passphrase":guess,"symbol":"BTCUSDT","action":"open_long","id":"json-log-0"});
+    let (status, answer) = post(&webhooks, "/webhook/tradingview", &refused.to_string());
+    assert_eq!(status, 401, "{answer}");
     let body = json!({"passphrase":PASSPHRASE,"symbol":"BTCUSDT","action":"open_long",
                       "position_size":"0.01","price":"40000","id":"json-log-1"});
     let (status, answer) = post(&webhooks, "/webhook/tradingview", &body.to_string());
@@ -224,6 +232,33 @@ fn json_logs_are_one_object_a_line_and_name_the_signal() {
     };
     let _ = child.kill();
     let _ = child.wait();
+    // Nothing secret in any line: not the passphrase, not a wrong guess at it, not a token.
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        seen.borrow_mut().push(line);
+    }
+    let secrets: Vec<String> = [PASSPHRASE, guess]
+        .into_iter()
+        .map(String::from)
+        .chain(
+            ["TEST_READ_TOKEN", "TEST_ADMIN_TOKEN", "TEST_HMAC_SECRET"]
+                .into_iter()
+                .filter_map(common::test_env),
+        )
+        .collect();
+    assert!(
+        seen.borrow()
+            .iter()
+            .any(|line| line.contains("webhook refused") && line.contains("bad_passphrase")),
+        "the refusal is logged"
+    );
+    for secret in &secrets {
+        assert!(
+            seen.borrow()
+                .iter()
+                .all(|line| !line.contains(secret.as_str())),
+            "a secret in the log"
+        );
+    }
     assert_eq!(done["symbol"], "BTCUSDT", "{done}");
     assert_eq!(done["status"], "filled", "{done}");
     assert_eq!(done["level"], "INFO", "{done}");
