@@ -102,7 +102,7 @@ async fn paper_liquidates_at_the_liquidation_price_with_the_fee_and_a_restart_ag
     let daemon = Daemon::start(&config("fee_rate = \"0.0004\"\nslippage = \"0\"", SOL));
     let c = daemon.client();
     // Short 10 SOL at 100.4, 10x, isolated, with a stop far beyond: LP 110 (see above). Fee 1004 x 0.0004 = 0.4016.
-    c.act(json!({"symbol":"SOLUSDT","action":"open_short","position_size":"10","leverage":10,"price":"100.4","stop_loss":"130"}))
+    let open = c.act(json!({"symbol":"SOLUSDT","action":"open_short","position_size":"10","leverage":10,"price":"100.4","stop_loss":"130"}))
         .await;
     assert_eq!(
         c.position("SOLUSDT").await.unwrap()["liquidation_price"],
@@ -111,13 +111,23 @@ async fn paper_liquidates_at_the_liquidation_price_with_the_fee_and_a_restart_ag
     c.act(json!({"symbol":"SOLUSDT","price":"109.99"})).await;
     assert!(c.position("SOLUSDT").await.is_some(), "short of 110");
     // A gap to 111: closed whole at 110, not at 111.
-    c.act(json!({"symbol":"SOLUSDT","price":"111"})).await;
+    let tick = c.act(json!({"symbol":"SOLUSDT","price":"111"})).await;
     assert!(c.position("SOLUSDT").await.is_none(), "liquidated");
     let all = fills(&c).await;
     assert_eq!(all.len(), 2, "{all:?}");
     let liquidation = &all[1];
     assert!(liquidation["order"].is_null());
     assert_eq!(liquidation["fill"]["reason"], "liquidation");
+    // It names its cause: the signal that opened the short and the tick that crossed the liquidation price.
+    assert_eq!(
+        liquidation["cause"]["opened_by"], open["signal"]["id"],
+        "{liquidation}"
+    );
+    assert_eq!(
+        liquidation["cause"]["tick"], tick["signal"]["id"],
+        "{liquidation}"
+    );
+    assert_eq!(tick["status"], "triggered", "{tick}");
     assert_eq!(liquidation["fill"]["side"], "buy");
     assert_eq!(liquidation["fill"]["quantity"], "10");
     assert_eq!(liquidation["fill"]["price"], "110");

@@ -1,5 +1,5 @@
-//! What an operator reads after the fact: a stop's fill names the signal that opened the position and the tick that
-//! fired it, the tick says it fired something, and the last mark survives a restart.
+//! What an operator reads after the fact: a stop's or a target's fill names the signal that opened the position and
+//! the tick that fired it, the tick says it fired something, and the last mark survives a restart.
 
 mod common;
 
@@ -25,52 +25,57 @@ fn fills(daemon: &Daemon, reason: &str) -> Vec<(Option<String>, Value)> {
 }
 
 #[actix_web::test]
-async fn a_stop_fill_names_the_opening_signal_and_the_tick_that_fired_it() {
+async fn a_stop_or_target_fill_names_the_opening_signal_and_the_tick_that_fired_it() {
     let daemon = Daemon::start(&free_config());
     let c = daemon.client();
-    let open = c
-        .act(
-            json!({"symbol": "BTCUSDT", "action": "open_long", "price": 100,
-                    "position_size": "1", "stop_loss": 95}),
-        )
-        .await;
-    assert_eq!(open["status"], "filled", "{open}");
-    let opened_by = open["signal"]["id"].as_str().unwrap().to_string();
-    // A tick that crosses nothing is a price update; the one that crosses the stop says what it fired.
-    let quiet = c.act(json!({"symbol": "BTCUSDT", "price": 97})).await;
-    assert_eq!(quiet["status"], "ignored", "{quiet}");
-    let tick = c.act(json!({"symbol": "BTCUSDT", "price": 94})).await;
-    assert_eq!(tick["status"], "triggered", "{tick}");
-    let fired = &tick["outcome"]["fills"];
-    assert_eq!(fired[0]["reason"], "stop_loss", "{tick}");
-    assert_eq!(fired[0]["price"], "94", "{tick}");
-    let tick_id = tick["signal"]["id"].as_str().unwrap();
+    // A stop-loss on BTCUSDT, a take-profit on ETHUSDT: (symbol, the exit, its level, a quiet price, the crossing).
+    let exits = [
+        ("BTCUSDT", "stop_loss", 95, 97, 94),
+        ("ETHUSDT", "take_profit", 105, 103, 106),
+    ];
+    for (symbol, exit, level, quiet, crossing) in exits {
+        let mut entry =
+            json!({"symbol": symbol, "action": "open_long", "price": 100, "position_size": "1"});
+        entry[exit] = json!(level);
+        let open = c.act(entry).await;
+        assert_eq!(open["status"], "filled", "{open}");
+        let opened_by = open["signal"]["id"].as_str().unwrap().to_string();
+        // A tick that crosses nothing is a price update; the one that crosses the level says what it fired.
+        let quiet = c.act(json!({"symbol": symbol, "price": quiet})).await;
+        assert_eq!(quiet["status"], "ignored", "{quiet}");
+        let tick = c.act(json!({"symbol": symbol, "price": crossing})).await;
+        assert_eq!(tick["status"], "triggered", "{tick}");
+        let fired = &tick["outcome"]["fills"];
+        assert_eq!(fired[0]["reason"], exit, "{tick}");
+        assert_eq!(fired[0]["price"], crossing.to_string(), "{tick}");
+        let tick_id = tick["signal"]["id"].as_str().unwrap();
 
-    // The journal's fill belongs to the opening signal (its story shows the exit) and names both.
-    let stops = fills(&daemon, "stop_loss");
-    assert_eq!(stops.len(), 1, "{stops:?}");
-    let (signal_id, event) = &stops[0];
-    assert_eq!(signal_id.as_deref(), Some(opened_by.as_str()));
-    assert_eq!(event["cause"]["opened_by"], opened_by.as_str(), "{event}");
-    assert_eq!(event["cause"]["tick"], tick_id, "{event}");
-    assert!(event["order"].is_null(), "{event}");
+        // The journal's fill belongs to the opening signal (its story shows the exit) and names both.
+        let exits = fills(&daemon, exit);
+        assert_eq!(exits.len(), 1, "{exits:?}");
+        let (signal_id, event) = &exits[0];
+        assert_eq!(signal_id.as_deref(), Some(opened_by.as_str()));
+        assert_eq!(event["cause"]["opened_by"], opened_by.as_str(), "{event}");
+        assert_eq!(event["cause"]["tick"], tick_id, "{event}");
+        assert!(event["order"].is_null(), "{event}");
 
-    // `journal tail` shows the tick, and what it fired.
-    let tail = std::process::Command::new(env!("CARGO_BIN_EXE_sentinel"))
-        .args(["journal", "--path"])
-        .arg(daemon.journal_path())
-        .arg("tail")
-        .output()
-        .unwrap();
-    let tail = String::from_utf8_lossy(&tail.stdout);
-    let line = tail
-        .lines()
-        .find(|l| l.contains(tick_id))
-        .unwrap_or_else(|| panic!("no line for the tick in:\n{tail}"));
-    assert!(
-        line.contains("triggered") && line.contains("stop_loss@94"),
-        "{line}"
-    );
+        // `journal tail` shows the tick, and what it fired.
+        let tail = std::process::Command::new(env!("CARGO_BIN_EXE_sentinel"))
+            .args(["journal", "--path"])
+            .arg(daemon.journal_path())
+            .arg("tail")
+            .output()
+            .unwrap();
+        let tail = String::from_utf8_lossy(&tail.stdout);
+        let line = tail
+            .lines()
+            .find(|l| l.contains(tick_id))
+            .unwrap_or_else(|| panic!("no line for the tick in:\n{tail}"));
+        assert!(
+            line.contains("triggered") && line.contains(&format!("{exit}@{crossing}")),
+            "{line}"
+        );
+    }
 }
 
 #[actix_web::test]
