@@ -82,11 +82,35 @@ async fn octobot_lines_open_a_position_with_its_stop() {
     assert_eq!(record["status"], "filled", "{record}");
     assert_eq!(client.position("ETHUSDT").await.unwrap()["quantity"], "0.5");
 
+    // A LIMIT order rests at its PRICE, below the market, and fills when the price comes down to it.
     let (status, answer) = client
         .post(
             "tradingview",
             &format!(
-                "SYMBOL=ETHUSDT;SIGNAL=BUY;ORDER_TYPE=LIMIT;PRICE=2500;PASSPHRASE={PASSPHRASE}"
+                "SYMBOL=ETHUSDT;SIGNAL=BUY;ORDER_TYPE=LIMIT;PRICE=2500;VOLUME=0.5;PASSPHRASE={PASSPHRASE}"
+            ),
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let limit_id = answer["signal_id"].as_str().unwrap().to_string();
+    let record = client.done(&limit_id).await;
+    assert_eq!(record["status"], "resting", "{record}");
+    assert_eq!(client.position("ETHUSDT").await.unwrap()["quantity"], "0.5");
+    client
+        .act(json!({"symbol": "ETHUSDT", "price": 2490}))
+        .await;
+    assert_eq!(client.position("ETHUSDT").await.unwrap()["quantity"], "1");
+    let orders = client.get("/api/orders?limit=10").await;
+    let fill = &orders["orders"][0];
+    assert_eq!(fill["fill"]["price"], "2500", "{orders}");
+
+    // OctoBot's STOP orders are not supported: refused, naming the key.
+    let (status, answer) = client
+        .post(
+            "tradingview",
+            &format!(
+                "SYMBOL=ETHUSDT;SIGNAL=BUY;ORDER_TYPE=STOP;PRICE=3500;PASSPHRASE={PASSPHRASE}"
             ),
             &[("content-type", "text/plain")],
         )

@@ -213,7 +213,8 @@ fn three_commas(map: &mut Map<String, Value>, now: Timestamp) -> Result<(), Fiel
 }
 
 /// OctoBot: `SIGNAL` BUY or SELL, `SYMBOL`, `VOLUME` (an amount of the base asset), `PRICE`, `STOP_PRICE`,
-/// `TAKE_PROFIT_PRICE`, `REDUCE_ONLY`, `ORDER_TYPE` (MARKET), `EXCHANGE` and `TAG` (kept as the comment).
+/// `TAKE_PROFIT_PRICE`, `REDUCE_ONLY`, `ORDER_TYPE` (MARKET, or LIMIT at `PRICE`), `EXCHANGE` and `TAG` (kept as the
+/// comment).
 fn octobot(map: &mut Map<String, Value>) -> Result<(), FieldError> {
     let mut out = Map::new();
     let signal = text(map, "signal")?
@@ -228,17 +229,28 @@ fn octobot(map: &mut Map<String, Value>) -> Result<(), FieldError> {
     out.insert("signal".into(), Value::String(signal));
     let symbol = text(map, "symbol")?.ok_or_else(|| FieldError::new("SYMBOL", "is required"))?;
     out.insert("symbol".into(), Value::String(symbol_of(symbol)));
-    match text(map, "order_type")?
+    // A LIMIT order's PRICE is its limit price; a MARKET order's is the price the alert saw.
+    let limit = match text(map, "order_type")?
         .map(str::to_ascii_uppercase)
         .as_deref()
     {
-        None | Some("MARKET") => {}
+        None | Some("MARKET") => false,
+        Some("LIMIT") => true,
         Some(other) => {
             return Err(FieldError::new(
                 "ORDER_TYPE",
-                format!("`{other}` orders are not supported: MARKET only"),
+                format!("`{other}` orders are not supported: MARKET or LIMIT"),
             ))
         }
+    };
+    if limit {
+        let price = text(map, "price")?
+            .ok_or_else(|| FieldError::new("PRICE", "is required for a LIMIT order"))?;
+        Decimal::from_str(price)
+            .map_err(|_| FieldError::new("PRICE", format!("`{price}` is not a price")))?;
+        out.insert("order_type".into(), Value::String("limit".into()));
+        out.insert("limit_price".into(), Value::String(price.to_string()));
+        map.remove("price");
     }
     if let Some(volume) = text(map, "volume")? {
         if volume.ends_with('%') {
@@ -379,15 +391,22 @@ mod tests {
             translated(reduce).unwrap(),
             json!({"signal": "SELL", "symbol": "ETHUSDT", "reduce_only": true})
         );
+        let limit = "SYMBOL=ETHUSDT;SIGNAL=BUY;ORDER_TYPE=limit;PRICE=2500;VOLUME=1";
+        assert_eq!(
+            translated(limit).unwrap(),
+            json!({"signal": "BUY", "symbol": "ETHUSDT", "order_type": "limit", "limit_price": "2500",
+                   "volume": "1"})
+        );
     }
 
     #[test]
     fn octobot_lines_that_cannot_be_mapped_are_refused_by_name() {
         for (body, field) in [
             (
-                "SYMBOL=BTCUSDT\nSIGNAL=BUY\nORDER_TYPE=LIMIT\nPRICE=1",
+                "SYMBOL=BTCUSDT\nSIGNAL=BUY\nORDER_TYPE=STOP\nPRICE=1",
                 "ORDER_TYPE",
             ),
+            ("SYMBOL=BTCUSDT\nSIGNAL=BUY\nORDER_TYPE=LIMIT", "PRICE"),
             ("SYMBOL=BTCUSDT\nSIGNAL=BUY\nVOLUME=12a%", "VOLUME"),
             ("SYMBOL=BTCUSDT\nSIGNAL=CANCEL", "SIGNAL"),
             (
