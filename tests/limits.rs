@@ -254,6 +254,33 @@ async fn drawdown_halts_until_an_operator_resumes() {
     assert_eq!(trading_state(&c).await, "active");
 }
 
+#[actix_web::test]
+async fn a_symbol_s_own_price_band_and_cooldown_replace_the_account_s() {
+    // ETHUSDT (the harness's last symbol table) sets its own band and cooldown; the account's band is 5 %.
+    let daemon = Daemon::start(&common::config(
+        "fee_rate = \"0\"\nslippage = \"0\"",
+        "max_price_deviation = \"20%\"\nentry_cooldown_secs = 3600\n\n[risk]\nmax_price_deviation = \"5%\"\n",
+    ));
+    let c = daemon.client();
+    c.act(json!({"symbol":"BTCUSDT","price":40000})).await;
+    c.act(json!({"symbol":"ETHUSDT","price":3000})).await;
+    let entry =
+        |symbol: &str, price: u32| json!({"symbol":symbol,"action":"open_long","price":price});
+    // 10 % above the mark: inside ETHUSDT's own 20 %, outside the account's 5 % for BTCUSDT.
+    let eth = c.act(entry("ETHUSDT", 3300)).await;
+    assert_eq!(eth["status"], "filled", "{eth}");
+    let btc = c.act(entry("BTCUSDT", 44000)).await;
+    assert_eq!(denied_code(&btc), "price_deviation");
+    assert_eq!(btc["outcome"]["reason"]["limit_pct"], "5", "{btc}");
+    // ETHUSDT's own hour holds its next entry; BTCUSDT has no cooldown (44000 is its mark now).
+    let eth = c.act(entry("ETHUSDT", 3300)).await;
+    assert_eq!(denied_code(&eth), "cooldown");
+    for _ in 0..2 {
+        let btc = c.act(entry("BTCUSDT", 44000)).await;
+        assert_eq!(btc["status"], "filled", "{btc}");
+    }
+}
+
 /// The real binary, killed with SIGKILL once the daily loss has tripped: the trip, today's loss, the peak equity,
 /// the order count and the cooldown are folded back from the journal.
 #[actix_web::test]
@@ -424,6 +451,35 @@ fn check_config_validates_every_limit_with_its_key_path() {
             "risk.max_orders_per_minute_per_symbol",
             "risk.max_price_deviation",
             "risk.max_signal_age_secs",
+        ],
+        "{problems:?}"
+    );
+
+    // A symbol's own cooldown and band, checked by the same rules under its own path.
+    let symbol = |lines: &str| {
+        sentinel::Config::parse(
+            &common::config("", lines),
+            std::env::temp_dir(),
+            &common::test_env,
+        )
+    };
+    let config = symbol("entry_cooldown_secs = 600\nmax_price_deviation = \"12%\"")
+        .expect("a valid symbol table");
+    let eth =
+        &config.risk.limits.per_symbol[&sentinel_actors::types::Symbol::new("ETHUSDT").unwrap()];
+    assert_eq!(eth.entry_cooldown_ms, Some(600_000));
+    assert_eq!(eth.max_price_deviation, Some("12".parse().unwrap()));
+    assert_eq!(config.risk.limits.per_symbol.len(), 1);
+    let problems = symbol("entry_cooldown_secs = 0\nmax_price_deviation = \"12\"")
+        .expect_err("both keys are wrong");
+    let mut paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+    paths.sort();
+    let last = config.symbols.len() - 1;
+    assert_eq!(
+        paths,
+        [
+            format!("symbols[{last}].entry_cooldown_secs"),
+            format!("symbols[{last}].max_price_deviation"),
         ],
         "{problems:?}"
     );

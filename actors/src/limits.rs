@@ -72,6 +72,15 @@ pub struct Limits {
     pub max_price_deviation: Option<Decimal>,
     /// Oldest a signal may be when its entry is checked, in milliseconds.
     pub max_signal_age_ms: Option<i64>,
+    /// A symbol's own cooldown and price band, in place of the account's (a volatile symbol needs a wider band).
+    pub per_symbol: BTreeMap<Symbol, SymbolLimits>,
+}
+
+/// The limits a `[[symbols]]` table may set for itself; each unset one is the account's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SymbolLimits {
+    pub entry_cooldown_ms: Option<i64>,
+    pub max_price_deviation: Option<Decimal>,
 }
 
 /// What the log says of a signal that has not finished, for the stale-signal and price-sanity checks.
@@ -333,7 +342,28 @@ pub struct Judged<'a> {
 impl Limits {
     /// Whether any check needs the order's signal (so risk waits for the ledger to fold it).
     pub fn needs_signal(&self) -> bool {
-        self.max_signal_age_ms.is_some() || self.max_price_deviation.is_some()
+        self.max_signal_age_ms.is_some()
+            || self.max_price_deviation.is_some()
+            || self
+                .per_symbol
+                .values()
+                .any(|s| s.max_price_deviation.is_some())
+    }
+
+    /// The cooldown between entries on `symbol`: its own, else the account's.
+    fn entry_cooldown_ms(&self, symbol: &Symbol) -> Option<i64> {
+        self.per_symbol
+            .get(symbol)
+            .and_then(|s| s.entry_cooldown_ms)
+            .or(self.entry_cooldown_ms)
+    }
+
+    /// The widest a signal's price may be from the last mark on `symbol`, in percent: its own, else the account's.
+    fn max_price_deviation(&self, symbol: &Symbol) -> Option<Decimal> {
+        self.per_symbol
+            .get(symbol)
+            .and_then(|s| s.max_price_deviation)
+            .or(self.max_price_deviation)
     }
 
     /// Checks an order that opens or grows a position against every configured limit. Orders that shrink a
@@ -346,9 +376,10 @@ impl Limits {
                 return Err(DenyReason::Stale { age_ms, limit_ms });
             }
         }
-        if let (Some(limit_pct), Some(price)) =
-            (self.max_price_deviation, j.signal.and_then(|s| s.price))
-        {
+        if let (Some(limit_pct), Some(price)) = (
+            self.max_price_deviation(symbol),
+            j.signal.and_then(|s| s.price),
+        ) {
             let mark = j.venue_mark.or(j.signal.and_then(|s| s.prior_mark));
             if let Some(mark) = mark {
                 // |price - mark| < 1e13 and x100 stays far inside Decimal; mark > 0.
@@ -367,9 +398,10 @@ impl Limits {
                 }
             }
         }
-        if let (Some(cooldown_ms), Some(last)) =
-            (self.entry_cooldown_ms, j.state.last_entry.get(symbol))
-        {
+        if let (Some(cooldown_ms), Some(last)) = (
+            self.entry_cooldown_ms(symbol),
+            j.state.last_entry.get(symbol),
+        ) {
             let since_ms = j.now.0.saturating_sub(last.0).max(0);
             if since_ms < cooldown_ms {
                 return Err(DenyReason::Cooldown {
@@ -829,6 +861,57 @@ mod tests {
         assert_eq!(
             log.ledger.limits.last_entry[&sym("BTCUSDT")],
             Timestamp(DAY + MIN)
+        );
+    }
+
+    #[test]
+    fn a_symbol_s_own_cooldown_and_price_band_replace_the_account_s() {
+        let mut log = Log::new();
+        log.signal(DAY, "m1", "BTCUSDT", "100", None)
+            .signal(DAY, "m2", "SOLUSDT", "100", None);
+        log.trade(DAY + MIN, "a", "BTCUSDT", Side::Buy, "1", "100", "0");
+        log.trade(DAY + MIN, "b", "SOLUSDT", Side::Buy, "1", "100", "0");
+        log.signal(DAY + 2 * MIN, "c", "SOLUSDT", "108", None)
+            .signal(DAY + 2 * MIN, "d", "BTCUSDT", "108", None);
+        let limits = Limits {
+            entry_cooldown_ms: Some(60_000),
+            max_price_deviation: Some(d("5")),
+            per_symbol: BTreeMap::from([(
+                sym("SOLUSDT"),
+                SymbolLimits {
+                    entry_cooldown_ms: Some(600_000),
+                    max_price_deviation: Some(d("10")),
+                },
+            )]),
+            ..Limits::default()
+        };
+        assert!(limits.needs_signal());
+        // 90 s after each entry: past BTCUSDT's account cooldown, inside SOLUSDT's own ten minutes.
+        let now = DAY + MIN + 90_000;
+        let btc = order("x", "BTCUSDT", Side::Buy, "1", "100");
+        assert_eq!(limits.check(&btc, &log.judged(now, None)), Ok(()));
+        let sol = order("y", "SOLUSDT", Side::Buy, "1", "100");
+        assert_eq!(
+            limits.check(&sol, &log.judged(now, None)),
+            Err(DenyReason::Cooldown {
+                symbol: sym("SOLUSDT"),
+                since_ms: 90_000,
+                cooldown_ms: 600_000,
+            })
+        );
+        // 8 % from the mark: inside SOLUSDT's 10 % band, outside the account's 5 % for BTCUSDT.
+        let later = DAY + 20 * MIN;
+        let c = order("c", "SOLUSDT", Side::Buy, "1", "108");
+        assert_eq!(limits.check(&c, &log.judged(later, Some("c"))), Ok(()));
+        let d_order = order("d", "BTCUSDT", Side::Buy, "1", "108");
+        assert_eq!(
+            limits.check(&d_order, &log.judged(later, Some("d"))),
+            Err(DenyReason::PriceDeviation {
+                price: p("108"),
+                mark: p("100"),
+                deviation_pct: d("8"),
+                limit_pct: d("5"),
+            })
         );
     }
 

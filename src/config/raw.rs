@@ -198,6 +198,9 @@ pub struct RawSymbol {
     pub margin_mode: Option<String>,
     pub maintenance_margin_rate: Option<DecimalText>,
     pub tick_size: Option<DecimalText>,
+    /// This symbol's own `risk.entry_cooldown_secs` and `risk.max_price_deviation`.
+    pub entry_cooldown_secs: Option<i64>,
+    pub max_price_deviation: Option<DecimalText>,
 }
 
 /// A number as written: money is read from strings ("0.0004") or whole numbers, never through a float.

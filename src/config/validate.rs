@@ -1,6 +1,6 @@
 //! One pass over the raw configuration that collects every problem, each with its key path.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use sentinel_actors::amount;
-use sentinel_actors::limits::{Bound, Limits};
+use sentinel_actors::limits::{Bound, Limits, SymbolLimits};
 use sentinel_actors::portfolio::{MarginMode, MarginSpec};
 use sentinel_actors::risk::{SymbolRules, TradingState};
 use sentinel_actors::signal::{Action, ExitLevel, SizeSpec};
@@ -97,7 +97,7 @@ pub(super) fn validate(
         }
     };
 
-    let limits = limits(&mut c, &raw.risk);
+    let mut limits = limits(&mut c, &raw.risk);
 
     let journal = journal(&mut c, raw.journal, &base_dir, exchange.is_paper());
     let mutual_tls = server
@@ -123,7 +123,16 @@ pub(super) fn validate(
         .symbols
         .into_iter()
         .enumerate()
-        .filter_map(|(i, s)| symbol(&mut c, i, s, default_notional, &mut seen))
+        .filter_map(|(i, s)| {
+            symbol(
+                &mut c,
+                i,
+                s,
+                default_notional,
+                &mut seen,
+                &mut limits.per_symbol,
+            )
+        })
         .collect::<Vec<_>>();
     if symbols.is_empty() {
         c.problem("symbols", "configure at least one [[symbols]] table");
@@ -191,7 +200,7 @@ fn limits(c: &mut Checker, raw: &RawRisk) -> Limits {
         value.map(|v| c.whole(&format!("risk.{key}"), Some(v), 1, 1..=most) as u32)
     };
     let secs = |c: &mut Checker, key: &str, value: Option<i64>| {
-        value.map(|v| c.whole(&format!("risk.{key}"), Some(v), 1, 1..=31_536_000) as i64 * 1000)
+        millis_of_secs(c, &format!("risk.{key}"), value)
     };
     Limits {
         max_daily_loss: bound(c, "risk.max_daily_loss", raw.max_daily_loss.as_ref(), true),
@@ -212,24 +221,34 @@ fn limits(c: &mut Checker, raw: &RawRisk) -> Limits {
             raw.max_orders_per_minute_per_symbol,
         ),
         entry_cooldown_ms: secs(c, "entry_cooldown_secs", raw.entry_cooldown_secs),
-        max_price_deviation: bound(
+        max_price_deviation: price_deviation(
             c,
             "risk.max_price_deviation",
             raw.max_price_deviation.as_ref(),
-            false,
-        )
-        .and_then(|b| match b {
-            Bound::Percent(pct) => Some(pct),
-            Bound::Absolute(_) => {
-                c.problem(
-                    "risk.max_price_deviation",
-                    "write a percentage such as \"5%\": the deviation is measured from the last mark",
-                );
-                None
-            }
-        }),
+        ),
         max_signal_age_ms: secs(c, "max_signal_age_secs", raw.max_signal_age_secs),
+        // Filled in from `[[symbols]]`.
+        per_symbol: BTreeMap::new(),
     }
+}
+
+/// A duration given in whole seconds (1 s to a year), in milliseconds.
+fn millis_of_secs(c: &mut Checker, path: &str, value: Option<i64>) -> Option<i64> {
+    value.map(|v| c.whole(path, Some(v), 1, 1..=31_536_000) as i64 * 1000)
+}
+
+/// A price band around the last mark, as a percentage (`"5%"`).
+fn price_deviation(c: &mut Checker, path: &str, value: Option<&DecimalText>) -> Option<Decimal> {
+    bound(c, path, value, false).and_then(|b| match b {
+        Bound::Percent(pct) => Some(pct),
+        Bound::Absolute(_) => {
+            c.problem(
+                path,
+                "write a percentage such as \"5%\": the deviation is measured from the last mark",
+            );
+            None
+        }
+    })
 }
 
 /// An amount ("500") or, with `%`, a percentage ("5%") above 0 and at most 100.
@@ -997,6 +1016,7 @@ fn symbol(
     raw: RawSymbol,
     default_notional: Decimal,
     seen: &mut HashSet<String>,
+    limits: &mut BTreeMap<Symbol, SymbolLimits>,
 ) -> Option<SymbolConfig> {
     let at = |key: &str| format!("symbols[{i}].{key}");
     let name = c.required(&at("symbol"), raw.symbol)?;
@@ -1108,6 +1128,17 @@ fn symbol(
             Ok(())
         })
     });
+    let own = SymbolLimits {
+        entry_cooldown_ms: millis_of_secs(c, &at("entry_cooldown_secs"), raw.entry_cooldown_secs),
+        max_price_deviation: price_deviation(
+            c,
+            &at("max_price_deviation"),
+            raw.max_price_deviation.as_ref(),
+        ),
+    };
+    if own != SymbolLimits::default() {
+        limits.insert(symbol.clone(), own);
+    }
     Some(SymbolConfig {
         settings: SymbolSettings {
             symbol,
