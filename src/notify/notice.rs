@@ -257,6 +257,45 @@ mod tests {
     }
 
     #[test]
+    fn the_daily_summary_sums_up_the_account() {
+        use sentinel_actors::ledger::Ledger;
+        use sentinel_actors::order::Fill;
+        use sentinel_actors::types::{Price, Symbol};
+
+        let fill = |symbol: &str, side: &str, quantity: &str, price: &str, fee: &str| -> Fill {
+            serde_json::from_value(serde_json::json!({
+                "client_order_id": "c1", "symbol": symbol, "side": side, "quantity": quantity,
+                "price": price, "fee": fee, "reason": "signal", "at": 0}))
+            .expect("a fill")
+        };
+        let mut view = View::of(&Ledger::new(Decimal::from(10_000)));
+        let portfolio = &mut view.portfolio;
+        // BTCUSDT: 0.1 bought at 50000 and sold at 50500, +50.
+        portfolio.apply_fill(&fill("BTCUSDT", "buy", "0.1", "50000", "2"));
+        portfolio.apply_fill(&fill("BTCUSDT", "sell", "0.1", "50500", "2.02"));
+        // ETHUSDT: 2 bought at 3000, 1 sold at 2900 (-100), 1 still open and marked at 2950 (-50 unrealized).
+        portfolio.apply_fill(&fill("ETHUSDT", "buy", "2", "3000", "2.4"));
+        portfolio.apply_fill(&fill("ETHUSDT", "sell", "1", "2900", "1.16"));
+        let eth = Symbol::new("ETHUSDT").unwrap();
+        portfolio.mark(&eth, Price::new(Decimal::from(2950)).unwrap());
+
+        let notice = summary(&view, Timestamp(1_764_201_600_000));
+        assert_eq!(
+            (notice.topic, notice.kind, notice.at),
+            (
+                Topic::DailySummary,
+                "daily_summary",
+                Timestamp(1_764_201_600_000)
+            )
+        );
+        // Realized +50 - 100; fees 2 + 2.02 + 2.4 + 1.16; equity 10000 - 50 - 7.58 - 50 unrealized; ETHUSDT open.
+        assert_eq!(
+            render(default_template(notice.kind), &notice),
+            "Daily summary: equity 9892.42, realized PnL -50, fees 7.58, open positions 1"
+        );
+    }
+
+    #[test]
     fn templates_fill_known_placeholders_and_leave_the_rest() {
         let cases = [
             (
