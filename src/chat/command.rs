@@ -118,8 +118,10 @@ struct Waiting {
 pub enum Confirmation {
     /// The right code in time: carry this out.
     Confirmed(ChatCommand),
-    Wrong,
-    Expired,
+    /// A code that is not the one this command waits for.
+    Wrong(ChatCommand),
+    /// The code came after this command stopped waiting.
+    Expired(ChatCommand),
     NothingWaiting,
 }
 
@@ -155,15 +157,16 @@ impl Confirmations {
             return Confirmation::NothingWaiting;
         };
         if now > waiting.until {
-            self.waiting.remove(&chat);
-            return Confirmation::Expired;
+            let waiting = self.waiting.remove(&chat).expect("looked up above");
+            return Confirmation::Expired(waiting.command);
         }
         if waiting.code != code {
             waiting.wrong += 1;
+            let command = waiting.command.clone();
             if waiting.wrong >= MAX_WRONG_CODES {
                 self.waiting.remove(&chat);
             }
-            return Confirmation::Wrong;
+            return Confirmation::Wrong(command);
         }
         let waiting = self.waiting.remove(&chat).expect("looked up above");
         Confirmation::Confirmed(waiting.command)
@@ -220,7 +223,10 @@ mod tests {
             confirmations.confirm(2, "1234", now),
             Confirmation::NothingWaiting
         );
-        assert_eq!(confirmations.confirm(1, "9999", now), Confirmation::Wrong);
+        assert_eq!(
+            confirmations.confirm(1, "9999", now),
+            Confirmation::Wrong(ChatCommand::Halt)
+        );
         assert_eq!(
             confirmations.confirm(1, "1234", now),
             Confirmation::Confirmed(ChatCommand::Halt)
@@ -234,7 +240,7 @@ mod tests {
         confirmations.ask(1, ChatCommand::Resume, "1234".into(), now, minute);
         assert_eq!(
             confirmations.confirm(1, "1234", now + minute + Duration::from_secs(1)),
-            Confirmation::Expired
+            Confirmation::Expired(ChatCommand::Resume)
         );
         assert_eq!(
             confirmations.confirm(1, "1234", now),
@@ -254,7 +260,10 @@ mod tests {
             Duration::from_secs(60),
         );
         for _ in 0..MAX_WRONG_CODES {
-            assert_eq!(confirmations.confirm(1, "0000", now), Confirmation::Wrong);
+            assert_eq!(
+                confirmations.confirm(1, "0000", now),
+                Confirmation::Wrong(ChatCommand::Halt)
+            );
         }
         assert_eq!(
             confirmations.confirm(1, "1234", now),

@@ -125,14 +125,25 @@ impl Bot {
             .confirm(message.chat_id, code, Instant::now())
         {
             Confirmation::Confirmed(command) => command,
-            Confirmation::Wrong => return "Wrong code; nothing done.".into(),
-            Confirmation::Expired => return "That code expired; nothing done.".into(),
-            Confirmation::NothingWaiting => return "Nothing is waiting for a code.".into(),
+            Confirmation::Wrong(waiting) => {
+                refused(message, &waiting.text(), "wrong confirmation code");
+                return "Wrong code; nothing done.".into();
+            }
+            Confirmation::Expired(waiting) => {
+                refused(message, &waiting.text(), "confirmation code expired");
+                return "That code expired; nothing done.".into();
+            }
+            Confirmation::NothingWaiting => {
+                refused(message, "/confirm", "no command waits for a code");
+                return "Nothing is waiting for a code.".into();
+            }
         };
         let text = command.text();
         warn!(chat = message.chat_id, from = %message.from, command = %text, "operator command from telegram");
         let outcome = answer::carry_out(&self.state, &command).await;
-        if outcome.is_ok() {
+        if let Err(why) = &outcome {
+            refused(message, &text, why);
+        } else {
             let event = Event::OperatorCommand {
                 channel: CHANNEL.into(),
                 who: format!("chat {} {}", message.chat_id, message.from),
@@ -144,4 +155,10 @@ impl Bot {
         }
         outcome.unwrap_or_else(|why| format!("Not done: {why}"))
     }
+}
+
+/// Leaves a trace of a command an allowed chat sent that was not carried out: the journal only holds those that were.
+/// The code itself is never logged.
+fn refused(message: &Incoming, command: &str, reason: &str) {
+    warn!(chat = message.chat_id, from = %message.from, command = %command, reason = %reason, "telegram: operator command refused");
 }
