@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -185,9 +185,53 @@ impl FakeTelegram {
     }
 }
 
+/// What the daemon logs at warn and above, from every test in this binary, as plain lines without times.
+fn warnings() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || LogWriter(sink.clone()))
+            .init();
+        log
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The logged lines that contain every one of `needles`.
+fn logged(log: &Mutex<Vec<u8>>, needles: &[&str]) -> Vec<String> {
+    String::from_utf8_lossy(&log.lock().unwrap())
+        .lines()
+        .filter(|line| needles.iter().all(|n| line.contains(n)))
+        .map(str::to_string)
+        .collect()
+}
+
 fn start(telegram: &FakeTelegram) -> Daemon {
+    start_on(telegram, "fee_rate = \"0\"\nslippage = \"0\"")
+}
+
+/// A daemon whose paper exchange is configured by `exchange`.
+fn start_on(telegram: &FakeTelegram, exchange: &str) -> Daemon {
     let config = common::config(
-        "fee_rate = \"0\"\nslippage = \"0\"",
+        exchange,
         &format!(
             r#"
 [telegram]
@@ -252,6 +296,7 @@ async fn status_answers_with_the_trading_state_and_strangers_get_nothing() {
 
 #[actix_web::test]
 async fn halt_needs_the_right_code_and_is_journaled() {
+    let log = warnings();
     let telegram = FakeTelegram::start();
     let daemon = start(&telegram);
     let client = daemon.client();
@@ -261,6 +306,20 @@ async fn halt_needs_the_right_code_and_is_journaled() {
     let answer = telegram.ask(OPERATOR, &format!("/confirm {wrong}")).await;
     assert!(answer.contains("nothing done"), "{answer}");
     assert_eq!(trading_state(&client).await, "active");
+    // The refusal is not journaled (nothing was done) but leaves a trace in the log: who, which command, why; never
+    // the code that was sent.
+    let refusals = logged(
+        &log,
+        &["operator command refused", &format!("chat={OPERATOR}")],
+    );
+    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+    assert!(refusals[0].contains("command=/halt"), "{}", refusals[0]);
+    assert!(
+        refusals[0].contains("wrong confirmation code"),
+        "{}",
+        refusals[0]
+    );
+    assert!(!refusals[0].contains(wrong), "{}", refusals[0]);
     // Another chat cannot confirm the operator's command, even with the right code (and is not answered).
     telegram.say(STRANGER, &format!("/confirm {code}"));
     assert!(operator_commands(&daemon).is_empty());
@@ -287,6 +346,32 @@ async fn halt_needs_the_right_code_and_is_journaled() {
     assert_eq!(answer, "Trading is active.");
     assert_eq!(trading_state(&client).await, "active");
     assert_eq!(operator_commands(&daemon).len(), 2);
+}
+
+#[actix_web::test]
+async fn pnl_answers_with_realized_and_unrealized_pnl_and_fees() {
+    let telegram = FakeTelegram::start();
+    let daemon = start_on(&telegram, "fee_rate = \"0.001\"\nslippage = \"0\"");
+    let client = daemon.client();
+    // Buys 0.02 BTC at 50000 (fee 1), then sells 0.01 at 49000 (fee 0.49): 10 realized lost, and the 0.01 still
+    // open, marked at 49000 by that signal, is 10 down.
+    for (action, size, price) in [("open_long", "0.02", 50000), ("close_long", "0.01", 49000)] {
+        let record = client
+            .act(json!({"symbol": "BTCUSDT", "action": action, "position_size": size, "price": price}))
+            .await;
+        assert_eq!(record["status"], "filled", "{record}");
+    }
+
+    let pnl = telegram.ask(OPERATOR, "/pnl").await;
+    assert_eq!(
+        pnl, "Realized: -10\nUnrealized: -10\nFees: 1.49\nLoss today: 11.49",
+        "loss today is the realized loss and the fees"
+    );
+
+    // A chat not on the list is told nothing; the operator's next message is handled after it.
+    telegram.say(STRANGER, "/pnl");
+    assert_eq!(telegram.ask(OPERATOR, "/pnl").await, pnl);
+    assert!(telegram.sent_to(STRANGER).is_empty());
 }
 
 async fn wait_until_closed(client: &Client, symbol: &str) {
