@@ -406,3 +406,252 @@ then = { action = "pause" }
     let fired = fired(&daemon, 1).await;
     assert_eq!(fired[0]["trigger"], answer["offset"]);
 }
+
+/// The open position of `symbol` as a trader reads it: its quantity, negative for a short; `None` when flat.
+async fn held(client: &Client, symbol: &str) -> Option<String> {
+    client.position(symbol).await.map(|p| {
+        let quantity = p["quantity"].as_str().unwrap();
+        match p["side"].as_str() {
+            Some("short") => format!("-{quantity}"),
+            _ => quantity.to_string(),
+        }
+    })
+}
+
+/// A fill as `GET /api/orders` lists it: (signal id, symbol, side, quantity).
+type Fill = (String, String, String, String);
+
+/// The fills `GET /api/orders` lists, oldest first.
+async fn fills(client: &Client) -> Vec<Fill> {
+    let orders = client.get("/api/orders?limit=1000").await["orders"].clone();
+    let text = |v: &Value| v.as_str().unwrap().to_string();
+    let mut fills: Vec<Fill> = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "filled")
+        .map(|o| {
+            (
+                text(&o["signal_id"]),
+                text(&o["symbol"]),
+                text(&o["fill"]["side"]),
+                text(&o["fill"]["quantity"]),
+            )
+        })
+        .collect();
+    fills.reverse();
+    fills
+}
+
+fn fill(signal_id: &str, symbol: &str, side: &str, quantity: &str) -> Fill {
+    (
+        signal_id.into(),
+        symbol.into(),
+        side.into(),
+        quantity.into(),
+    )
+}
+
+#[actix_web::test]
+async fn reduce_and_reverse_rules_resize_and_flip_a_long_opened_by_a_webhook() {
+    let daemon = Daemon::start(&config(
+        r#"
+[[rules]]
+name = "trim"
+on = "risk"
+when = "var_pct > 5"
+then = { action = "reduce", position_size = "50%" }
+
+[[rules]]
+name = "flip"
+on = "trend"
+when = "direction == \"down\""
+then = { action = "reverse", position_size = "0.4" }
+"#,
+    ));
+    let client = daemon.client();
+    let opened = client
+        .act(json!({"symbol": "ETHUSDT", "action": "open_long", "position_size": "1", "price": 2000}))
+        .await;
+    assert_eq!(opened["status"], "filled", "{opened}");
+
+    // Risk too high: half the long is sold.
+    let (status, answer) = signed_event(
+        &client,
+        json!({"event": "risk", "symbol": "ETHUSDT", "var_pct": 7, "price": 2000, "id": "risk-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let firings = fired(&daemon, 1).await;
+    assert_eq!(firings[0]["rule"], "trim");
+    assert_eq!(firings[0]["action"], "reduce");
+    assert_eq!(firings[0]["trigger"], answer["offset"]);
+    let trimmed = rule_signal(&client, &firings[0]).await;
+    assert_eq!(trimmed["status"], "filled", "{trimmed}");
+    assert_eq!(held(&client, "ETHUSDT").await.as_deref(), Some("0.5"));
+
+    // The trend turns: the 0.5 long is closed and a 0.4 short opened in its place.
+    let (status, answer) = signed_event(
+        &client,
+        json!({"event": "trend", "symbol": "ETHUSDT", "direction": "down", "price": 2000, "id": "trend-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let firings = fired(&daemon, 2).await;
+    assert_eq!(firings[1]["rule"], "flip");
+    assert_eq!(firings[1]["action"], "reverse");
+    assert_eq!(firings[1]["trigger"], answer["offset"]);
+    let flipped = rule_signal(&client, &firings[1]).await;
+    assert_eq!(flipped["status"], "filled", "{flipped}");
+    assert_eq!(held(&client, "ETHUSDT").await.as_deref(), Some("-0.4"));
+
+    // The reverse is two orders: the whole long sold, then the short's own size.
+    let id = |record: &Value| record["signal"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        fills(&client).await,
+        vec![
+            fill(&id(&opened), "ETHUSDT", "buy", "1"),
+            fill(&id(&trimmed), "ETHUSDT", "sell", "0.5"),
+            fill(&id(&flipped), "ETHUSDT", "sell", "0.5"),
+            fill(&id(&flipped), "ETHUSDT", "sell", "0.4"),
+        ]
+    );
+}
+
+#[actix_web::test]
+async fn pause_all_resume_all_and_flatten_rules_govern_the_whole_account() {
+    let daemon = Daemon::start(&config(
+        r#"
+[[rules]]
+name = "bad-news"
+on = "news"
+source = "signals"
+when = "sentiment <= -0.7"
+then = { action = "pause_all" }
+
+[[rules]]
+name = "all-clear"
+on = "news"
+source = "signals"
+when = "sentiment >= 0.5"
+then = { action = "resume_all" }
+
+[[rules]]
+name = "crash"
+on = "crash"
+source = "signals"
+when = "drop_pct >= 10"
+then = { action = "flatten" }
+"#,
+    ));
+    let client = daemon.client();
+    let trading_state =
+        || async { client.get("/api/trading-state").await["trading_state"].clone() };
+    for (symbol, price) in [("BTCUSDT", 50000), ("ETHUSDT", 3000)] {
+        let record = client
+            .act(json!({"symbol": symbol, "action": "open_long", "price": price}))
+            .await;
+        assert_eq!(record["status"], "filled", "{record}");
+    }
+
+    // The same bad news from a source the rules do not trust changes nothing; from the signed one, it pauses.
+    let (status, untrusted) = client
+        .tradingview(json!({"event": "news", "sentiment": -0.9, "id": "news-0"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{untrusted}");
+    let (status, answer) = signed_event(
+        &client,
+        json!({"event": "news", "sentiment": -0.9, "id": "news-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let firings = fired(&daemon, 1).await;
+    assert_eq!(firings[0]["rule"], "bad-news");
+    assert_eq!(firings[0]["trigger"], answer["offset"], "{firings:?}");
+    assert_eq!(
+        firings[0]["outcome"],
+        json!({"outcome": "trading_state", "state": "reducing"})
+    );
+    assert_eq!(trading_state().await, "reducing");
+    let entry = client
+        .act(json!({"symbol": "ETHUSDT", "action": "open_long", "price": 3000}))
+        .await;
+    assert_eq!(entry["status"], "denied", "no entry while paused: {entry}");
+    assert_eq!(
+        entry["outcome"]["reason"]["code"], "reducing_only",
+        "{entry}"
+    );
+    assert_eq!(held(&client, "ETHUSDT").await.as_deref(), Some("1"));
+
+    // Good news: trading resumes, and the same entry fills.
+    let (status, answer) = signed_event(
+        &client,
+        json!({"event": "news", "sentiment": 0.8, "id": "news-2"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let firings = fired(&daemon, 2).await;
+    assert_eq!(firings[1]["rule"], "all-clear");
+    assert_eq!(
+        firings[1]["outcome"],
+        json!({"outcome": "trading_state", "state": "active"})
+    );
+    assert_eq!(trading_state().await, "active");
+    let entry = client
+        .act(json!({"symbol": "ETHUSDT", "action": "open_long", "price": 3000}))
+        .await;
+    assert_eq!(entry["status"], "filled", "entry after resume: {entry}");
+    assert_eq!(held(&client, "ETHUSDT").await.as_deref(), Some("2"));
+
+    // A crash: every position is closed, each by a close of its own, and no new entry is taken.
+    let (status, answer) = signed_event(
+        &client,
+        json!({"event": "crash", "drop_pct": 12, "id": "crash-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let firings = fired(&daemon, 3).await;
+    assert_eq!(firings[2]["rule"], "crash");
+    assert_eq!(
+        firings[2]["outcome"]["outcome"], "signals",
+        "{}",
+        firings[2]
+    );
+    let closes = firings[2]["outcome"]["signal_ids"].as_array().unwrap();
+    assert_eq!(
+        closes.len(),
+        2,
+        "one close per open position: {}",
+        firings[2]
+    );
+    for close in closes {
+        let record = client.done(close.as_str().unwrap()).await;
+        assert_eq!(record["status"], "filled", "{record}");
+    }
+    assert_eq!(client.get("/api/positions").await["positions"], json!([]));
+    assert_eq!(trading_state().await, "reducing");
+
+    // Two entries and the one after the resume were bought (the paused one never reached the exchange); each
+    // position was sold whole by its own close.
+    let fills = fills(&client).await;
+    let bought: Vec<(&str, &str)> = fills
+        .iter()
+        .filter(|(_, _, side, _)| side == "buy")
+        .map(|(_, symbol, _, quantity)| (symbol.as_str(), quantity.as_str()))
+        .collect();
+    assert_eq!(
+        bought,
+        [("BTCUSDT", "0.01"), ("ETHUSDT", "1"), ("ETHUSDT", "1")]
+    );
+    let mut closed: Vec<(&str, &str, &str)> = fills
+        .iter()
+        .filter(|(id, ..)| closes.contains(&json!(id)))
+        .map(|(_, symbol, side, quantity)| (symbol.as_str(), side.as_str(), quantity.as_str()))
+        .collect();
+    closed.sort();
+    assert_eq!(
+        closed,
+        [("BTCUSDT", "sell", "0.01"), ("ETHUSDT", "sell", "2")]
+    );
+    assert_eq!(fills.len(), 5, "{fills:?}");
+}
