@@ -400,6 +400,32 @@ async fn the_admin_token_takes_any_case_of_bearer_and_limits_guesses() {
     assert!(limited >= 10, "{answers:?}");
 }
 
+#[actix_web::test]
+async fn wrong_read_tokens_cannot_lock_the_operator_out_of_the_kill_switch() {
+    let daemon = Daemon::start(&config("", ""));
+    let host = "Host: localhost";
+    // A scraper left with an old read token: its failures spend the read budget until reads are answered 429.
+    let answers: Vec<u16> = (0..40)
+        .map(|i| {
+            let auth = format!("Authorization: Bearer old-read-token-{i:04}-abcdefgh");
+            raw(&daemon, "GET", "/api/positions", &[host, &auth], "").0
+        })
+        .collect();
+    assert!(answers.contains(&429), "{answers:?}");
+    assert!(answers.iter().all(|&s| s == 401 || s == 429), "{answers:?}");
+    // The kill switch still answers the admin token at once.
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    let (status, body) = raw(
+        &daemon,
+        "POST",
+        "/api/trading-state",
+        &[host, "Content-Type: application/json", &auth],
+        r#"{"state":"halted"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["trading_state"], "halted", "{body}");
+}
+
 #[test]
 fn weak_admin_tokens_are_refused_and_sentinel_token_makes_a_strong_one() {
     let parse = |token: String| {

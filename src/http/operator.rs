@@ -25,8 +25,9 @@ use crate::secret::Secret;
 
 /// Admin requests per client a minute (and in a burst): far above what a person at a kill switch needs.
 const ATTEMPTS_PER_CLIENT_PER_MINUTE: u32 = 10;
-/// Wrong tokens from everyone together a minute; past this every admin request waits until the budget refills, so
-/// guessing from many addresses is as slow as from one.
+/// Wrong tokens from everyone together a minute, for reads and for writes each; past this every request of that kind
+/// waits until its budget refills, so guessing from many addresses is as slow as from one. The two budgets are apart
+/// so a dashboard or scraper left with an old read token cannot lock the operator out of the kill switch.
 const FAILURES_PER_MINUTE: u32 = 30;
 
 /// What a request asks to do with the API.
@@ -38,12 +39,22 @@ pub enum Access {
     Admin,
 }
 
-/// The limits on token attempts, read and admin alike.
+impl Access {
+    fn index(self) -> usize {
+        match self {
+            Access::Read => 0,
+            Access::Admin => 1,
+        }
+    }
+}
+
+/// The limits on token attempts: per client for writes, and a failure budget for reads and one for writes.
 pub struct AdminGuard {
     per_client: Limiter<ClientKey>,
-    failures: DefaultDirectRateLimiter,
-    /// While set and in the future, every admin request is answered 429: the shared failure budget is spent.
-    locked_until: Mutex<Option<Instant>>,
+    /// By `Access::index`.
+    failures: [DefaultDirectRateLimiter; 2],
+    /// While set and in the future, every request of that kind is answered 429: its failure budget is spent.
+    locked_until: [Mutex<Option<Instant>>; 2],
     clock: DefaultClock,
 }
 
@@ -55,10 +66,12 @@ impl Default for AdminGuard {
                 n(ATTEMPTS_PER_CLIENT_PER_MINUTE),
                 n(ATTEMPTS_PER_CLIENT_PER_MINUTE),
             ),
-            failures: RateLimiter::direct(
-                Quota::per_minute(n(FAILURES_PER_MINUTE)).allow_burst(n(FAILURES_PER_MINUTE)),
-            ),
-            locked_until: Mutex::new(None),
+            failures: [(); 2].map(|_| {
+                RateLimiter::direct(
+                    Quota::per_minute(n(FAILURES_PER_MINUTE)).allow_burst(n(FAILURES_PER_MINUTE)),
+                )
+            }),
+            locked_until: Default::default(),
             clock: DefaultClock::default(),
         }
     }
@@ -96,7 +109,7 @@ impl AdminGuard {
             .peer_addr()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         let client = client_ip(peer, req.headers(), &server.trusted_proxies);
-        if let Some(wait) = self.locked_for() {
+        if let Some(wait) = self.locked_for(access) {
             return Err(ApiError::too_many_requests(retry_after_secs(wait)));
         }
         if access == Access::Admin {
@@ -121,16 +134,19 @@ impl AdminGuard {
             return Ok(());
         }
         warn!(%client, ?access, "operator request with a wrong or missing token");
-        if let Err(not_until) = self.failures.check() {
+        if let Err(not_until) = self.failures[access.index()].check() {
             let wait = not_until.wait_time_from(self.clock.now());
-            *self.locked_until.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Instant::now() + wait);
+            *self.locked_until[access.index()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + wait);
         }
         Err(ApiError::unauthorized())
     }
 
-    fn locked_for(&self) -> Option<Duration> {
-        let until = (*self.locked_until.lock().unwrap_or_else(|e| e.into_inner()))?;
+    fn locked_for(&self, access: Access) -> Option<Duration> {
+        let until = (*self.locked_until[access.index()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()))?;
         until.checked_duration_since(Instant::now())
     }
 }
