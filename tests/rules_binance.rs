@@ -95,12 +95,28 @@ then = { action = "funding_target", base_size = "0.01", per = "0.0005", max_size
     let took = record["finished_at"].as_i64().unwrap() - record["received_at"].as_i64().unwrap();
     report("funding rate", took, 1_000);
 
-    // The rate eases but stays above the re-arm level: nothing more is traded.
+    // The rate eases but stays above the re-arm level: nothing more is traded. The mark has risen meanwhile.
+    fake.set_mark("BTCUSDT", d("50500"));
     fake.set_funding_rate("BTCUSDT", d("0.0003"));
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     let rules_fired = common::journal_events(&daemon.journal_path(), "rule_fired");
     assert_eq!(rules_fired.len(), 1, "{rules_fired:?}");
     assert_eq!(fake.position("BTCUSDT"), d("-0.02"));
+    // Binance's mark, journaled with the funding event, values the short: 0.02 x (50000 - 50500) = -10.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let position = client.position("BTCUSDT").await.expect("the short");
+        if position["mark_price"] == "50500" {
+            assert_eq!(
+                d(position["unrealized_pnl"].as_str().unwrap()),
+                d("-10"),
+                "{position}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{position}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[actix_web::test]

@@ -11,7 +11,7 @@ use crate::exits::ArmedExits;
 use crate::order::{Fill, OrderRequest, SignalOutcome};
 use crate::risk::{DenyReason, TradingState};
 use crate::signal::Signal;
-use crate::types::{ClientOrderId, SignalId, Symbol, Timestamp};
+use crate::types::{ClientOrderId, Price, SignalId, Symbol, Timestamp};
 use crate::venue::VenueError;
 
 /// A position in the log: the first event has offset 1, and offsets only grow.
@@ -178,6 +178,25 @@ pub struct Observation {
     /// For an event posted to a webhook: its id and idempotency keys, so a restart still knows a redelivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<ObservedDelivery>,
+}
+
+impl Observation {
+    /// The venue's own mark price for the symbol, when this is a venue's event that carries one (funding rates, mark
+    /// prices and margin calls do). A webhook event always has its `delivery`, and its fields are the sender's: they
+    /// value nothing.
+    pub fn venue_mark(&self) -> Option<(&Symbol, Price)> {
+        if self.delivery.is_some() {
+            return None;
+        }
+        let symbol = self.symbol.as_ref()?;
+        let text = match self.fields.get("mark_price")? {
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            _ => return None,
+        };
+        let mark = crate::amount::parse_decimal(&text).ok()?;
+        Some((symbol, Price::new(mark).ok()?))
+    }
 }
 
 /// How a webhook event arrived: what the idempotency index keeps for it.

@@ -213,11 +213,17 @@ impl Ledger {
                     }
                 }
             }
+            Event::Observed { observation } => {
+                // A venue's own mark values its positions between signals (a live venue's signals may carry no
+                // price at all), so equity, unrealized PnL and the drawdown limit follow the market.
+                if let Some((symbol, mark)) = observation.venue_mark() {
+                    self.portfolio.mark(symbol, mark);
+                }
+            }
             Event::RiskChecked { .. }
             | Event::OrderSent { .. }
             | Event::Rejected { .. }
             | Event::OperatorCommand { .. }
-            | Event::Observed { .. }
             | Event::RuleFired { .. } => {}
         }
         self.limits.after(stamped, &self.portfolio, before);
@@ -441,5 +447,53 @@ mod tests {
             ledger.exits[&btc()].stop_loss.as_ref().map(|s| s.0),
             Price::from_str("93.1").ok()
         );
+    }
+
+    #[test]
+    fn a_venue_s_mark_values_the_position_and_a_webhook_event_s_does_not() {
+        let entry = order("a", Side::Buy, "2", None);
+        let observed =
+            |mark: &str, delivery: Option<crate::event::ObservedDelivery>| Event::Observed {
+                observation: crate::event::Observation {
+                    source: "binance-futures".into(),
+                    event_type: "funding_rate".into(),
+                    symbol: Some(btc()),
+                    received_at: Timestamp(3),
+                    fields: serde_json::json!({"funding_rate": 0.0001, "mark_price": mark})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                    delivery,
+                },
+            };
+        let events = log(vec![
+            Event::OrderSent {
+                order: entry.clone(),
+            },
+            Event::Filled {
+                order: Some(entry.clone()),
+                fill: fill(&entry, "100"),
+                cause: None,
+            },
+            observed("110.5", None),
+            // The same from a webhook: a sender's field, not the market.
+            observed(
+                "1",
+                Some(crate::event::ObservedDelivery {
+                    id: SignalId::new("tv:x").unwrap(),
+                    keys: String::new(),
+                }),
+            ),
+        ]);
+        let mut ledger = Ledger::new(d("1000"));
+        for e in &events {
+            ledger.apply(e);
+        }
+        assert_eq!(
+            ledger.portfolio.last_price(&btc()),
+            Some(Price::from_str("110.5").unwrap())
+        );
+        // 2 x (110.5 - 100) unrealized on 1000.
+        assert_eq!(ledger.portfolio.equity(), d("1021"));
     }
 }
