@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -185,45 +185,6 @@ impl FakeTelegram {
     }
 }
 
-/// What the daemon logs at warn and above, from every test in this binary, as plain lines without times.
-fn warnings() -> Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .without_time()
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || LogWriter(sink.clone()))
-            .init();
-        log
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The logged lines that contain every one of `needles`.
-fn logged(log: &Mutex<Vec<u8>>, needles: &[&str]) -> Vec<String> {
-    String::from_utf8_lossy(&log.lock().unwrap())
-        .lines()
-        .filter(|line| needles.iter().all(|n| line.contains(n)))
-        .map(str::to_string)
-        .collect()
-}
-
 fn start(telegram: &FakeTelegram) -> Daemon {
     start_on(telegram, "fee_rate = \"0\"\nslippage = \"0\"")
 }
@@ -296,7 +257,7 @@ async fn status_answers_with_the_trading_state_and_strangers_get_nothing() {
 
 #[actix_web::test]
 async fn halt_needs_the_right_code_and_is_journaled() {
-    let log = warnings();
+    common::captured_log();
     let telegram = FakeTelegram::start();
     let daemon = start(&telegram);
     let client = daemon.client();
@@ -308,10 +269,7 @@ async fn halt_needs_the_right_code_and_is_journaled() {
     assert_eq!(trading_state(&client).await, "active");
     // The refusal is not journaled (nothing was done) but leaves a trace in the log: who, which command, why; never
     // the code that was sent.
-    let refusals = logged(
-        &log,
-        &["operator command refused", &format!("chat={OPERATOR}")],
-    );
+    let refusals = common::logged(&["operator command refused", &format!("chat={OPERATOR}")]);
     assert_eq!(refusals.len(), 1, "{refusals:#?}");
     assert!(refusals[0].contains("command=/halt"), "{}", refusals[0]);
     assert!(

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex, OnceLock};
+
 use std::time::{Duration, Instant};
 
 use awc::http::StatusCode;
@@ -21,45 +21,6 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 fn config(server: &str, sources: &str) -> String {
     let base = common::config("fee_rate = \"0\"\nslippage = \"0\"", sources);
     base.replacen("workers = 1\n", &format!("workers = 1\n{server}\n"), 1)
-}
-
-/// Everything the daemons of this test binary log, as text: what an operator reads.
-fn log() -> Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || LogWriter(sink.clone()))
-            .init();
-        log
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The logged lines that contain every one of `needles`.
-fn log_lines(needles: &[&str]) -> Vec<String> {
-    let log = log();
-    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
-    text.lines()
-        .filter(|line| needles.iter().all(|n| line.contains(n)))
-        .map(str::to_string)
-        .collect()
 }
 
 fn count(answers: &[StatusCode], status: StatusCode) -> usize {
@@ -85,7 +46,7 @@ where
 
 #[actix_web::test]
 async fn a_flood_of_refused_requests_ends_in_429s_and_a_few_log_lines() {
-    log();
+    common::captured_log();
     let daemon = Daemon::start(&config(
         "",
         r#"
@@ -147,7 +108,7 @@ allow_ips = ["203.0.113.0/24"]
     assert!(num(&refusals["too_many_refusals"]) > 2000, "{refusals}");
 
     // One line per reason, not one per refusal ...
-    let one_by_one = log_lines(&["webhook refused", "flood-allowlisted"]);
+    let one_by_one = common::logged(&["webhook refused", "flood-allowlisted"]);
     assert!(
         (1..=6).contains(&one_by_one.len()),
         "{} lines: {one_by_one:#?}",
@@ -156,7 +117,7 @@ allow_ips = ["203.0.113.0/24"]
     // ... and the rest summed up at the end of the window.
     let deadline = Instant::now() + Duration::from_secs(25);
     let summary = loop {
-        let lines = log_lines(&[
+        let lines = common::logged(&[
             "only the first was logged",
             "flood-allowlisted",
             "too_many_refusals",

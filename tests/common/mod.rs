@@ -620,3 +620,44 @@ pub fn journal_events(path: &std::path::Path, kind: &str) -> Vec<(i64, i64, Valu
     .collect::<Result<_, _>>()
     .unwrap()
 }
+
+/// What the daemons started in this test binary log at `info` and above, as plain text lines: what an operator reads.
+/// The first call installs the process's log subscriber; every test of the binary shares the one log.
+pub fn captured_log() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || LogWriter(sink.clone()))
+            .init();
+        log
+    })
+    .clone()
+}
+
+/// The lines of the captured log that contain every one of `needles`.
+pub fn logged(needles: &[&str]) -> Vec<String> {
+    let log = captured_log();
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    text.lines()
+        .filter(|line| needles.iter().all(|n| line.contains(n)))
+        .map(str::to_string)
+        .collect()
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
