@@ -114,6 +114,7 @@ pub fn summary(view: &View, at: Timestamp) -> Notice {
         at,
         fields: [
             ("realized_pnl", money(portfolio.realized_pnl())),
+            ("unrealized_pnl", money(portfolio.unrealized_pnl())),
             ("fees", money(portfolio.fees())),
             ("equity", money(portfolio.equity())),
             ("open_positions", open.to_string()),
@@ -153,7 +154,7 @@ pub fn default_template(kind: &str) -> &'static str {
         "venue_fault" => "Venue fault on {symbol}: {reason}",
         "trading_state" => "Trading state is now {state}",
         "daily_summary" => {
-            "Daily summary: equity {equity}, realized PnL {realized_pnl}, fees {fees}, open positions {open_positions}"
+            "Daily summary: equity {equity}, realized PnL {realized_pnl}, unrealized PnL {unrealized_pnl}, fees {fees}, open positions {open_positions}"
         }
         _ => "{kind}",
     }
@@ -291,7 +292,7 @@ mod tests {
         // Realized +50 - 100; fees 2 + 2.02 + 2.4 + 1.16; equity 10000 - 50 - 7.58 - 50 unrealized; ETHUSDT open.
         assert_eq!(
             render(default_template(notice.kind), &notice),
-            "Daily summary: equity 9892.42, realized PnL -50, fees 7.58, open positions 1"
+            "Daily summary: equity 9892.42, realized PnL -50, unrealized PnL -50, fees 7.58, open positions 1"
         );
     }
 

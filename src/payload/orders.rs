@@ -99,16 +99,16 @@ const VENUE_ORDER_TYPES: [&str; 8] = [
     "trailing_stop_market",
 ];
 
-/// A field name without case, `_`, `-` or spaces: `reduceOnly`, `reduce-only` and `REDUCE_ONLY` are one name.
+/// A field name without case, `_`, `-`, `.` or spaces: `reduceOnly`, `reduce.only` and `REDUCE_ONLY` are one name.
 fn loose(name: &str) -> String {
     name.chars()
-        .filter(|c| !matches!(c, '_' | '-' | ' '))
+        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
         .map(|c| c.to_ascii_lowercase())
         .collect()
 }
 
 /// Refuses a payload holding a field that would change the order's meaning and that Sentinel does not support, or
-/// one of its own order fields spelled another way. Keys are compared without regard to case, `_`, `-` or spaces;
+/// one of its own order fields spelled another way. Keys are compared without regard to case, `_`, `-`, `.` or spaces;
 /// any `trailing_*` key but `trailing_stop` itself is a trailing stop written some other way, and a `type` holding
 /// an order type is `order_type` written the venue's way.
 pub(super) fn refuse_unsupported(raw: &RawPayload) -> Result<(), FieldError> {
@@ -613,6 +613,7 @@ mod tests {
         for (body, field) in [
             (r#"{"action":"buy","reduceOnly":true}"#, "reduce_only"),
             (r#"{"action":"buy","REDUCE-ONLY":true}"#, "reduce_only"),
+            (r#"{"action":"buy","reduce.only":true}"#, "reduce_only"),
             (r#"{"action":"buy","TimeInForce":"IOC"}"#, "time_in_force"),
             (r#"{"action":"buy","takeProfit":"3%"}"#, "take_profit"),
             (r#"{"action":"buy","stoploss":"3%"}"#, "stop_loss"),
