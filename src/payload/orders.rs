@@ -7,7 +7,9 @@ use sentinel_actors::amount::parse_decimal;
 use sentinel_actors::signal::{CloseSize, ExitLevel, Intent, LimitOrder, Signal, TimeInForce};
 use sentinel_actors::types::{PositionSide, Price, Quantity, Timestamp};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use super::fields;
 use super::{FieldError, RawPayload};
@@ -99,14 +101,60 @@ const VENUE_ORDER_TYPES: [&str; 8] = [
     "trailing_stop_market",
 ];
 
-/// A field name without case, `_`, `-`, `.` or spaces: `reduceOnly`, `reduce.only` and `REDUCE_ONLY` are one name.
-fn loose(name: &str) -> String {
-    name.chars()
-        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+/// The longest field name compared, folded; a longer key is none of them.
+const FOLDED_MAX: usize = 24;
+
+/// A field name without case, `_`, `-`, `.` or spaces: `reduceOnly`, `reduce.only` and `REDUCE_ONLY` fold to one.
+/// Kept inline, so folding a key allocates nothing: this runs for every key of every payload.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Folded {
+    len: usize,
+    bytes: [u8; FOLDED_MAX],
 }
 
+impl Folded {
+    fn of(name: &str) -> Option<Folded> {
+        let mut folded = Folded {
+            len: 0,
+            bytes: [0; FOLDED_MAX],
+        };
+        for c in name.bytes() {
+            if matches!(c, b'_' | b'-' | b'.' | b' ') {
+                continue;
+            }
+            *folded.bytes.get_mut(folded.len)? = c.to_ascii_lowercase();
+            folded.len += 1;
+        }
+        Some(folded)
+    }
+}
+
+/// What a key that folds to a known name means.
+enum Known {
+    /// One of `ORDER_FIELDS`, spelled another way.
+    Order(&'static str),
+    /// One of `UNSUPPORTED`, with why.
+    Unsupported(&'static str, &'static str),
+    /// `type`: an order type written the venue's way, when its value is one.
+    Type,
+}
+
+/// Every name a key is compared with, folded, built once.
+fn known_names() -> &'static HashMap<Folded, Known> {
+    static NAMES: OnceLock<HashMap<Folded, Known>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let folded = |name: &str| Folded::of(name).expect("a known name fits FOLDED_MAX");
+        let mut names = HashMap::new();
+        names.insert(folded("type"), Known::Type);
+        for (field, why) in UNSUPPORTED {
+            names.insert(folded(field), Known::Unsupported(field, why));
+        }
+        for field in ORDER_FIELDS {
+            names.insert(folded(field), Known::Order(field));
+        }
+        names
+    })
+}
 /// Refuses a payload holding a field that would change the order's meaning and that Sentinel does not support, or
 /// one of its own order fields spelled another way. Keys are compared without regard to case, `_`, `-`, `.` or spaces;
 /// any `trailing_*` key but `trailing_stop` itself is a trailing stop written some other way, and a `type` holding
@@ -126,28 +174,34 @@ pub(super) fn refuse_unsupported(raw: &RawPayload) -> Result<(), FieldError> {
         if ORDER_FIELDS.contains(&key.as_str()) {
             continue;
         }
-        let name = loose(key);
-        if let Some(field) = ORDER_FIELDS.iter().find(|f| loose(f) == name) {
-            return Err(FieldError::new(
-                field,
-                format!("`{key}` is not read: write `{field}`"),
-            ));
-        }
-        if let Some((field, why)) = UNSUPPORTED.iter().find(|(f, _)| loose(f) == name) {
-            return Err(FieldError::new(field, *why));
-        }
-        if name == "type" {
-            if let Some(kind) = value
-                .as_str()
-                .filter(|k| VENUE_ORDER_TYPES.iter().any(|t| loose(t) == loose(k)))
-            {
+        match Folded::of(key).and_then(|k| known_names().get(&k)) {
+            Some(Known::Order(field)) => {
                 return Err(FieldError::new(
-                    "order_type",
-                    format!("`type` is not read: write `\"order_type\": \"market\"` or `\"limit\"` (got `{kind}`)"),
-                ));
+                    field,
+                    format!("`{key}` is not read: write `{field}`"),
+                ))
             }
+            Some(Known::Unsupported(field, why)) => return Err(FieldError::new(field, *why)),
+            Some(Known::Type) => {
+                let is_order_type = |kind: &&str| {
+                    VENUE_ORDER_TYPES
+                        .iter()
+                        .any(|t| Folded::of(t) == Folded::of(kind))
+                };
+                if let Some(kind) = value.as_str().filter(is_order_type) {
+                    return Err(FieldError::new(
+                        "order_type",
+                        format!("`type` is not read: write `\"order_type\": \"market\"` or `\"limit\"` (got `{kind}`)"),
+                    ));
+                }
+            }
+            None => {}
         }
-        if name.starts_with("trailing") && key != "trailing_stop" {
+        if key
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("trailing"))
+            && key != "trailing_stop"
+        {
             return Err(FieldError::new(
                 "trailing_stop",
                 format!("`{key}` is not read: write `\"trailing_stop\": \"1%\"`"),
