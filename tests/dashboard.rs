@@ -17,6 +17,9 @@ use common::{free_config, Daemon, ADMIN_TOKEN, READ_TOKEN};
 /// The WebDriver name of an element reference in JSON.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// The width of the phone screen the browser emulates, in CSS pixels.
+const PHONE_WIDTH: u32 = 390;
+
 /// chromedriver, started on a free port, killed when dropped.
 struct Driver {
     child: Child,
@@ -101,16 +104,22 @@ impl Driver {
         self.call(awc::http::Method::POST, path, Some(body)).await
     }
 
-    /// A headless Chromium session with a phone-ish window, its console kept for `console_errors`.
+    /// A headless Chromium session as a phone shows the page (a 390 px wide screen, touch, three device pixels to
+    /// a CSS pixel), its console kept for `console_errors`.
     async fn session(&self) -> Session<'_> {
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": { "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=430,1400",
-                // Nothing but the daemon on loopback: no background traffic to hosts a closed network refuses.
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-            ]},
+            "goog:chromeOptions": {
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=430,1400",
+                    // Nothing but the daemon on loopback: no background traffic to hosts a closed network refuses.
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                ],
+                "mobileEmulation": {
+                    "deviceMetrics": { "width": PHONE_WIDTH, "height": 844, "pixelRatio": 3.0, "touch": true },
+                },
+            },
             "goog:loggingPrefs": { "browser": "ALL" },
         }}});
         let value = self.post("/session", caps).await;
@@ -274,8 +283,8 @@ async fn the_dashboard_shows_live_positions_and_halts_trading() {
     }
     let record = c
         .act(
-            json!({"symbol":"BTCUSDT","action":"open_long","position_size":"0.1","price":"40000",
-                    "stop_loss":"2%"}),
+            json!({"symbol":"BTCUSDT","action":"open_long","position_size":"1","price":"40000",
+                    "leverage":5,"stop_loss":"2%"}),
         )
         .await;
     assert_eq!(record["status"], "filled", "{record}");
@@ -295,6 +304,43 @@ async fn the_dashboard_shows_live_positions_and_halts_trading() {
             )
             .await,
         "the signal is listed"
+    );
+    // The row says what the API says: the liquidation price of the 5x long (40,000 of it on a 10,100 wallet), and
+    // its stop in the open orders.
+    let liquidation = c.position("BTCUSDT").await.unwrap()["liquidation_price"].clone();
+    assert!(liquidation.is_string(), "a 5x long has one: {liquidation}");
+    let row = browser
+        .run(
+            "return [...document.querySelectorAll('#positions tbody tr')]\
+             .map(tr => [...tr.children].map(td => td.textContent))\
+             .find(cells => cells[0] === 'BTCUSDT')",
+        )
+        .await;
+    assert_eq!(row[5], liquidation, "the Liq. column: {row}");
+    assert_eq!(row[7], "5x", "{row}");
+    let stop_shows = "return [...document.querySelectorAll('#open-orders tbody tr')]\
+                      .some(tr => tr.textContent.includes('stop loss') && tr.textContent.includes('39200'))";
+    assert!(
+        browser.wait_for(stop_shows, Duration::from_secs(5)).await,
+        "the stop at 39200 is listed"
+    );
+    // The journal's health is shown, and on the phone's screen nothing runs off the side: wide tables scroll inside
+    // their cards.
+    assert!(
+        browser
+            .wait_for(
+                "return document.getElementById('health-list').textContent.includes('journal offset')",
+                Duration::from_secs(5)
+            )
+            .await,
+        "the health list shows the journal"
+    );
+    assert_eq!(
+        browser
+            .run("return [window.innerWidth, document.documentElement.scrollWidth]")
+            .await,
+        json!([PHONE_WIDTH, PHONE_WIDTH]),
+        "the page is as wide as the phone"
     );
 
     browser.type_into("#admin-token", ADMIN_TOKEN).await;
@@ -319,6 +365,25 @@ async fn the_dashboard_shows_live_positions_and_halts_trading() {
             )
             .await,
         "the page says trading is halted"
+    );
+    // An entry while halted is denied, and the list of signals says why.
+    let denied = c
+        .act(json!({"symbol":"ETHUSDT","action":"open_long","position_size":"1","price":"2100"}))
+        .await;
+    assert_eq!(denied["status"], "denied", "{denied}");
+    let reason = denied["outcome"]["reason"]["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reason_shows = format!(
+        "return [...document.querySelectorAll('#signals tbody tr')]\
+         .some(tr => tr.textContent.includes('denied') && tr.textContent.includes('{reason}'))"
+    );
+    assert!(
+        browser
+            .wait_for(&reason_shows, Duration::from_secs(10))
+            .await,
+        "the denial and its reason ({reason}) are listed"
     );
 
     let png = browser.screenshot().await;
