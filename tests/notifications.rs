@@ -39,6 +39,8 @@ enum Behaviour {
     FailFirst(usize),
     /// No answer until released.
     Hang,
+    /// 307 to this port on 127.0.0.1, where another receiver listens.
+    Redirect(u16),
 }
 
 /// An HTTP server on 127.0.0.1:0 in a thread of its own, recording every request.
@@ -78,6 +80,12 @@ impl Receiver {
                                         HttpResponse::InternalServerError().finish()
                                     }
                                     Behaviour::FailFirst(_) => HttpResponse::Ok().finish(),
+                                    Behaviour::Redirect(port) => HttpResponse::TemporaryRedirect()
+                                        .insert_header((
+                                            "location",
+                                            format!("http://127.0.0.1:{port}/elsewhere"),
+                                        ))
+                                        .finish(),
                                     Behaviour::Hang => {
                                         while !r.load(Ordering::SeqCst) {
                                             actix_web::rt::time::sleep(Duration::from_millis(20))
@@ -423,6 +431,36 @@ max_retries = 1
         .collect();
     assert_eq!(attempts, [(1, "retrying"), (2, "failed")], "{log}");
     assert_eq!(log["channels"][0]["failed"], 1, "{log}");
+}
+
+#[actix_web::test]
+async fn a_redirect_is_not_followed() {
+    let elsewhere = Receiver::start(Behaviour::Ok);
+    let port: u16 = elsewhere.base.rsplit(':').next().unwrap().parse().unwrap();
+    let hook = Receiver::start(Behaviour::Redirect(port));
+    let config = free_config()
+        + r#"
+[[notifications]]
+name = "moved"
+kind = "discord"
+url_env = "TEST_DISCORD_URL"
+allow_private = true
+max_retries = 0
+"#;
+    let d = Daemon::start_with_env(
+        &config,
+        env(&[("TEST_DISCORD_URL", &format!("{}/hook", hook.base))]),
+    );
+    let c = d.client();
+    open_long(&c).await;
+    let log = notifications_until(&c, |log| log["channels"][0]["failed"] == 1).await;
+    let attempts = attempts_of(&log, "moved");
+    assert_eq!(attempts.len(), 1, "{log}");
+    assert_eq!(attempts[0]["outcome"], "failed", "{log}");
+    assert_eq!(attempts[0]["status"], 307, "{log}");
+    // The notice went to the configured host only: the place it was sent on to never heard of it.
+    assert_eq!(hook.received().len(), 1);
+    assert!(elsewhere.received().is_empty());
 }
 
 #[actix_web::test]
