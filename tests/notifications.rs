@@ -154,6 +154,16 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 const TEMPLATE: &str = "{symbol} {side} {quantity} @ {price} ({reason})";
 
+/// The daemon with one notification channel whose URL is `receiver`'s: `channel` holds the rest of its keys.
+fn notifying(receiver: &Receiver, channel: &str) -> Daemon {
+    let config = format!(
+        "{}\n[[notifications]]\nurl_env = \"TEST_HOOK_URL\"\nallow_private = true\n{channel}\n",
+        free_config()
+    );
+    let url = format!("{}/hook", receiver.base);
+    Daemon::start_with_env(&config, env(&[("TEST_HOOK_URL", &url)]))
+}
+
 async fn open_long(c: &Client) -> Value {
     let record = c
         .act(json!({"symbol": "BTCUSDT", "action": "open_long", "position_size": "0.01", "price": "50000"}))
@@ -310,18 +320,7 @@ allow_private = true
 #[actix_web::test]
 async fn a_receiver_that_fails_twice_gets_the_third_try() {
     let hook = Receiver::start(Behaviour::FailFirst(2));
-    let config = free_config()
-        + r#"
-[[notifications]]
-name = "flaky"
-kind = "discord"
-url_env = "TEST_DISCORD_URL"
-allow_private = true
-"#;
-    let d = Daemon::start_with_env(
-        &config,
-        env(&[("TEST_DISCORD_URL", &format!("{}/hook", hook.base))]),
-    );
+    let d = notifying(&hook, "name = \"flaky\"\nkind = \"discord\"");
     let c = d.client();
     open_long(&c).await;
     let log = notifications_until(&c, |log| log["channels"][0]["delivered"] == 1).await;
@@ -370,19 +369,9 @@ allow_private = true
 #[actix_web::test]
 async fn a_hanging_receiver_is_retried_and_never_delays_orders() {
     let hanging = Receiver::start(Behaviour::Hang);
-    let config = free_config()
-        + r#"
-[[notifications]]
-name = "stuck"
-kind = "slack"
-url_env = "TEST_SLACK_URL"
-allow_private = true
-queue = 1
-max_retries = 1
-"#;
-    let d = Daemon::start_with_env(
-        &config,
-        env(&[("TEST_SLACK_URL", &format!("{}/hook", hanging.base))]),
+    let d = notifying(
+        &hanging,
+        "name = \"stuck\"\nkind = \"slack\"\nqueue = 1\nmax_retries = 1",
     );
     let c = d.client();
     open_long(&c).await;
@@ -438,18 +427,9 @@ async fn a_redirect_is_not_followed() {
     let elsewhere = Receiver::start(Behaviour::Ok);
     let port: u16 = elsewhere.base.rsplit(':').next().unwrap().parse().unwrap();
     let hook = Receiver::start(Behaviour::Redirect(port));
-    let config = free_config()
-        + r#"
-[[notifications]]
-name = "moved"
-kind = "discord"
-url_env = "TEST_DISCORD_URL"
-allow_private = true
-max_retries = 0
-"#;
-    let d = Daemon::start_with_env(
-        &config,
-        env(&[("TEST_DISCORD_URL", &format!("{}/hook", hook.base))]),
+    let d = notifying(
+        &hook,
+        "name = \"moved\"\nkind = \"discord\"\nmax_retries = 0",
     );
     let c = d.client();
     open_long(&c).await;

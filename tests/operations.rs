@@ -375,7 +375,9 @@ path = "journal.db"
         let (code, answer, _) = post(http, base, entry(2 * n, leverage)).await.unwrap();
         assert_eq!(code, 202, "{answer}");
         let id = answer["signal_id"].as_str().unwrap().to_string();
-        let record = signal_record(http, api, &id).await;
+        let record = common::Client::new(base, api, Some(READ_TOKEN))
+            .done(&id)
+            .await;
         let reason = record["outcome"]["reason"]["code"]
             .as_str()
             .unwrap_or_default();
@@ -383,31 +385,6 @@ path = "journal.db"
             record["status"].as_str().unwrap().to_string(),
             reason.to_string(),
         )
-    }
-
-    /// The signal's record from `/api/signals` once it is finished (at most 10 s).
-    async fn signal_record(http: &awc::Client, api: &str, id: &str) -> Value {
-        let until = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut res = http
-                .get(format!("{api}/api/signals?limit=1000"))
-                .bearer_auth(READ_TOKEN)
-                .send()
-                .await
-                .unwrap();
-            let signals: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-            let found = signals["signals"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["signal"]["id"] == id)
-                .cloned();
-            if let Some(record) = found.filter(|r| r["status"] != "pending") {
-                return record;
-            }
-            assert!(Instant::now() < until, "{id} did not finish");
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     #[actix_web::test]
@@ -467,14 +444,15 @@ path = "journal.db"
         assert_eq!(code, 401, "{refused}");
         // The lower leverage limit is in force with it.
         let id = answer["signal_id"].as_str().unwrap().to_string();
-        let record = signal_record(&http, &api, &id).await;
+        let client = common::Client::new(&base, &api, Some(READ_TOKEN));
+        let record = client.done(&id).await;
         assert_eq!(record["status"], "denied", "{record}");
         assert_eq!(record["outcome"]["reason"]["code"], "leverage_above_limit");
         // Still serving on the same address: the new listen address waits for a restart.
         let (code, answer, _) = post(&http, &base, with_rotated(3, 2)).await.unwrap();
         assert_eq!(code, 202, "{answer}");
         let id = answer["signal_id"].as_str().unwrap().to_string();
-        assert_eq!(signal_record(&http, &api, &id).await["status"], "filled");
+        assert_eq!(client.done(&id).await["status"], "filled");
         assert!(!logs
             .wait_for("sentinel is listening", Duration::ZERO)
             .contains(":1 "));

@@ -26,17 +26,6 @@ async fn orders(c: &common::Client) -> Vec<Value> {
         .clone()
 }
 
-/// The open position, signed: negative for a short.
-async fn quantity(c: &common::Client, symbol: &str) -> Option<String> {
-    c.position(symbol).await.map(|p| {
-        let quantity = p["quantity"].as_str().unwrap();
-        match p["side"].as_str() {
-            Some("short") => format!("-{quantity}"),
-            _ => quantity.to_string(),
-        }
-    })
-}
-
 async fn balance(c: &common::Client) -> Value {
     c.get("/api/account").await["balance"].clone()
 }
@@ -297,7 +286,7 @@ async fn wrong_side_unsupported_and_invalid_fields_are_refused_and_place_nothing
         )
         .await;
     assert_eq!(record["status"], "filled", "{record}");
-    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("-1"));
+    assert_eq!(c.held("ETHUSDT").await.as_deref(), Some("-1"));
 }
 
 #[actix_web::test]
@@ -314,20 +303,20 @@ async fn partial_closes_by_quantity_and_percent() {
     )
     .await;
     assert_eq!(record["status"], "filled", "{record}");
-    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("0.6"));
+    assert_eq!(c.held("ETHUSDT").await.as_deref(), Some("0.6"));
     assert_eq!(balance(&c).await, "10040");
 
     // 50% of 0.6 = 0.3 at 2200: 0.3 left, (2200 - 2000) x 0.3 = 60 more.
     act(json!({"symbol": "ETHUSDT", "action": "close", "price": 2200, "position_size": "50%"}))
         .await;
-    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("0.3"));
+    assert_eq!(c.held("ETHUSDT").await.as_deref(), Some("0.3"));
     assert_eq!(balance(&c).await, "10100");
 
     // 5 is more than the 0.3 held: capped, the position is flat and nothing is opened short.
     // (1900 - 2000) x 0.3 = -30.
     act(json!({"symbol": "ETHUSDT", "action": "close_long", "price": 1900, "position_size": 5}))
         .await;
-    assert_eq!(quantity(&c, "ETHUSDT").await, None);
+    assert_eq!(c.held("ETHUSDT").await, None);
     assert_eq!(balance(&c).await, "10070");
 
     // A reduce-only buy reduces a short and never opens a long: short 1 at 2000, buy 0.25 reduce-only at 1900
@@ -336,11 +325,11 @@ async fn partial_closes_by_quantity_and_percent() {
         .await;
     act(json!({"symbol": "ETHUSDT", "action": "buy", "price": 1900, "position_size": "0.25", "reduce_only": true}))
         .await;
-    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("-0.75"));
+    assert_eq!(c.held("ETHUSDT").await.as_deref(), Some("-0.75"));
     assert_eq!(balance(&c).await, "10095");
     // Without a size it closes the rest: (2000 - 1900) x 0.75 = 75.
     act(json!({"symbol": "ETHUSDT", "action": "buy", "price": 1900, "reduce_only": "true"})).await;
-    assert_eq!(quantity(&c, "ETHUSDT").await, None);
+    assert_eq!(c.held("ETHUSDT").await, None);
     assert_eq!(balance(&c).await, "10170");
     // Flat: a reduce-only buy has nothing to reduce and opens nothing.
     let record =
@@ -350,13 +339,13 @@ async fn partial_closes_by_quantity_and_percent() {
         record["outcome"]["reason"]["code"], "nothing_to_close",
         "{record}"
     );
-    assert_eq!(quantity(&c, "ETHUSDT").await, None);
+    assert_eq!(c.held("ETHUSDT").await, None);
     // A plain SELL signal (as OctoBot's REDUCE_ONLY sends it) reduces a long by its volume: 1 - 0.1 = 0.9 left,
     // at the entry price, so nothing realized.
     act(json!({"symbol": "ETHUSDT", "action": "open_long", "price": 2000, "position_size": "1"}))
         .await;
     act(json!({"symbol": "ETHUSDT", "signal": "SELL", "price": 2000, "volume": "0.1", "reduce_only": true})).await;
-    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("0.9"));
+    assert_eq!(c.held("ETHUSDT").await.as_deref(), Some("0.9"));
     assert_eq!(balance(&c).await, "10170");
     // One open, three partial closes, one open, two reduce-only buys, one open, one reduce-only sell: nine fills.
     assert_eq!(orders(&c).await.len(), 9);
@@ -385,9 +374,9 @@ async fn percent_levels_on_an_add_are_measured_from_the_average_entry() {
     );
     c.act(json!({"symbol": "ETHUSDT", "price": 1980})).await;
     c.act(json!({"symbol": "ETHUSDT", "price": 1890.01})).await;
-    assert_eq!(quantity(&c, "ETHUSDT").await.as_deref(), Some("2"));
+    assert_eq!(c.held("ETHUSDT").await.as_deref(), Some("2"));
     c.act(json!({"symbol": "ETHUSDT", "price": 1890})).await;
-    assert_eq!(quantity(&c, "ETHUSDT").await, None, "stopped at 1890");
+    assert_eq!(c.held("ETHUSDT").await, None, "stopped at 1890");
     // (1890 - 2100) x 2 = -420.
     assert_eq!(balance(&c).await, "9580");
 }
@@ -415,9 +404,9 @@ take_profit = "50%"
     c.act(json!({"symbol": "SOLUSDT", "action": "open_long", "price": 110}))
         .await;
     c.act(json!({"symbol": "SOLUSDT", "price": 119.99})).await;
-    assert_eq!(quantity(&c, "SOLUSDT").await.as_deref(), Some("2"));
+    assert_eq!(c.held("SOLUSDT").await.as_deref(), Some("2"));
     c.act(json!({"symbol": "SOLUSDT", "price": 120})).await;
-    assert_eq!(quantity(&c, "SOLUSDT").await, None, "target at 120");
+    assert_eq!(c.held("SOLUSDT").await, None, "target at 120");
     // (120 - 105) x 2 = 30.
     assert_eq!(balance(&c).await, "10030");
 
@@ -425,9 +414,9 @@ take_profit = "50%"
     c.act(json!({"symbol": "SOLUSDT", "action": "open_long", "price": 100}))
         .await;
     c.act(json!({"symbol": "SOLUSDT", "price": 149.99})).await;
-    assert_eq!(quantity(&c, "SOLUSDT").await.as_deref(), Some("1"));
+    assert_eq!(c.held("SOLUSDT").await.as_deref(), Some("1"));
     c.act(json!({"symbol": "SOLUSDT", "price": 150})).await;
-    assert_eq!(quantity(&c, "SOLUSDT").await, None, "default target at 150");
+    assert_eq!(c.held("SOLUSDT").await, None, "default target at 150");
     // 30 + (150 - 100) x 1 = 80.
     assert_eq!(balance(&c).await, "10080");
 }
@@ -464,9 +453,9 @@ async fn update_stops_moves_the_stop_measured_from_the_average_entry() {
         .await;
     assert_eq!(moved(&record), (json!("98"), Value::Null));
     c.act(json!({"symbol": "BTCUSDT", "price": 98.01})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    assert_eq!(c.held("BTCUSDT").await.as_deref(), Some("1"));
     c.act(json!({"symbol": "BTCUSDT", "price": 98})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at 98");
+    assert_eq!(c.held("BTCUSDT").await, None, "stopped at 98");
     assert_eq!(fills_for(&c, "stop_loss").await, ["98"]);
     // (98 - 100) x 1 = -2.
     assert_eq!(balance(&c).await, "9998");
@@ -487,9 +476,9 @@ async fn break_even_puts_the_stop_at_the_entry_and_not_past_the_market() {
         .await;
     assert_eq!(moved(&record), (json!("100"), json!("120")));
     c.act(json!({"symbol": "BTCUSDT", "price": 100.01})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    assert_eq!(c.held("BTCUSDT").await.as_deref(), Some("1"));
     c.act(json!({"symbol": "BTCUSDT", "price": 100})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at the entry");
+    assert_eq!(c.held("BTCUSDT").await, None, "stopped at the entry");
     // No slippage: closed at 100 exactly, nothing won or lost.
     assert_eq!(fills_for(&c, "stop_loss").await, ["100"]);
     assert_eq!(balance(&c).await, "10000");
@@ -523,9 +512,9 @@ async fn break_even_puts_the_stop_at_the_entry_and_not_past_the_market() {
     );
     // The stop at 90 still rests.
     c.act(json!({"symbol": "BTCUSDT", "price": 90.01})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    assert_eq!(c.held("BTCUSDT").await.as_deref(), Some("1"));
     c.act(json!({"symbol": "BTCUSDT", "price": 90})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at 90");
+    assert_eq!(c.held("BTCUSDT").await, None, "stopped at 90");
 }
 
 #[actix_web::test]
@@ -588,9 +577,9 @@ async fn moved_levels_survive_a_restart() {
     // target at 110 (not 150).
     c.act(json!({"symbol": "BTCUSDT", "price": 95.01})).await;
     c.act(json!({"symbol": "BTCUSDT", "price": 109.99})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    assert_eq!(c.held("BTCUSDT").await.as_deref(), Some("1"));
     c.act(json!({"symbol": "BTCUSDT", "price": 110})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await, None, "target at 110");
+    assert_eq!(c.held("BTCUSDT").await, None, "target at 110");
     assert_eq!(fills_for(&c, "take_profit").await, ["110"]);
     assert_eq!(balance(&c).await, "10010");
 }
@@ -618,9 +607,9 @@ async fn a_trailing_stop_follows_new_highs_and_never_moves_back() {
     // 108 is no new high: the stop stays at 107.8, and 108 does not cross it.
     c.act(json!({"symbol": "BTCUSDT", "price": 108})).await;
     c.act(json!({"symbol": "BTCUSDT", "price": 107.81})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    assert_eq!(c.held("BTCUSDT").await.as_deref(), Some("1"));
     c.act(json!({"symbol": "BTCUSDT", "price": 107.8})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at 107.8");
+    assert_eq!(c.held("BTCUSDT").await, None, "stopped at 107.8");
     // Fired as a stop, at the level: no slippage in `free_config`.
     assert_eq!(fills_for(&c, "stop_loss").await, ["107.8"]);
     // (107.8 - 100) x 1 = 7.8.
@@ -642,8 +631,8 @@ async fn a_trailed_stop_survives_a_restart() {
     // (not the 98 it was armed at), and the high it trails from is still 110, so 109 moves nothing.
     c.act(json!({"symbol": "BTCUSDT", "price": 109})).await;
     c.act(json!({"symbol": "BTCUSDT", "price": 107.81})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await.as_deref(), Some("1"));
+    assert_eq!(c.held("BTCUSDT").await.as_deref(), Some("1"));
     c.act(json!({"symbol": "BTCUSDT", "price": 107.8})).await;
-    assert_eq!(quantity(&c, "BTCUSDT").await, None, "stopped at 107.8");
+    assert_eq!(c.held("BTCUSDT").await, None, "stopped at 107.8");
     assert_eq!(fills_for(&c, "stop_loss").await, ["107.8"]);
 }

@@ -407,17 +407,6 @@ then = { action = "pause" }
     assert_eq!(fired[0]["trigger"], answer["offset"]);
 }
 
-/// The open position of `symbol` as a trader reads it: its quantity, negative for a short; `None` when flat.
-async fn held(client: &Client, symbol: &str) -> Option<String> {
-    client.position(symbol).await.map(|p| {
-        let quantity = p["quantity"].as_str().unwrap();
-        match p["side"].as_str() {
-            Some("short") => format!("-{quantity}"),
-            _ => quantity.to_string(),
-        }
-    })
-}
-
 /// A fill as `GET /api/orders` lists it: (signal id, symbol, side, quantity).
 type Fill = (String, String, String, String);
 
@@ -488,7 +477,7 @@ then = { action = "reverse", position_size = "0.4" }
     assert_eq!(firings[0]["trigger"], answer["offset"]);
     let trimmed = rule_signal(&client, &firings[0]).await;
     assert_eq!(trimmed["status"], "filled", "{trimmed}");
-    assert_eq!(held(&client, "ETHUSDT").await.as_deref(), Some("0.5"));
+    assert_eq!(client.held("ETHUSDT").await.as_deref(), Some("0.5"));
 
     // The trend turns: the 0.5 long is closed and a 0.4 short opened in its place.
     let (status, answer) = signed_event(
@@ -503,7 +492,7 @@ then = { action = "reverse", position_size = "0.4" }
     assert_eq!(firings[1]["trigger"], answer["offset"]);
     let flipped = rule_signal(&client, &firings[1]).await;
     assert_eq!(flipped["status"], "filled", "{flipped}");
-    assert_eq!(held(&client, "ETHUSDT").await.as_deref(), Some("-0.4"));
+    assert_eq!(client.held("ETHUSDT").await.as_deref(), Some("-0.4"));
 
     // The reverse is two orders: the whole long sold, then the short's own size.
     let id = |record: &Value| record["signal"]["id"].as_str().unwrap().to_string();
@@ -581,7 +570,7 @@ then = { action = "flatten" }
         entry["outcome"]["reason"]["code"], "reducing_only",
         "{entry}"
     );
-    assert_eq!(held(&client, "ETHUSDT").await.as_deref(), Some("1"));
+    assert_eq!(client.held("ETHUSDT").await.as_deref(), Some("1"));
 
     // Good news: trading resumes, and the same entry fills.
     let (status, answer) = signed_event(
@@ -601,7 +590,7 @@ then = { action = "flatten" }
         .act(json!({"symbol": "ETHUSDT", "action": "open_long", "price": 3000}))
         .await;
     assert_eq!(entry["status"], "filled", "entry after resume: {entry}");
-    assert_eq!(held(&client, "ETHUSDT").await.as_deref(), Some("2"));
+    assert_eq!(client.held("ETHUSDT").await.as_deref(), Some("2"));
 
     // A crash: every position is closed, each by a close of its own, and no new entry is taken.
     let (status, answer) = signed_event(

@@ -277,14 +277,7 @@ impl Daemon {
     }
 
     pub fn client(&self) -> Client {
-        Client {
-            base: self.base.clone(),
-            api_base: self.api_base.clone(),
-            read_token: self.read_token.clone(),
-            http: awc::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .finish(),
-        }
+        Client::new(&self.base, &self.api_base, self.read_token.as_deref())
     }
 }
 
@@ -319,6 +312,18 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client for a daemon listening at `base` (webhooks) and `api_base`, such as the binary `start_binary` ran.
+    pub fn new(base: &str, api_base: &str, read_token: Option<&str>) -> Client {
+        Client {
+            base: base.to_string(),
+            api_base: api_base.to_string(),
+            read_token: read_token.map(str::to_string),
+            http: awc::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .finish(),
+        }
+    }
+
     /// POSTs `body` to `/webhook/{source}` with the given headers; returns the status and the JSON answer.
     pub async fn post(
         &self,
@@ -499,6 +504,17 @@ impl Client {
             .iter()
             .find(|p| p["symbol"] == symbol)
             .cloned()
+    }
+
+    /// The open position of `symbol` as a trader reads it: its quantity, negative for a short; `None` when flat.
+    pub async fn held(&self, symbol: &str) -> Option<String> {
+        self.position(symbol).await.map(|p| {
+            let quantity = p["quantity"].as_str().unwrap();
+            match p["side"].as_str() {
+                Some("short") => format!("-{quantity}"),
+                _ => quantity.to_string(),
+            }
+        })
     }
 }
 
